@@ -1,0 +1,59 @@
+//! What happened to a user's factors: the per-user event stream.
+
+use chrono::{DateTime, Utc};
+
+/// The kinds of change appended to a user's event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// An OTP factor was added (NOT_READY), replacing any pending one.
+    OtpAdded,
+    /// The pending OTP factor was verified and is READY.
+    OtpVerified,
+    /// The OTP factor was removed.
+    OtpRemoved,
+}
+
+impl EventKind {
+    /// The stable name stored with the event and written to the audit log.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::OtpAdded => "otp.added",
+            Self::OtpVerified => "otp.verified",
+            Self::OtpRemoved => "otp.removed",
+        }
+    }
+
+    /// Parses a stored name back.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::OtpAdded, Self::OtpVerified, Self::OtpRemoved]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// An appended event: its number in the user's stream and its time. This is
+/// what the contract answers as `details.sequence` / `details.changeDate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FactorEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// 1, 2, 3, ... per user, without gaps.
+    pub sequence: u64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in [EventKind::OtpAdded, EventKind::OtpVerified, EventKind::OtpRemoved] {
+            assert_eq!(EventKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::from_name("otp.unknown"), None);
+    }
+}

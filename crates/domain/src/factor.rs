@@ -1,0 +1,178 @@
+//! The OTP factor and its state machine:
+//! none -> NOT_READY (add) -> READY (verify) -> none (remove).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::totp::TotpParams;
+
+/// Where a factor stands. "None" is the absence of a factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FactorState {
+    /// Added, waiting for its first code.
+    NotReady,
+    /// Verified; usable at login.
+    Ready,
+}
+
+/// A secret sealed by the cipher: the id of the key that sealed it and the
+/// opaque sealed bytes. Only the cipher can open it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// Which configured key sealed it.
+    pub key_id: String,
+    /// Nonce and ciphertext with its tag, as the cipher lays them out.
+    pub sealed: Vec<u8>,
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("key_id", &self.key_id)
+            .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
+            .finish()
+    }
+}
+
+/// Why the state machine refused a change. Each is one row of the
+/// contract's behaviour table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FactorError {
+    /// Add while a READY factor exists.
+    #[error("Multifactor OTP (OneTimePassword) is already set up")]
+    AlreadySetUp,
+    /// Verify without a factor.
+    #[error("Multifactor OTP (OneTimePassword) doesn't exist")]
+    NothingToVerify,
+    /// Verify while the factor is already READY.
+    #[error("Multifactor OTP (OneTimePassword) is already set up")]
+    AlreadyVerified,
+    /// Verify with a code that does not match.
+    #[error("Invalid code")]
+    InvalidCode,
+    /// Remove without a factor.
+    #[error("Multifactor OTP (OneTimePassword) doesn't exist")]
+    NothingToRemove,
+}
+
+/// A user's OTP factor as stored: state, sealed secret and the parameters it
+/// was enrolled with (a configuration change never breaks an enrolled factor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtpFactor {
+    /// NOT_READY or READY.
+    pub state: FactorState,
+    /// The sealed secret.
+    pub secret: SealedSecret,
+    /// Algorithm, digits, period and skew of this factor.
+    pub params: TotpParams,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed state.
+    pub changed_at: DateTime<Utc>,
+}
+
+impl OtpFactor {
+    /// Add: allowed when there is no factor or only a pending one, which the
+    /// new factor replaces (its secret stops working).
+    ///
+    /// # Errors
+    /// [`FactorError::AlreadySetUp`] when a READY factor exists.
+    pub fn add(
+        current: Option<&Self>,
+        secret: SealedSecret,
+        params: TotpParams,
+        at: DateTime<Utc>,
+    ) -> Result<Self, FactorError> {
+        if current.is_some_and(|factor| factor.state == FactorState::Ready) {
+            return Err(FactorError::AlreadySetUp);
+        }
+        Ok(Self { state: FactorState::NotReady, secret, params, created_at: at, changed_at: at })
+    }
+
+    /// The factor a Verify may act on: it must exist and still be pending.
+    ///
+    /// # Errors
+    /// [`FactorError::NothingToVerify`] or [`FactorError::AlreadyVerified`].
+    pub fn pending_for_verify(current: Option<&Self>) -> Result<&Self, FactorError> {
+        match current {
+            None => Err(FactorError::NothingToVerify),
+            Some(factor) if factor.state == FactorState::Ready => Err(FactorError::AlreadyVerified),
+            Some(factor) => Ok(factor),
+        }
+    }
+
+    /// The factor after its first right code.
+    #[must_use]
+    pub fn verified(&self, at: DateTime<Utc>) -> Self {
+        Self { state: FactorState::Ready, changed_at: at, ..self.clone() }
+    }
+
+    /// Remove: allowed for a pending or READY factor.
+    ///
+    /// # Errors
+    /// [`FactorError::NothingToRemove`] when there is no factor.
+    pub fn remove(current: Option<&Self>) -> Result<(), FactorError> {
+        current.map(|_| ()).ok_or(FactorError::NothingToRemove)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealed(tag: u8) -> SealedSecret {
+        SealedSecret { key_id: "k1".into(), sealed: vec![tag; 48] }
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn add_creates_a_pending_factor_and_replaces_a_pending_one() {
+        let first = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10)).unwrap();
+        assert_eq!(first.state, FactorState::NotReady);
+        let second = OtpFactor::add(Some(&first), sealed(2), TotpParams::default(), at(20)).unwrap();
+        assert_eq!(second.secret, sealed(2));
+        assert_eq!(second.created_at, at(20));
+    }
+
+    #[test]
+    fn add_refuses_when_ready() {
+        let ready = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10))
+            .unwrap()
+            .verified(at(11));
+        assert_eq!(ready.state, FactorState::Ready);
+        assert_eq!(ready.changed_at, at(11));
+        assert_eq!(ready.created_at, at(10));
+        assert_eq!(
+            OtpFactor::add(Some(&ready), sealed(2), TotpParams::default(), at(12)),
+            Err(FactorError::AlreadySetUp)
+        );
+    }
+
+    #[test]
+    fn verify_needs_a_pending_factor() {
+        assert_eq!(OtpFactor::pending_for_verify(None), Err(FactorError::NothingToVerify));
+        let pending = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10)).unwrap();
+        assert!(OtpFactor::pending_for_verify(Some(&pending)).is_ok());
+        let ready = pending.verified(at(11));
+        assert_eq!(OtpFactor::pending_for_verify(Some(&ready)), Err(FactorError::AlreadyVerified));
+    }
+
+    #[test]
+    fn remove_needs_a_factor_in_any_state() {
+        assert_eq!(OtpFactor::remove(None), Err(FactorError::NothingToRemove));
+        let pending = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10)).unwrap();
+        assert!(OtpFactor::remove(Some(&pending)).is_ok());
+        assert!(OtpFactor::remove(Some(&pending.verified(at(11)))).is_ok());
+    }
+
+    #[test]
+    fn sealed_secret_debug_shows_no_bytes() {
+        let debug = format!("{:?}", sealed(0xAB));
+        assert!(debug.contains("48 bytes"));
+        assert!(!debug.contains("171"));
+    }
+}

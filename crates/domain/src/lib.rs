@@ -1,0 +1,16 @@
+//! The OTP factor domain: valid-by-construction values, TOTP math and the
+//! factor's state machine. No I/O, no framework, no clock: time comes in as a
+//! value from the caller.
+
+pub mod event;
+pub mod factor;
+pub mod identity;
+pub mod totp;
+
+pub use event::{EventKind, FactorEvent};
+pub use factor::{FactorError, FactorState, OtpFactor, SealedSecret};
+pub use identity::{IdentityError, LoginName, OrgId, UserId};
+pub use totp::{
+    otpauth_url, SubmittedCode, TimeStep, TotpAlgorithm, TotpKey, TotpParams, TotpParamsError,
+    TotpSecret,
+};
