@@ -1,1 +1,8 @@
-//! placeholder
+//! Secrets at rest and fresh secrets: AES-256-GCM sealing with key ids
+//! (the `SecretCipher` port) and the OS CSPRNG (the `SecretSource` port).
+
+mod keyring;
+mod random;
+
+pub use keyring::{AesGcmCipher, KeyringError};
+pub use random::{OsSecrets, generate_key_line};

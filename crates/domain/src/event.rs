@@ -51,7 +51,11 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for kind in [EventKind::OtpAdded, EventKind::OtpVerified, EventKind::OtpRemoved] {
+        for kind in [
+            EventKind::OtpAdded,
+            EventKind::OtpVerified,
+            EventKind::OtpRemoved,
+        ] {
             assert_eq!(EventKind::from_name(kind.as_str()), Some(kind));
         }
         assert_eq!(EventKind::from_name("otp.unknown"), None);

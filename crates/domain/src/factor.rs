@@ -87,7 +87,13 @@ impl OtpFactor {
         if current.is_some_and(|factor| factor.state == FactorState::Ready) {
             return Err(FactorError::AlreadySetUp);
         }
-        Ok(Self { state: FactorState::NotReady, secret, params, created_at: at, changed_at: at })
+        Ok(Self {
+            state: FactorState::NotReady,
+            secret,
+            params,
+            created_at: at,
+            changed_at: at,
+        })
     }
 
     /// The factor a Verify may act on: it must exist and still be pending.
@@ -105,7 +111,11 @@ impl OtpFactor {
     /// The factor after its first right code.
     #[must_use]
     pub fn verified(&self, at: DateTime<Utc>) -> Self {
-        Self { state: FactorState::Ready, changed_at: at, ..self.clone() }
+        Self {
+            state: FactorState::Ready,
+            changed_at: at,
+            ..self.clone()
+        }
     }
 
     /// Remove: allowed for a pending or READY factor.
@@ -122,7 +132,10 @@ mod tests {
     use super::*;
 
     fn sealed(tag: u8) -> SealedSecret {
-        SealedSecret { key_id: "k1".into(), sealed: vec![tag; 48] }
+        SealedSecret {
+            key_id: "k1".into(),
+            sealed: vec![tag; 48],
+        }
     }
 
     fn at(seconds: i64) -> DateTime<Utc> {
@@ -133,7 +146,8 @@ mod tests {
     fn add_creates_a_pending_factor_and_replaces_a_pending_one() {
         let first = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10)).unwrap();
         assert_eq!(first.state, FactorState::NotReady);
-        let second = OtpFactor::add(Some(&first), sealed(2), TotpParams::default(), at(20)).unwrap();
+        let second =
+            OtpFactor::add(Some(&first), sealed(2), TotpParams::default(), at(20)).unwrap();
         assert_eq!(second.secret, sealed(2));
         assert_eq!(second.created_at, at(20));
     }
@@ -154,11 +168,17 @@ mod tests {
 
     #[test]
     fn verify_needs_a_pending_factor() {
-        assert_eq!(OtpFactor::pending_for_verify(None), Err(FactorError::NothingToVerify));
+        assert_eq!(
+            OtpFactor::pending_for_verify(None),
+            Err(FactorError::NothingToVerify)
+        );
         let pending = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10)).unwrap();
         assert!(OtpFactor::pending_for_verify(Some(&pending)).is_ok());
         let ready = pending.verified(at(11));
-        assert_eq!(OtpFactor::pending_for_verify(Some(&ready)), Err(FactorError::AlreadyVerified));
+        assert_eq!(
+            OtpFactor::pending_for_verify(Some(&ready)),
+            Err(FactorError::AlreadyVerified)
+        );
     }
 
     #[test]

@@ -86,14 +86,20 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_ids() {
-        assert_eq!(UserId::parse("69629023906488334").unwrap().as_str(), "69629023906488334");
+        assert_eq!(
+            UserId::parse("69629023906488334").unwrap().as_str(),
+            "69629023906488334"
+        );
         assert!(LoginName::parse("gigi@acme.zitadel.cloud").is_ok());
     }
 
     #[test]
     fn refuses_empty_long_and_control_values() {
         assert_eq!(UserId::parse(""), Err(IdentityError::Empty("user id")));
-        assert_eq!(OrgId::parse("x".repeat(201)), Err(IdentityError::TooLong("organisation id")));
+        assert_eq!(
+            OrgId::parse("x".repeat(201)),
+            Err(IdentityError::TooLong("organisation id"))
+        );
         assert!(OrgId::parse("x".repeat(200)).is_ok());
         assert_eq!(
             LoginName::parse("a\nb"),

@@ -11,6 +11,6 @@ pub use event::{EventKind, FactorEvent};
 pub use factor::{FactorError, FactorState, OtpFactor, SealedSecret};
 pub use identity::{IdentityError, LoginName, OrgId, UserId};
 pub use totp::{
-    otpauth_url, SubmittedCode, TimeStep, TotpAlgorithm, TotpKey, TotpParams, TotpParamsError,
-    TotpSecret,
+    SubmittedCode, TimeStep, TotpAlgorithm, TotpKey, TotpParams, TotpParamsError, TotpSecret,
+    otpauth_url,
 };

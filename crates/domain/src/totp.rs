@@ -146,7 +146,12 @@ pub struct TotpParams {
 impl Default for TotpParams {
     /// SHA1, 6 digits, 30 seconds, one step either side: what apps assume.
     fn default() -> Self {
-        Self { algorithm: TotpAlgorithm::Sha1, digits: 6, period: 30, skew: 1 }
+        Self {
+            algorithm: TotpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+            skew: 1,
+        }
     }
 }
 
@@ -172,7 +177,12 @@ impl TotpParams {
         if skew > 2 {
             return Err(TotpParamsError::Skew(skew));
         }
-        Ok(Self { algorithm, digits, period, skew })
+        Ok(Self {
+            algorithm,
+            digits,
+            period,
+            skew,
+        })
     }
 
     /// The HMAC hash.
@@ -347,8 +357,7 @@ mod tests {
     /// RFC 6238 Appendix B: the ASCII seeds of the reference implementation.
     const SEED_SHA1: &[u8] = b"12345678901234567890";
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
-    const SEED_SHA512: &[u8] =
-        b"1234567890123456789012345678901234567890123456789012345678901234";
+    const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 
     #[test]
     fn rfc6238_appendix_b_vectors() {
@@ -365,8 +374,16 @@ mod tests {
         let sha512 = key(SEED_SHA512, TotpAlgorithm::Sha512, 8);
         for (time, c1, c256, c512) in table {
             assert_eq!(sha1.code_at(time).expose_secret(), c1, "SHA1 at {time}");
-            assert_eq!(sha256.code_at(time).expose_secret(), c256, "SHA256 at {time}");
-            assert_eq!(sha512.code_at(time).expose_secret(), c512, "SHA512 at {time}");
+            assert_eq!(
+                sha256.code_at(time).expose_secret(),
+                c256,
+                "SHA256 at {time}"
+            );
+            assert_eq!(
+                sha512.code_at(time).expose_secret(),
+                c512,
+                "SHA512 at {time}"
+            );
             let code = SubmittedCode::parse(c1).unwrap();
             assert_eq!(sha1.verify(&code, time), Some(TimeStep(time / 30)));
         }
@@ -452,21 +469,39 @@ mod tests {
     fn secret_round_trips_base32_and_never_prints() {
         let s = TotpSecret::from_base32("TJOPWSDYILLHXFV4MLKNNJOWFG7VSDCK").unwrap();
         assert_eq!(s.expose_bytes().len(), 20);
-        assert_eq!(s.to_base32().expose_secret(), "TJOPWSDYILLHXFV4MLKNNJOWFG7VSDCK");
+        assert_eq!(
+            s.to_base32().expose_secret(),
+            "TJOPWSDYILLHXFV4MLKNNJOWFG7VSDCK"
+        );
         let first = format!("{s:?}");
         let debug = format!("{first} {:?}", TotpKey::new(s, TotpParams::default()));
         assert!(!debug.contains("TJOPWSDY"), "{debug}");
         assert!(debug.contains("REDACTED"));
-        assert_eq!(format!("{:?}", SubmittedCode::parse("123456").unwrap()), "SubmittedCode([REDACTED])");
+        assert_eq!(
+            format!("{:?}", SubmittedCode::parse("123456").unwrap()),
+            "SubmittedCode([REDACTED])"
+        );
     }
 
     #[test]
     fn secret_and_params_bounds() {
-        assert_eq!(TotpSecret::from_bytes(vec![0; 15]).err(), Some(TotpParamsError::SecretLength(15)));
+        assert_eq!(
+            TotpSecret::from_bytes(vec![0; 15]).err(),
+            Some(TotpParamsError::SecretLength(15))
+        );
         assert!(TotpSecret::from_base32("not base32!").is_err());
-        assert_eq!(TotpParams::new(TotpAlgorithm::Sha1, 7, 30, 1), Err(TotpParamsError::Digits(7)));
-        assert_eq!(TotpParams::new(TotpAlgorithm::Sha1, 6, 5, 1), Err(TotpParamsError::Period(5)));
-        assert_eq!(TotpParams::new(TotpAlgorithm::Sha1, 6, 30, 3), Err(TotpParamsError::Skew(3)));
+        assert_eq!(
+            TotpParams::new(TotpAlgorithm::Sha1, 7, 30, 1),
+            Err(TotpParamsError::Digits(7))
+        );
+        assert_eq!(
+            TotpParams::new(TotpAlgorithm::Sha1, 6, 5, 1),
+            Err(TotpParamsError::Period(5))
+        );
+        assert_eq!(
+            TotpParams::new(TotpAlgorithm::Sha1, 6, 30, 3),
+            Err(TotpParamsError::Skew(3))
+        );
         assert_eq!(TotpAlgorithm::parse("sha256"), Ok(TotpAlgorithm::Sha256));
         assert!(TotpAlgorithm::parse("MD5").is_err());
     }

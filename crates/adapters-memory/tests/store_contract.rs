@@ -1,0 +1,11 @@
+//! The FactorStore contract, against the memory store.
+
+use std::sync::Arc;
+
+use adapters_memory::MemoryFactorStore;
+use application::testing::store_contract;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_store_meets_the_factor_store_contract() {
+    store_contract::run_all(Arc::new(MemoryFactorStore::new())).await;
+}

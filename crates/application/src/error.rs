@@ -1,0 +1,210 @@
+//! The application's one error vocabulary: each error knows its gRPC status
+//! code, its contract error id (where the contract gives one) and its text.
+//! Adapters only render it.
+
+use std::borrow::Cow;
+
+use domain::FactorError;
+
+/// The gRPC status codes this service answers with (google.rpc.Code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusCode {
+    /// 3
+    InvalidArgument = 3,
+    /// 5
+    NotFound = 5,
+    /// 6
+    AlreadyExists = 6,
+    /// 7
+    PermissionDenied = 7,
+    /// 9
+    FailedPrecondition = 9,
+    /// 12
+    Unimplemented = 12,
+    /// 13
+    Internal = 13,
+    /// 14
+    Unavailable = 14,
+    /// 16
+    Unauthenticated = 16,
+}
+
+impl StatusCode {
+    /// The numeric code.
+    #[must_use]
+    pub const fn as_i32(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Why a store could not do its job. The cause is for the operator's log,
+/// never for the client; it must never carry a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or timed out; worth retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something that breaks its own invariants.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Everything a use case can answer instead of success.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplicationError {
+    /// A rule of the factor's state machine (the contract's behaviour table).
+    #[error(transparent)]
+    Factor(#[from] FactorError),
+    /// The request breaks a field rule; the text says which (no error id, as
+    /// ZITADEL's request validation answers).
+    #[error("{0}")]
+    InvalidRequest(Cow<'static, str>),
+    /// No `Authorization` header at all.
+    #[error("auth header missing")]
+    AuthHeaderMissing,
+    /// A header that is not `Bearer <token>`, or a token that fails validation.
+    #[error("Errors.Token.Invalid")]
+    TokenInvalid,
+    /// The token issuer's keys or the database could not be reached.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// Something broke inside the service; the cause went to the log.
+    #[error("Errors.Internal")]
+    Internal,
+}
+
+impl ApplicationError {
+    /// The gRPC status code (the HTTP status follows from it).
+    #[must_use]
+    pub const fn code(&self) -> StatusCode {
+        match self {
+            Self::Factor(FactorError::AlreadySetUp) => StatusCode::AlreadyExists,
+            Self::Factor(FactorError::NothingToVerify | FactorError::NothingToRemove) => {
+                StatusCode::NotFound
+            }
+            Self::Factor(FactorError::AlreadyVerified) => StatusCode::FailedPrecondition,
+            Self::Factor(FactorError::InvalidCode) | Self::InvalidRequest(_) => {
+                StatusCode::InvalidArgument
+            }
+            Self::AuthHeaderMissing | Self::TokenInvalid => StatusCode::Unauthenticated,
+            Self::Unavailable(_) => StatusCode::Unavailable,
+            Self::Internal => StatusCode::Internal,
+        }
+    }
+
+    /// The contract's error id, carried in the `zitadel.v1.ErrorDetail`.
+    #[must_use]
+    pub const fn id(&self) -> Option<&'static str> {
+        match self {
+            Self::Factor(FactorError::AlreadySetUp) => Some("COMMAND-do9se"),
+            Self::Factor(FactorError::NothingToVerify) => Some("COMMAND-3Mif9s"),
+            Self::Factor(FactorError::AlreadyVerified) => Some("COMMAND-qx4ls"),
+            Self::Factor(FactorError::InvalidCode) => Some("EVENT-8isk2"),
+            Self::Factor(FactorError::NothingToRemove) => Some("COMMAND-Hd9sd"),
+            Self::TokenInvalid => Some("AUTH-7fs1e"),
+            Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
+            Self::Internal => Some("OTP-INTERNAL"),
+            Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
+        }
+    }
+
+    /// The text without the id.
+    #[must_use]
+    pub fn text(&self) -> String {
+        self.to_string()
+    }
+
+    /// The status message as ZITADEL sends it: `"<text> (<id>)"`, or the bare
+    /// text where there is no id.
+    #[must_use]
+    pub fn status_message(&self) -> String {
+        match self.id() {
+            Some(id) => format!("{self} ({id})"),
+            None => self.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for ApplicationError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => {
+                tracing::error!(%cause, "factor store unavailable");
+                Self::Unavailable("Errors.Store.Unavailable")
+            }
+            StoreError::Corrupt(cause) => {
+                tracing::error!(%cause, "factor store answered inconsistent data");
+                Self::Internal
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_rows_have_their_ids_codes_and_messages() {
+        let cases = [
+            (
+                FactorError::AlreadySetUp,
+                6,
+                "COMMAND-do9se",
+                "Multifactor OTP (OneTimePassword) is already set up",
+            ),
+            (
+                FactorError::NothingToVerify,
+                5,
+                "COMMAND-3Mif9s",
+                "Multifactor OTP (OneTimePassword) doesn't exist",
+            ),
+            (
+                FactorError::AlreadyVerified,
+                9,
+                "COMMAND-qx4ls",
+                "Multifactor OTP (OneTimePassword) is already set up",
+            ),
+            (FactorError::InvalidCode, 3, "EVENT-8isk2", "Invalid code"),
+            (
+                FactorError::NothingToRemove,
+                5,
+                "COMMAND-Hd9sd",
+                "Multifactor OTP (OneTimePassword) doesn't exist",
+            ),
+        ];
+        for (factor, code, id, text) in cases {
+            let error = ApplicationError::from(factor);
+            assert_eq!(error.code().as_i32(), code);
+            assert_eq!(error.id(), Some(id));
+            assert_eq!(error.text(), text);
+            assert_eq!(error.status_message(), format!("{text} ({id})"));
+        }
+    }
+
+    #[test]
+    fn auth_errors_follow_section_six() {
+        assert_eq!(
+            ApplicationError::AuthHeaderMissing.status_message(),
+            "auth header missing"
+        );
+        assert_eq!(
+            ApplicationError::AuthHeaderMissing.code(),
+            StatusCode::Unauthenticated
+        );
+        assert_eq!(
+            ApplicationError::TokenInvalid.status_message(),
+            "Errors.Token.Invalid (AUTH-7fs1e)"
+        );
+    }
+
+    #[test]
+    fn store_failures_hide_their_cause() {
+        let error = ApplicationError::from(StoreError::Unavailable("password=hunter2".into()));
+        assert_eq!(error.code(), StatusCode::Unavailable);
+        assert!(!error.status_message().contains("hunter2"));
+        let error = ApplicationError::from(StoreError::Corrupt("bad row".into()));
+        assert_eq!(error.code(), StatusCode::Internal);
+        assert!(!error.status_message().contains("bad row"));
+    }
+}

@@ -1,0 +1,72 @@
+//! Add: a new pending factor with a fresh secret, shown once.
+
+use secrecy::SecretString;
+
+use domain::{EventKind, OtpFactor, TotpKey, otpauth_url};
+
+use super::{ObjectDetails, OtpFactors, audit};
+use crate::authenticate::Principal;
+use crate::error::ApplicationError;
+use crate::ports::{Change, CipherError};
+
+/// The answer to Add: the otpauth URL and the base32 secret (both secret),
+/// and the details of the `otp.added` event.
+#[derive(Debug)]
+pub struct AddedOtp {
+    /// `otpauth://totp/...`, to show as a QR code.
+    pub url: SecretString,
+    /// The base32 secret, for manual entry.
+    pub secret: SecretString,
+    /// The event's details; `creation_date` = `change_date`.
+    pub details: ObjectDetails,
+}
+
+impl OtpFactors {
+    /// Adds a pending OTP factor for the signed-in user, replacing a pending
+    /// one (whose secret stops working).
+    ///
+    /// # Errors
+    /// `AlreadySetUp` when a READY factor exists; store failures.
+    #[tracing::instrument(name = "AddOtp", skip_all, fields(user_id = %principal.user_id))]
+    pub async fn add_otp(&self, principal: &Principal) -> Result<AddedOtp, ApplicationError> {
+        let context = self.context(principal);
+        let at = context.at;
+        let params = self.settings.params;
+        let key = TotpKey::new(self.secrets.generate(), params);
+        let sealed = self
+            .cipher
+            .seal(&principal.user_id, key.secret())
+            .map_err(|error| {
+                tracing::error!(%error, "sealing a new secret failed");
+                ApplicationError::Internal
+            })?;
+
+        let decide = Box::new(move |current: Option<&OtpFactor>| {
+            let factor = OtpFactor::add(current, sealed, params, at)?;
+            Ok(Change {
+                factor: Some(factor),
+                event: EventKind::OtpAdded,
+            })
+        });
+        let event = self
+            .store
+            .change(&principal.user_id, context, decide)
+            .await?;
+        audit(principal, &event);
+
+        let mut details = ObjectDetails::of_change(event, principal);
+        details.creation_date = Some(event.at);
+        Ok(AddedOtp {
+            url: otpauth_url(&self.settings.issuer, principal.account(), &key),
+            secret: key.secret().to_base32(),
+            details,
+        })
+    }
+}
+
+/// How a sealed secret that will not open is answered: the cause is for the
+/// operator, the client learns only that something broke inside.
+pub(super) fn cipher_failure(error: &CipherError) -> ApplicationError {
+    tracing::error!(%error, "stored secret could not be opened");
+    ApplicationError::Internal
+}
