@@ -9,7 +9,11 @@ use chrono::{DateTime, Duration, Utc};
 
 use domain::{TotpSecret, UserId};
 
-use crate::ports::{Clock, SecretSource};
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::authenticate::Principal;
+use crate::ports::{Clock, SecretSource, TokenError, TokenVerifier};
 
 /// A clock that stands still until moved.
 #[derive(Debug)]
@@ -70,6 +74,46 @@ pub fn unique_user(prefix: &str) -> UserId {
     match UserId::parse(format!("{prefix}-{}-{n}-{nanos}", std::process::id())) {
         Ok(user) => user,
         Err(error) => unreachable!("generated ids are valid: {error}"),
+    }
+}
+
+/// A verifier that knows a fixed set of tokens, for adapter tests that are
+/// not about token validation.
+#[derive(Debug, Default)]
+pub struct StaticTokens(std::collections::HashMap<String, Principal>);
+
+impl StaticTokens {
+    /// Accepts `token` as `principal`.
+    #[must_use]
+    pub fn with(mut self, token: &str, principal: Principal) -> Self {
+        self.0.insert(token.to_owned(), principal);
+        self
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for StaticTokens {
+    async fn verify(&self, token: &SecretString) -> Result<Principal, TokenError> {
+        self.0
+            .get(token.expose_secret())
+            .cloned()
+            .ok_or_else(|| TokenError::Invalid("unknown test token".into()))
+    }
+}
+
+/// A principal with the given user id, organisation `org-1` and login name
+/// `<user>@example.com`.
+#[must_use]
+pub fn principal(user: &str) -> Principal {
+    fn parse<T>(value: Result<T, domain::IdentityError>) -> T {
+        value.unwrap_or_else(|e| unreachable!("test identities are valid: {e}"))
+    }
+    Principal {
+        user_id: parse(UserId::parse(user)),
+        org_id: Some(parse(domain::OrgId::parse("org-1"))),
+        login_name: Some(parse(domain::LoginName::parse(format!(
+            "{user}@example.com"
+        )))),
     }
 }
 

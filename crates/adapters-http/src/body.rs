@@ -1,0 +1,92 @@
+//! Request bodies: size limit, content type, and proto3-JSON decoding with
+//! errors that name the problem without echoing the body (it may hold a code).
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, web};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::MAX_BODY_BYTES;
+use crate::error::ApiError;
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
+async fn read_limited(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large =
+        || ApiError::bad_request(format!("request body exceeds {MAX_BODY_BYTES} bytes"));
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("request body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// JSON, with or without parameters, or any `+json` type; a missing type is
+/// taken as JSON (as grpc-gateway does).
+fn is_json(request: &HttpRequest) -> bool {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Decodes the body as the request message `T` (`name` is its proto name).
+/// An empty body is the empty message; unknown fields are ignored.
+pub(crate) async fn message<T: DeserializeOwned + Default>(
+    name: &str,
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let body = read_limited(request, payload).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    if !is_json(request) {
+        return Err(ApiError::bad_request(format!(
+            "unsupported content type for {name}: send application/json"
+        )));
+    }
+    // Proto3 JSON messages are objects: anything else (an array, a number)
+    // is refused even where serde would map it onto the struct.
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+        .map_err(|error| {
+            use serde_json::error::Category;
+            let what = match error.classify() {
+                Category::Syntax | Category::Io => "malformed JSON",
+                Category::Eof => "truncated JSON",
+                Category::Data => "not a JSON object",
+            };
+            ApiError::bad_request(format!(
+                "invalid {name} body: {what} at line {} column {}",
+                error.line(),
+                error.column()
+            ))
+        })?;
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|_| {
+        ApiError::bad_request(format!("invalid {name} body: a field has the wrong type"))
+    })
+}

@@ -1,0 +1,138 @@
+//! Proto3 JSON of the contract's messages, as grpc-gateway emits them:
+//! lowerCamelCase keys, uint64 as strings, RFC 3339 UTC timestamps with 0, 3,
+//! 6 or 9 fractional digits, enums by name, unset fields left out.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use application::{AddedOtp, ListedFactor, ObjectDetails};
+
+/// Requests without fields (Add, Remove, List): any JSON object is accepted.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct EmptyRequest {}
+
+/// `VerifyMyAuthFactorOTPRequest`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct VerifyRequest {
+    /// `null` and absent both mean the empty string, as in proto3 JSON.
+    #[serde(default)]
+    pub(crate) code: Option<String>,
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// `zitadel.v1.ObjectDetails`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Details {
+    sequence: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    creation_date: Option<String>,
+    change_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_owner: Option<String>,
+}
+
+impl From<ObjectDetails> for Details {
+    fn from(details: ObjectDetails) -> Self {
+        Self {
+            sequence: details.sequence.to_string(),
+            creation_date: details.creation_date.map(timestamp),
+            change_date: timestamp(details.change_date),
+            resource_owner: details.resource_owner.map(|org| org.as_str().to_owned()),
+        }
+    }
+}
+
+/// `AddMyAuthFactorOTPResponse`: the only place the secret leaves the service.
+#[derive(Debug, Serialize)]
+pub(crate) struct AddResponse {
+    url: String,
+    secret: String,
+    details: Details,
+}
+
+impl From<AddedOtp> for AddResponse {
+    fn from(added: AddedOtp) -> Self {
+        Self {
+            url: added.url.expose_secret().to_owned(),
+            secret: added.secret.expose_secret().to_owned(),
+            details: added.details.into(),
+        }
+    }
+}
+
+/// `VerifyMyAuthFactorOTPResponse` and `RemoveMyAuthFactorOTPResponse`.
+#[derive(Debug, Serialize)]
+pub(crate) struct DetailsResponse {
+    details: Details,
+}
+
+impl From<ObjectDetails> for DetailsResponse {
+    fn from(details: ObjectDetails) -> Self {
+        Self {
+            details: details.into(),
+        }
+    }
+}
+
+/// `zitadel.user.v1.AuthFactor` with the `otp` member of its oneof.
+#[derive(Debug, Serialize)]
+struct AuthFactor {
+    state: &'static str,
+    otp: Empty,
+}
+
+#[derive(Debug, Serialize)]
+struct Empty {}
+
+/// `ListMyAuthFactorsResponse`. An empty list leaves `result` out.
+#[derive(Debug, Serialize)]
+pub(crate) struct ListResponse {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    result: Vec<AuthFactor>,
+}
+
+impl From<Vec<ListedFactor>> for ListResponse {
+    fn from(factors: Vec<ListedFactor>) -> Self {
+        let result = factors
+            .into_iter()
+            .map(|ListedFactor::Otp| AuthFactor {
+                state: "AUTH_FACTOR_STATE_READY",
+                otp: Empty {},
+            })
+            .collect();
+        Self { result }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_use_zero_three_six_or_nine_digits() {
+        let at = |nanos| Utc.timestamp_opt(1_742_554_287, nanos).unwrap();
+        assert_eq!(timestamp(at(198_000_000)), "2025-03-21T10:51:27.198Z");
+        assert_eq!(timestamp(at(0)), "2025-03-21T10:51:27Z");
+        assert_eq!(timestamp(at(198_123_000)), "2025-03-21T10:51:27.198123Z");
+    }
+
+    #[test]
+    fn list_json_matches_the_contract() {
+        let json = serde_json::to_string(&ListResponse::from(vec![ListedFactor::Otp])).unwrap();
+        assert_eq!(
+            json,
+            r#"{"result":[{"state":"AUTH_FACTOR_STATE_READY","otp":{}}]}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ListResponse::from(vec![])).unwrap(),
+            "{}"
+        );
+    }
+}

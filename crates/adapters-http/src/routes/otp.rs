@@ -1,0 +1,92 @@
+//! `/auth/v1/users/me/auth_factors/...`: the four OTP calls.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use application::Principal;
+
+use super::method_not_allowed;
+use crate::HttpState;
+use crate::body::message;
+use crate::error::ApiError;
+use crate::json::{AddResponse, DetailsResponse, EmptyRequest, ListResponse, VerifyRequest};
+
+const OTP: &str = "/auth/v1/users/me/auth_factors/otp";
+const VERIFY: &str = "/auth/v1/users/me/auth_factors/otp/_verify";
+const SEARCH: &str = "/auth/v1/users/me/auth_factors/_search";
+
+pub(crate) fn register(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource(OTP)
+                .route(web::post().to(add))
+                .route(web::delete().to(remove))
+                .default_service(web::to(|| async { method_not_allowed("POST, DELETE") })),
+        )
+        .service(
+            web::resource(VERIFY)
+                .route(web::post().to(verify))
+                .default_service(web::to(|| async { method_not_allowed("POST") })),
+        )
+        .service(
+            web::resource(SEARCH)
+                .route(web::post().to(list))
+                .default_service(web::to(|| async { method_not_allowed("POST") })),
+        );
+}
+
+/// The signed-in user ("me") of this request.
+async fn me(state: &HttpState, request: &HttpRequest) -> Result<Principal, ApiError> {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    Ok(state.auth.authenticate(header).await?)
+}
+
+async fn add(
+    state: web::Data<HttpState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let principal = me(&state, &request).await?;
+    message::<EmptyRequest>("AddMyAuthFactorOTPRequest", &request, payload).await?;
+    let added = state.factors.add_otp(&principal).await?;
+    Ok(HttpResponse::Ok().json(AddResponse::from(added)))
+}
+
+async fn verify(
+    state: web::Data<HttpState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let principal = me(&state, &request).await?;
+    let body = message::<VerifyRequest>("VerifyMyAuthFactorOTPRequest", &request, payload).await?;
+    let details = state
+        .factors
+        .verify_otp(&principal, body.code.as_deref().unwrap_or_default())
+        .await?;
+    Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
+}
+
+async fn remove(
+    state: web::Data<HttpState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let principal = me(&state, &request).await?;
+    message::<EmptyRequest>("RemoveMyAuthFactorOTPRequest", &request, payload).await?;
+    let details = state.factors.remove_otp(&principal).await?;
+    Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
+}
+
+async fn list(
+    state: web::Data<HttpState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let principal = me(&state, &request).await?;
+    message::<EmptyRequest>("ListMyAuthFactorsRequest", &request, payload).await?;
+    let factors = state.factors.list_factors(&principal).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::from(factors)))
+}
