@@ -1,0 +1,143 @@
+//! Reading the database URL and opening connections. The URL goes into a
+//! parsed [`tokio_postgres::Config`] (whose Debug output hides the password)
+//! and nowhere else: it is never handed to diesel, logged or put in an error.
+
+use std::fmt;
+
+use diesel::ConnectionResult;
+use diesel::result::ConnectionError;
+use diesel_async::AsyncPgConnection;
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::{Config, NoTls};
+
+use crate::error::PgError;
+
+/// Parses a `postgres://` URL (or a libpq `key=value` string) and checks it
+/// names a server.
+///
+/// # Errors
+/// [`PgError::InvalidUrl`] with a reason that quotes nothing from the URL.
+pub(crate) fn parse_url(url: &SecretString) -> Result<Config, PgError> {
+    let config: Config = url.expose_secret().parse().map_err(|_| {
+        PgError::InvalidUrl(
+            "not a PostgreSQL connection URL (expected postgres://user[:password]@host[:port]/database)",
+        )
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(PgError::InvalidUrl("the URL names no host"));
+    }
+    Ok(config)
+}
+
+/// Opens one connection (plain TCP or Unix socket, no TLS) and hands it to
+/// diesel-async, which drives it on the current tokio runtime.
+pub(crate) async fn establish(config: &Config) -> ConnectionResult<AsyncPgConnection> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|error| ConnectionError::BadConnection(with_causes(&error)))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+/// An error's text followed by its causes' (tokio-postgres keeps the useful
+/// part, such as "Connection refused", in the source).
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `host:port` of the first server the config names, without user or password:
+/// safe for messages.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn server_address(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "<no host>".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+/// Removes the configured password from text that came back from the
+/// driver, should it ever echo it. Belt and braces: no known message does.
+#[derive(Clone)]
+pub(crate) struct Redactor {
+    password: Option<SecretString>,
+}
+
+impl Redactor {
+    /// Remembers the password of `config`, if it has one long enough to be
+    /// told apart from ordinary text.
+    pub(crate) fn new(config: &Config) -> Self {
+        let password = config
+            .get_password()
+            .filter(|password| password.len() >= 3)
+            .map(|password| SecretString::from(String::from_utf8_lossy(password).into_owned()));
+        Self { password }
+    }
+
+    /// `text` with every occurrence of the password replaced.
+    pub(crate) fn redact(&self, text: impl Into<String>) -> String {
+        let text = text.into();
+        match &self.password {
+            Some(password) if text.contains(password.expose_secret()) => {
+                text.replace(password.expose_secret(), "[REDACTED]")
+            }
+            _ => text,
+        }
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Redactor([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_or_fail_without_quoting_themselves() {
+        let good = parse_url(&SecretString::from(
+            "postgres://otp:hunter2@db.internal:6543/otp",
+        ))
+        .unwrap();
+        assert_eq!(server_address(&good), "db.internal:6543");
+        assert!(!format!("{good:?}").contains("hunter2"));
+        for bad in [
+            "postgres://otp:hunter2@db.internal:notaport/otp",
+            "hunter2 is not a url",
+            "",
+        ] {
+            let error = parse_url(&SecretString::from(bad)).unwrap_err();
+            assert!(matches!(error, PgError::InvalidUrl(_)), "{bad:?}");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+            assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn redactor_removes_the_password() {
+        let config =
+            parse_url(&SecretString::from("postgres://otp:hunter2@localhost/otp")).unwrap();
+        let redactor = Redactor::new(&config);
+        assert_eq!(
+            redactor.redact("login hunter2 failed"),
+            "login [REDACTED] failed"
+        );
+        assert_eq!(redactor.redact("nothing here"), "nothing here");
+    }
+}

@@ -1,0 +1,132 @@
+//! The embedded schema migrations: applying them (`otp-service migrate`, or
+//! at start-up) and telling whether a database has them all (readiness).
+
+use std::time::Duration;
+
+use diesel::pg::Pg;
+use diesel::sql_types::{BigInt, Bool};
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::SecretString;
+
+use crate::connect::{Redactor, establish, parse_url};
+use crate::error::PgError;
+
+/// Every migration in `migrations/`, compiled into the binary.
+pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The key of the session-level advisory lock held while migrating, so that
+/// replicas starting together migrate one after the other. Any fixed value
+/// works as long as no other code uses it: this is "otp-migr" in ASCII.
+const MIGRATION_LOCK_KEY: i64 = 0x6f74_702d_6d69_6772;
+
+/// How long `run_migrations` waits to connect when the URL sets no
+/// `connect_timeout` of its own.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+// diesel's bookkeeping table (created by the first migration run): one row per
+// applied migration.
+diesel::table! {
+    __diesel_schema_migrations (version) {
+        version -> VarChar,
+    }
+}
+
+/// Applies every pending embedded migration and returns how many were
+/// applied (0 when the schema was already current).
+///
+/// Safe to run from several processes at once: each holds a PostgreSQL
+/// advisory lock on its migrating connection, so they run one after the
+/// other and the later ones find nothing pending. Works on both tokio
+/// runtime flavours (the synchronous migration harness runs on a blocking
+/// thread).
+///
+/// # Errors
+/// [`PgError::InvalidUrl`], [`PgError::Connect`] when the server cannot be
+/// reached, [`PgError::Migration`] when a migration fails (it is rolled back).
+pub async fn run_migrations(url: &SecretString) -> Result<usize, PgError> {
+    let mut config = parse_url(url)?;
+    let redactor = Redactor::new(&config);
+    let connect_timeout = *config
+        .get_connect_timeout()
+        .unwrap_or(&DEFAULT_CONNECT_TIMEOUT);
+    config.connect_timeout(connect_timeout);
+    let connection = tokio::time::timeout(connect_timeout, establish(&config))
+        .await
+        .map_err(|_| PgError::Connect(format!("timed out after {connect_timeout:?}")))?
+        .map_err(|error| PgError::Connect(redactor.redact(error.to_string())))?;
+    let applied = tokio::task::spawn_blocking(move || migrate_locked(connection))
+        .await
+        .map_err(|error| PgError::Migration(format!("the migration task failed: {error}")))?
+        .map_err(|cause| PgError::Migration(redactor.redact(cause)))?;
+    tracing::info!(applied, "database schema is current");
+    Ok(applied)
+}
+
+/// Takes the migration lock on `connection`, applies what is pending and
+/// releases the lock. Blocking: run it on a blocking thread.
+fn migrate_locked(connection: AsyncPgConnection) -> Result<usize, String> {
+    let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
+        AsyncConnectionWrapper::from(connection);
+    let lock =
+        diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY);
+    diesel::RunQueryDsl::execute(lock, &mut connection)
+        .map_err(|error| format!("cannot take the migration lock: {error}"))?;
+    let applied = connection
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.len())
+        .map_err(|error| error.to_string());
+    // Closing the connection would release the lock too; unlocking first just
+    // lets the next migrator go on without waiting for the close.
+    let unlock =
+        diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY);
+    let unlocked = diesel::RunQueryDsl::execute(unlock, &mut connection);
+    if let Err(error) = unlocked {
+        tracing::warn!(%error, "cannot release the migration lock; it goes with the connection");
+    }
+    applied
+}
+
+/// The version of the newest embedded migration, as diesel records it.
+fn newest_version() -> Option<String> {
+    diesel::migration::MigrationSource::<Pg>::migrations(&MIGRATIONS)
+        .ok()?
+        .iter()
+        .map(|migration| migration.name().version().to_string())
+        .max()
+}
+
+/// Whether the newest embedded migration has been applied to the database
+/// `connection` is on.
+pub(crate) async fn schema_is_current(
+    connection: &mut AsyncPgConnection,
+) -> diesel::QueryResult<bool> {
+    let Some(newest) = newest_version() else {
+        return Ok(true);
+    };
+    let has_table: bool = diesel::select(diesel::dsl::sql::<Bool>(
+        "to_regclass('__diesel_schema_migrations') IS NOT NULL",
+    ))
+    .get_result(connection)
+    .await?;
+    if !has_table {
+        return Ok(false);
+    }
+    diesel::select(diesel::dsl::exists(
+        __diesel_schema_migrations::table.filter(__diesel_schema_migrations::version.eq(newest)),
+    ))
+    .get_result(connection)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_migration_has_a_version() {
+        assert_eq!(newest_version().as_deref(), Some("20260101000000"));
+    }
+}

@@ -1,0 +1,222 @@
+//! Rows <-> domain values. Writing never fails; reading checks every column
+//! again, because a row is only as trustworthy as whoever wrote it last: a
+//! row that is not a valid factor is [`StoreError::Corrupt`], never a panic.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::{AsChangeset, Insertable, Queryable, Selectable};
+
+use application::{ChangeContext, StoreError};
+use domain::{EventKind, FactorState, OtpFactor, SealedSecret, TotpAlgorithm, TotpParams, UserId};
+
+use crate::schema::{otp_events, otp_factors};
+
+const NOT_READY: &str = "not_ready";
+const READY: &str = "ready";
+
+/// A row of `otp_factors`. As a changeset it sets every column but the key.
+#[derive(Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = otp_factors, primary_key(user_id), check_for_backend(Pg))]
+pub(crate) struct FactorRow {
+    pub user_id: String,
+    pub state: String,
+    pub key_id: String,
+    pub sealed_secret: Vec<u8>,
+    pub algorithm: String,
+    pub digits: i16,
+    pub period: i32,
+    pub skew: i16,
+    pub created_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl FactorRow {
+    /// The row that stores `factor` for `user`.
+    pub(crate) fn new(user: &UserId, factor: OtpFactor) -> Self {
+        let params = factor.params;
+        Self {
+            user_id: user.as_str().to_owned(),
+            state: state_name(factor.state).to_owned(),
+            key_id: factor.secret.key_id,
+            sealed_secret: factor.secret.sealed,
+            algorithm: params.algorithm().as_str().to_owned(),
+            digits: i16::from(params.digits()),
+            // Periods are at most 300 s (TotpParams checks), so this never saturates.
+            period: i32::try_from(params.period()).unwrap_or(i32::MAX),
+            skew: i16::from(params.skew()),
+            created_at: factor.created_at,
+            changed_at: factor.changed_at,
+        }
+    }
+
+    /// The factor this row stores.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a column holds something no valid factor
+    /// has: an unknown state or algorithm, or out-of-range parameters.
+    pub(crate) fn into_factor(self) -> Result<OtpFactor, StoreError> {
+        let corrupt = |what: String| {
+            StoreError::Corrupt(format!(
+                "otp_factors row of user {:?}: {what}",
+                self.user_id
+            ))
+        };
+        let state = match self.state.as_str() {
+            NOT_READY => FactorState::NotReady,
+            READY => FactorState::Ready,
+            other => return Err(corrupt(format!("unknown state {other:?}"))),
+        };
+        let algorithm = match self.algorithm.as_str() {
+            "SHA1" => TotpAlgorithm::Sha1,
+            "SHA256" => TotpAlgorithm::Sha256,
+            "SHA512" => TotpAlgorithm::Sha512,
+            other => return Err(corrupt(format!("unknown algorithm {other:?}"))),
+        };
+        let digits = u8::try_from(self.digits)
+            .map_err(|_| corrupt(format!("digits {} out of range", self.digits)))?;
+        let period = u32::try_from(self.period)
+            .map_err(|_| corrupt(format!("period {} out of range", self.period)))?;
+        let skew = u8::try_from(self.skew)
+            .map_err(|_| corrupt(format!("skew {} out of range", self.skew)))?;
+        let params = TotpParams::new(algorithm, digits, period, skew)
+            .map_err(|error| corrupt(error.to_string()))?;
+        Ok(OtpFactor {
+            state,
+            secret: SealedSecret {
+                key_id: self.key_id,
+                sealed: self.sealed_secret,
+            },
+            params,
+            created_at: self.created_at,
+            changed_at: self.changed_at,
+        })
+    }
+}
+
+impl fmt::Debug for FactorRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FactorRow")
+            .field("user_id", &self.user_id)
+            .field("state", &self.state)
+            .field("key_id", &self.key_id)
+            .field(
+                "sealed_secret",
+                &format_args!("<{} bytes>", self.sealed_secret.len()),
+            )
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("period", &self.period)
+            .field("skew", &self.skew)
+            .field("created_at", &self.created_at)
+            .field("changed_at", &self.changed_at)
+            .finish()
+    }
+}
+
+const fn state_name(state: FactorState) -> &'static str {
+    match state {
+        FactorState::NotReady => NOT_READY,
+        FactorState::Ready => READY,
+    }
+}
+
+/// A new row of `otp_events`.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = otp_events, check_for_backend(Pg))]
+pub(crate) struct NewEventRow {
+    pub user_id: String,
+    pub sequence: i64,
+    pub kind: &'static str,
+    pub actor: String,
+    pub resource_owner: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl NewEventRow {
+    /// The event `kind` of `user`, number `sequence`, made in `context`.
+    pub(crate) fn new(
+        user: &UserId,
+        sequence: i64,
+        kind: EventKind,
+        context: &ChangeContext,
+    ) -> Self {
+        Self {
+            user_id: user.as_str().to_owned(),
+            sequence,
+            kind: kind.as_str(),
+            actor: context.actor.as_str().to_owned(),
+            resource_owner: context
+                .resource_owner
+                .as_ref()
+                .map(|org| org.as_str().to_owned()),
+            occurred_at: context.at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn factor() -> OtpFactor {
+        let at = DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap();
+        OtpFactor {
+            state: FactorState::Ready,
+            secret: SealedSecret {
+                key_id: "k1".into(),
+                sealed: vec![7; 48],
+            },
+            params: TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 2).unwrap(),
+            created_at: at,
+            changed_at: at,
+        }
+    }
+
+    #[test]
+    fn factor_round_trips_through_its_row() {
+        let user = UserId::parse("u1").unwrap();
+        let row = FactorRow::new(&user, factor());
+        assert_eq!(
+            (row.state.as_str(), row.algorithm.as_str()),
+            ("ready", "SHA512")
+        );
+        assert_eq!(row.into_factor(), Ok(factor()));
+    }
+
+    #[test]
+    fn unparseable_rows_are_corrupt() {
+        let user = UserId::parse("u1").unwrap();
+        let good = FactorRow::new(&user, factor());
+        let cases = [
+            FactorRow {
+                state: "READY".into(),
+                ..good.clone()
+            },
+            FactorRow {
+                algorithm: "MD5".into(),
+                ..good.clone()
+            },
+            FactorRow {
+                digits: 7,
+                ..good.clone()
+            },
+            FactorRow {
+                digits: -6,
+                ..good.clone()
+            },
+            FactorRow {
+                period: 0,
+                ..good.clone()
+            },
+            FactorRow { skew: 3, ..good },
+        ];
+        for row in cases {
+            assert!(
+                matches!(row.clone().into_factor(), Err(StoreError::Corrupt(_))),
+                "{row:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Migrations, readiness, corrupt rows, the stored event and secret hygiene,
+//! against a real PostgreSQL server (see `adapters_postgres::testing`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use adapters_postgres::testing::TestDatabase;
+use adapters_postgres::{PgError, PgFactorStore, PgSettings, run_migrations};
+use application::testing::unique_user;
+use application::{ApplicationError, Change, ChangeContext, FactorStore, Readiness, StoreError};
+use chrono::{DateTime, Utc};
+use domain::{EventKind, OrgId, OtpFactor, SealedSecret, TotpParams, UserId};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::{Client, NoTls};
+
+fn store_at(url: &SecretString) -> PgFactorStore {
+    PgFactorStore::connect(&PgSettings {
+        url: url.clone(),
+        max_connections: 4,
+        connect_timeout: Duration::from_secs(1),
+    })
+    .unwrap()
+}
+
+async fn raw(db: &TestDatabase) -> Client {
+    let (client, connection) = tokio_postgres::connect(db.url.expose_secret(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn at() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 654_321_000).unwrap()
+}
+
+fn context(user: &UserId) -> ChangeContext {
+    ChangeContext {
+        at: at(),
+        actor: UserId::parse("admin-7").unwrap(),
+        resource_owner: Some(OrgId::parse(format!("org-of-{user}")).unwrap()),
+    }
+}
+
+fn add_decision() -> application::Decide {
+    Box::new(|current: Option<&OtpFactor>| {
+        let secret = SealedSecret {
+            key_id: "k1".into(),
+            sealed: vec![1; 48],
+        };
+        Ok(Change {
+            factor: Some(OtpFactor::add(
+                current,
+                secret,
+                TotpParams::default(),
+                at(),
+            )?),
+            event: EventKind::OtpAdded,
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_then_nothing() {
+    let Some(db) = TestDatabase::create_empty().await else {
+        return;
+    };
+    assert_eq!(run_migrations(&db.url).await.unwrap(), 1);
+    assert_eq!(run_migrations(&db.url).await.unwrap(), 0);
+}
+
+// Current-thread runtime on purpose: other crates' plain `#[tokio::test]`s
+// create test databases, so migrating must work there too.
+#[tokio::test]
+async fn concurrent_migrations_all_succeed_and_apply_once() {
+    let Some(db) = TestDatabase::create_empty().await else {
+        return;
+    };
+    let runs = (0..4).map(|_| {
+        let url = db.url.clone();
+        tokio::spawn(async move { run_migrations(&url).await })
+    });
+    let applied: Vec<usize> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|run| run.unwrap().unwrap())
+        .collect();
+    assert_eq!(applied.iter().sum::<usize>(), 1, "{applied:?}");
+    let store = store_at(&db.url);
+    assert_eq!(store.ready().await, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_needs_a_reachable_and_migrated_database() {
+    let Some(db) = TestDatabase::create_empty().await else {
+        return;
+    };
+    let store = store_at(&db.url);
+    assert_eq!(
+        store.ready().await,
+        Err("schema not current: run `otp-service migrate`".to_owned())
+    );
+    run_migrations(&db.url).await.unwrap();
+    assert_eq!(store.ready().await, Ok(()));
+
+    // Nothing listens on port 1.
+    let down = store_at(&SecretString::from(
+        "postgres://postgres@127.0.0.1:1/postgres",
+    ));
+    let started = std::time::Instant::now();
+    assert_eq!(down.ready().await, Err("database unreachable".to_owned()));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_writes_the_event_row_with_its_context() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = store_at(&db.url);
+    let user = unique_user("event-row");
+    let event = store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
+    assert_eq!(
+        (event.kind, event.sequence, event.at),
+        (EventKind::OtpAdded, 1, at())
+    );
+
+    let row = raw(&db)
+        .await
+        .query_one(
+            "SELECT sequence, kind, actor, resource_owner, \
+             (extract(epoch FROM occurred_at) * 1000000)::bigint \
+             FROM otp_events WHERE user_id = $1",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(row.get::<_, &str>(1), "otp.added");
+    assert_eq!(row.get::<_, &str>(2), "admin-7");
+    assert_eq!(
+        row.get::<_, Option<String>>(3),
+        Some(format!("org-of-{user}"))
+    );
+    assert_eq!(row.get::<_, i64>(4), at().timestamp_micros());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_rows_are_errors_not_panics() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let client = raw(&db).await;
+    let user = unique_user("corrupt");
+    client
+        .batch_execute(&format!(
+            "INSERT INTO otp_user_streams (user_id, last_sequence) VALUES ('{user}', 0);
+             INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, algorithm,
+                 digits, period, skew, created_at, changed_at)
+             VALUES ('{user}', 'ready', 'k1', '\\x00', 'SHA1', 7, 30, 1, now(), now());"
+        ))
+        .await
+        .unwrap();
+    let store = store_at(&db.url);
+
+    assert!(
+        matches!(store.find(&user).await, Err(StoreError::Corrupt(_))),
+        "find must answer Corrupt"
+    );
+    assert_eq!(
+        store.change(&user, context(&user), add_decision()).await,
+        Err(ApplicationError::Internal)
+    );
+    // Nothing was written and no sequence number was used.
+    let head: i64 = client
+        .query_one(
+            "SELECT last_sequence FROM otp_user_streams WHERE user_id = $1",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(head, 0);
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) FROM otp_events WHERE user_id = $1",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 0);
+}
+
+#[tokio::test]
+async fn no_password_in_debug_output_or_errors() {
+    const PASSWORD: &str = "hunter2-sup3r-secret";
+    let url = SecretString::from(format!("postgres://otp:{PASSWORD}@127.0.0.1:1/otp"));
+
+    let store = store_at(&url);
+    let debug = format!("{store:?}");
+    assert!(debug.contains("PgFactorStore"), "{debug}");
+    assert!(
+        !debug.contains(PASSWORD) && !debug.contains("127.0.0.1"),
+        "{debug}"
+    );
+    let settings = PgSettings {
+        url: url.clone(),
+        max_connections: 1,
+        connect_timeout: Duration::from_secs(1),
+    };
+    assert!(!format!("{settings:?}").contains(PASSWORD));
+
+    let StoreError::Unavailable(cause) =
+        store.find(&UserId::parse("u").unwrap()).await.unwrap_err()
+    else {
+        panic!("an unreachable database is Unavailable");
+    };
+    assert!(!cause.contains(PASSWORD), "{cause}");
+
+    let error = run_migrations(&url).await.unwrap_err();
+    assert!(matches!(error, PgError::Connect(_)), "{error:?}");
+    for text in [error.to_string(), format!("{error:?}")] {
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+
+    let bad = SecretString::from(format!("postgres://otp:{PASSWORD}@db:notaport/otp"));
+    let error = PgFactorStore::connect(&PgSettings {
+        url: bad.clone(),
+        ..settings
+    })
+    .unwrap_err();
+    assert!(matches!(error, PgError::InvalidUrl(_)), "{error:?}");
+    let migrate_error = run_migrations(&bad).await.unwrap_err();
+    for text in [
+        error.to_string(),
+        format!("{error:?}"),
+        migrate_error.to_string(),
+    ] {
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("notaport"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_pool_needs_at_least_one_connection() {
+    let error = PgFactorStore::connect(&PgSettings {
+        url: SecretString::from("postgres://postgres@127.0.0.1/postgres"),
+        max_connections: 0,
+        connect_timeout: Duration::from_secs(1),
+    })
+    .unwrap_err();
+    assert!(matches!(error, PgError::InvalidSettings(_)), "{error:?}");
+}

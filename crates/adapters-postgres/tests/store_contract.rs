@@ -1,0 +1,115 @@
+//! The FactorStore contract suite against a real PostgreSQL database, and the
+//! same serialisation property across two stores (two replicas' pools) on one
+//! database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters_postgres::testing::TestDatabase;
+use adapters_postgres::{PgFactorStore, PgSettings};
+use application::testing::unique_user;
+use application::{Change, ChangeContext, FactorStore};
+use chrono::{DateTime, Utc};
+use domain::{EventKind, OtpFactor, SealedSecret, TotpParams, UserId};
+use secrecy::ExposeSecret;
+
+fn store(db: &TestDatabase, max_connections: usize) -> PgFactorStore {
+    PgFactorStore::connect(&PgSettings {
+        url: db.url.clone(),
+        max_connections,
+        connect_timeout: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_meets_the_factor_store_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    application::testing::store_contract::run_all(Arc::new(store(&db, 8))).await;
+}
+
+fn at() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 654_321_000).unwrap()
+}
+
+async fn add(store: &PgFactorStore, user: &UserId, tag: u8) -> u64 {
+    let decide = Box::new(move |current: Option<&OtpFactor>| {
+        let secret = SealedSecret {
+            key_id: format!("key-{tag}"),
+            sealed: vec![tag; 48],
+        };
+        Ok(Change {
+            factor: Some(OtpFactor::add(
+                current,
+                secret,
+                TotpParams::default(),
+                at(),
+            )?),
+            event: EventKind::OtpAdded,
+        })
+    });
+    let context = ChangeContext {
+        at: at(),
+        actor: user.clone(),
+        resource_owner: None,
+    };
+    store.change(user, context, decide).await.unwrap().sequence
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_serialise_one_users_changes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    // Separate pools, as two service replicas would have.
+    let replicas = [Arc::new(store(&db, 4)), Arc::new(store(&db, 4))];
+    let user = unique_user("two-replicas");
+    let tasks: Vec<_> = (1..=32_u8)
+        .map(|tag| {
+            let (store, user) = (replicas[usize::from(tag % 2)].clone(), user.clone());
+            tokio::spawn(async move { (add(&store, &user, tag).await, tag) })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results.sort_unstable();
+    let sequences: Vec<u64> = results.iter().map(|(sequence, _)| *sequence).collect();
+    assert_eq!(sequences, (1..=32).collect::<Vec<_>>());
+
+    // Whichever replica reads, it sees the last committed change.
+    let (_, last_tag) = results[31];
+    for replica in &replicas {
+        let stored = replica.find(&user).await.unwrap().unwrap();
+        assert_eq!(stored.secret.sealed, vec![last_tag; 48]);
+    }
+
+    // The database holds exactly the 32 events and the stream head agrees.
+    let (client, connection) =
+        tokio_postgres::connect(db.url.expose_secret(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT sequence FROM otp_events WHERE user_id = $1 ORDER BY sequence",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    let stored: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(stored, (1..=32).collect::<Vec<i64>>());
+    let head: i64 = client
+        .query_one(
+            "SELECT last_sequence FROM otp_user_streams WHERE user_id = $1",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(head, 32);
+}

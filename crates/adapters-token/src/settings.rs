@@ -1,0 +1,118 @@
+//! What the verifier is told: issuer, audience, where the keys are, which
+//! claims carry the identity, and the errors of a bad setting.
+
+use std::time::Duration;
+
+/// The default claim of the user id.
+pub const DEFAULT_USER_ID_CLAIM: &str = "sub";
+/// The default claim of the organisation id (ZITADEL's resource owner).
+pub const DEFAULT_ORG_ID_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
+/// The default claim of the login name.
+pub const DEFAULT_LOGIN_NAME_CLAIM: &str = "preferred_username";
+
+/// Which claims carry the identity. Defaults: `sub`,
+/// `urn:zitadel:iam:user:resourceowner:id`, `preferred_username`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    /// The claim of the user id (required in every token).
+    pub user_id: String,
+    /// The claim of the organisation id (optional in a token).
+    pub org_id: String,
+    /// The claim of the login name (optional in a token).
+    pub login_name: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            user_id: DEFAULT_USER_ID_CLAIM.to_owned(),
+            org_id: DEFAULT_ORG_ID_CLAIM.to_owned(),
+            login_name: DEFAULT_LOGIN_NAME_CLAIM.to_owned(),
+        }
+    }
+}
+
+impl ClaimNames {
+    pub(crate) fn check(&self) -> Result<(), TokenConfigError> {
+        for (what, name) in [
+            ("user id", &self.user_id),
+            ("organisation id", &self.org_id),
+            ("login name", &self.login_name),
+        ] {
+            if name.trim().is_empty() {
+                return Err(TokenConfigError::InvalidSetting(format!(
+                    "the {what} claim name is empty"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How bearer tokens are validated against an OpenID Connect issuer.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// `iss` must equal this exactly.
+    pub issuer: String,
+    /// `aud` (a string or an array) must contain this.
+    pub audience: String,
+    /// The JWKS URL. When `None`, it is discovered once from
+    /// `{issuer without trailing slash}/.well-known/openid-configuration`
+    /// (its `jwks_uri`).
+    pub jwks_url: Option<String>,
+    /// Which claims carry the identity.
+    pub claims: ClaimNames,
+    /// Clock skew allowed on `exp` and `nbf` (whole seconds count).
+    pub leeway: Duration,
+    /// Timeout of each discovery or JWKS request.
+    pub http_timeout: Duration,
+    /// A token with an unknown `kid` refetches the key set at most this often.
+    pub min_refresh_interval: Duration,
+}
+
+impl JwtSettings {
+    /// Settings for `issuer` and `audience` with discovery, the default claim
+    /// names, 30 s leeway, 10 s HTTP timeout and 30 s minimum refresh interval.
+    #[must_use]
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            jwks_url: None,
+            claims: ClaimNames::default(),
+            leeway: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(10),
+            min_refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a verifier or the development issuer could not be set up, or a
+/// development token not issued. Never carries key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenConfigError {
+    /// A setting is empty or malformed.
+    #[error("invalid token setting: {0}")]
+    InvalidSetting(String),
+    /// The HTTP client for discovery and JWKS could not be built.
+    #[error("cannot build the HTTP client for the issuer's keys: {0}")]
+    HttpClient(String),
+    /// A key could not be generated or used.
+    #[error("signing key: {0}")]
+    Key(String),
+    /// A development token was asked for with an invalid claim value.
+    #[error("invalid claim for a development token: {0}")]
+    Claim(String),
+}
+
+/// An `http` or `https` URL, or why not.
+pub(crate) fn check_http_url(what: &str, value: &str) -> Result<(), TokenConfigError> {
+    let url = reqwest::Url::parse(value)
+        .map_err(|e| TokenConfigError::InvalidSetting(format!("{what} {value:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(TokenConfigError::InvalidSetting(format!(
+            "{what} {value:?} is not an http(s) URL"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! The JWT verifier: a bearer token in, the signed-in user out.
+
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use data_encoding::BASE64URL_NOPAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use application::{Principal, TokenError, TokenVerifier};
+use domain::{LoginName, OrgId, UserId};
+
+use crate::fetch::{discover_jwks_url, fetch_jwks};
+use crate::keys::{KeySet, Selection, VerifyKey, allowed_algorithm};
+use crate::settings::{ClaimNames, JwtSettings, TokenConfigError, check_http_url};
+
+/// Tokens longer than this (in bytes) are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+fn invalid(reason: impl Into<String>) -> TokenError {
+    TokenError::Invalid(reason.into())
+}
+
+/// Validates bearer tokens (JWT, RFC 7519) signed by one OpenID Connect
+/// issuer with an asymmetric key from its JWKS.
+///
+/// The key set is fetched on first use and cached. A token whose `kid` is not
+/// in the cache refetches it, at most once per `min_refresh_interval` and one
+/// fetch at a time.
+pub struct JwtVerifier {
+    issuer: String,
+    audience: String,
+    claims: ClaimNames,
+    leeway: u64,
+    keys: Keys,
+}
+
+impl fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("JwtVerifier");
+        debug
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("claims", &self.claims)
+            .field("leeway_secs", &self.leeway);
+        match &self.keys {
+            Keys::Static(set) => debug.field("keys", &format_args!("static ({})", set.len())),
+            Keys::Remote(remote) => debug
+                .field(
+                    "jwks_url",
+                    &remote.jwks_url.as_deref().unwrap_or("(discovered)"),
+                )
+                .field("cached_keys", &remote.snapshot().keys.len()),
+        };
+        debug.finish_non_exhaustive()
+    }
+}
+
+/// Where the verification keys come from.
+enum Keys {
+    /// A fixed set (the development issuer's key): never fetched.
+    Static(Arc<KeySet>),
+    /// The issuer's JWKS over HTTP.
+    Remote(Remote),
+}
+
+struct Remote {
+    client: reqwest::Client,
+    /// The configured JWKS URL, if any.
+    jwks_url: Option<String>,
+    /// Where to discover the JWKS URL when none is configured.
+    discovery_url: String,
+    min_refresh_interval: Duration,
+    cache: RwLock<Cache>,
+    /// Held while fetching: one fetch at a time. Keeps the discovered JWKS URL.
+    fetching: tokio::sync::Mutex<Option<String>>,
+}
+
+#[derive(Clone, Default)]
+struct Cache {
+    keys: Arc<KeySet>,
+    /// Fetch attempts so far, successful or not.
+    attempts: u64,
+    last_attempt: Option<Instant>,
+    /// Why the last attempt failed; `None` when it succeeded.
+    last_error: Option<String>,
+}
+
+impl Remote {
+    fn snapshot(&self) -> Cache {
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fetches the key set (discovering its URL first if needed) and records
+    /// the outcome in the cache. Called with the `fetching` lock held.
+    async fn refresh(&self, discovered: &mut Option<String>) {
+        let outcome = match self.jwks_url.as_ref().or(discovered.as_ref()) {
+            Some(url) => fetch_jwks(&self.client, url).await,
+            None => match discover_jwks_url(&self.client, &self.discovery_url).await {
+                Ok(url) => {
+                    let keys = fetch_jwks(&self.client, &url).await;
+                    *discovered = Some(url);
+                    keys
+                }
+                Err(error) => Err(error),
+            },
+        };
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+        cache.attempts += 1;
+        cache.last_attempt = Some(Instant::now());
+        match outcome {
+            Ok(keys) => {
+                cache.keys = Arc::new(keys);
+                cache.last_error = None;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "fetching the issuer's keys failed");
+                cache.last_error = Some(error);
+                // Discover again next time: the issuer may have moved its keys.
+                *discovered = None;
+            }
+        }
+    }
+
+    /// The key for a token, refetching the key set when the token's `kid` is
+    /// unknown (rate limited, one fetch at a time).
+    async fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<VerifyKey>, TokenError> {
+        let seen = self.snapshot();
+        match seen.keys.select(kid, alg) {
+            Selection::NotFound => {}
+            other => return settle(other, kid, None),
+        }
+        {
+            let mut discovered = self.fetching.lock().await;
+            let now = self.snapshot();
+            // Someone else fetched while this request waited: use their result.
+            if now.attempts == seen.attempts {
+                let rate_limited = !now.keys.is_empty()
+                    && now
+                        .last_attempt
+                        .is_some_and(|at| at.elapsed() < self.min_refresh_interval);
+                if !rate_limited {
+                    self.refresh(&mut discovered).await;
+                }
+            }
+        }
+        let now = self.snapshot();
+        settle(now.keys.select(kid, alg), kid, now.last_error.as_deref())
+    }
+}
+
+/// The outcome of a key selection; `fetch_error` is why the key set could not
+/// be fetched last time, which makes a missing key "unavailable".
+fn settle(
+    selection: Selection,
+    kid: Option<&str>,
+    fetch_error: Option<&str>,
+) -> Result<Arc<VerifyKey>, TokenError> {
+    match selection {
+        Selection::Found(key) => Ok(key),
+        Selection::AlgorithmMismatch => Err(invalid("the algorithm does not match the key")),
+        Selection::Ambiguous => Err(invalid("no kid and the key set has several keys")),
+        Selection::NotFound => match fetch_error {
+            Some(error) => Err(TokenError::Unavailable(error.to_owned())),
+            None if kid.is_some() => Err(invalid("unknown kid")),
+            None => Err(invalid("no kid and no key")),
+        },
+    }
+}
+
+/// The parts of the JOSE header the verifier looks at.
+struct TokenHeader {
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+/// Reads the header without trusting it: only allowed algorithms pass.
+fn read_header(token: &str) -> Result<TokenHeader, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("malformed token: not three dot-separated parts"));
+    };
+    let header = BASE64URL_NOPAD
+        .decode(header.as_bytes())
+        .map_err(|_| invalid("malformed token header: not base64url"))?;
+    let header: Map<String, Value> = serde_json::from_slice(&header)
+        .map_err(|_| invalid("malformed token header: not a JSON object"))?;
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => alg,
+        Some(_) => return Err(invalid("malformed token header: alg is not a string")),
+        None => return Err(invalid("malformed token header: no alg")),
+    };
+    let alg = allowed_algorithm(alg).ok_or_else(|| {
+        let shown = match alg.as_str() {
+            "none" | "None" | "NONE" => "none",
+            "HS256" => "HS256",
+            "HS384" => "HS384",
+            "HS512" => "HS512",
+            _ => "an unsupported one",
+        };
+        invalid(format!("algorithm not allowed: {shown}"))
+    })?;
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(invalid("malformed token header: kid is not a string")),
+    };
+    if header.contains_key("crit") {
+        return Err(invalid("critical header extensions are not supported"));
+    }
+    Ok(TokenHeader { alg, kid })
+}
+
+/// A log-safe reason for a jsonwebtoken error.
+fn reason(kind: &ErrorKind) -> String {
+    match kind {
+        ErrorKind::InvalidToken => "malformed token".into(),
+        ErrorKind::InvalidSignature => "bad signature".into(),
+        ErrorKind::ExpiredSignature => "expired".into(),
+        ErrorKind::ImmatureSignature => "not valid yet (nbf)".into(),
+        ErrorKind::InvalidIssuer => "wrong issuer".into(),
+        ErrorKind::InvalidAudience => "wrong audience".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("missing claim {claim}"),
+        ErrorKind::InvalidClaimFormat(claim) => format!("malformed claim {claim}"),
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::MissingAlgorithm => "algorithm not allowed for the key".into(),
+        ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat => "the key cannot verify this token".into(),
+        ErrorKind::Base64(_) => "malformed token: bad base64url".into(),
+        ErrorKind::Json(_) => "malformed token: bad JSON".into(),
+        ErrorKind::Utf8(_) => "malformed token: bad UTF-8".into(),
+        _ => "rejected".into(),
+    }
+}
+
+/// An optional string claim: absent or `null` is `None`, another type is an error.
+fn string_claim<'a>(
+    claims: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) => Ok(Some(value)),
+        Some(_) => Err(invalid(format!("claim {name} is not a string"))),
+    }
+}
+
+impl JwtVerifier {
+    /// A verifier for the issuer and audience in `settings`, fetching keys
+    /// from its JWKS (configured or discovered). Makes no request yet.
+    ///
+    /// # Errors
+    /// [`TokenConfigError::InvalidSetting`] for an empty issuer, audience or
+    /// claim name, or a JWKS (or, for discovery, issuer) URL that is not
+    /// http(s); [`TokenConfigError::HttpClient`] if the HTTP client cannot be
+    /// built.
+    pub fn new(settings: JwtSettings) -> Result<Self, TokenConfigError> {
+        check_common(&settings.issuer, &settings.audience, &settings.claims)?;
+        let discovery_url = format!(
+            "{}/.well-known/openid-configuration",
+            settings.issuer.trim_end_matches('/')
+        );
+        match &settings.jwks_url {
+            Some(url) => check_http_url("the JWKS URL", url)?,
+            None => check_http_url("the issuer (for discovery)", &settings.issuer)?,
+        }
+        if settings.http_timeout.is_zero() {
+            return Err(TokenConfigError::InvalidSetting(
+                "the HTTP timeout is zero".into(),
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(settings.http_timeout)
+            .connect_timeout(settings.http_timeout)
+            .build()
+            .map_err(|e| TokenConfigError::HttpClient(e.to_string()))?;
+        Ok(Self {
+            issuer: settings.issuer,
+            audience: settings.audience,
+            claims: settings.claims,
+            leeway: settings.leeway.as_secs(),
+            keys: Keys::Remote(Remote {
+                client,
+                jwks_url: settings.jwks_url,
+                discovery_url,
+                min_refresh_interval: settings.min_refresh_interval,
+                cache: RwLock::new(Cache::default()),
+                fetching: tokio::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// A verifier with a fixed key set and no HTTP (the development issuer).
+    pub(crate) fn with_static_keys(
+        issuer: String,
+        audience: String,
+        claims: ClaimNames,
+        leeway: Duration,
+        keys: KeySet,
+    ) -> Self {
+        Self {
+            issuer,
+            audience,
+            claims,
+            leeway: leeway.as_secs(),
+            keys: Keys::Static(Arc::new(keys)),
+        }
+    }
+
+    async fn key_for(&self, header: &TokenHeader) -> Result<Arc<VerifyKey>, TokenError> {
+        let kid = header.kid.as_deref();
+        match &self.keys {
+            Keys::Static(set) => settle(set.select(kid, header.alg), kid, None),
+            Keys::Remote(remote) => remote.key_for(kid, header.alg).await,
+        }
+    }
+
+    /// Signature, issuer, audience and times, then the identity claims.
+    fn check(&self, token: &str, key: &VerifyKey, alg: Algorithm) -> Result<Principal, TokenError> {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.leeway;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
+            .map_err(|error| invalid(reason(error.kind())))?;
+        let claims = data.claims;
+        // jsonwebtoken also accepts an array `iss` containing the issuer.
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(invalid("wrong issuer"));
+        }
+
+        let names = &self.claims;
+        let user_id = string_claim(&claims, &names.user_id)?
+            .ok_or_else(|| invalid(format!("missing user id claim {}", names.user_id)))?;
+        let user_id =
+            UserId::parse(user_id).map_err(|e| invalid(format!("claim {}: {e}", names.user_id)))?;
+        let org_id = string_claim(&claims, &names.org_id)?
+            .map(OrgId::parse)
+            .transpose()
+            .map_err(|e| invalid(format!("claim {}: {e}", names.org_id)))?;
+        let login_name = string_claim(&claims, &names.login_name)?
+            .map(LoginName::parse)
+            .transpose()
+            .map_err(|e| invalid(format!("claim {}: {e}", names.login_name)))?;
+        Ok(Principal {
+            user_id,
+            org_id,
+            login_name,
+        })
+    }
+}
+
+/// The settings every verifier needs.
+pub(crate) fn check_common(
+    issuer: &str,
+    audience: &str,
+    claims: &ClaimNames,
+) -> Result<(), TokenConfigError> {
+    if issuer.trim().is_empty() {
+        return Err(TokenConfigError::InvalidSetting(
+            "the issuer is empty".into(),
+        ));
+    }
+    if audience.trim().is_empty() {
+        return Err(TokenConfigError::InvalidSetting(
+            "the audience is empty".into(),
+        ));
+    }
+    claims.check()
+}
+
+#[async_trait]
+impl TokenVerifier for JwtVerifier {
+    async fn verify(&self, token: &SecretString) -> Result<Principal, TokenError> {
+        let token = token.expose_secret();
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(invalid("token longer than 16 KiB"));
+        }
+        let header = read_header(token)?;
+        let key = self.key_for(&header).await?;
+        self.check(token, &key, header.alg)
+    }
+}
