@@ -1,6 +1,7 @@
 //! The REST adapter in-process on the memory store, with fixed test tokens:
 //! JSON shapes, error bodies, and what bad requests get. (Real tokens and
 //! PostgreSQL are exercised by the bootstrap crate's API tests.)
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
 use std::sync::Arc;
 
@@ -193,7 +194,11 @@ async fn bad_bodies_are_400_code_3_and_change_nothing() {
         (VERIFY, "not json", None),
         (VERIFY, r#"["123456"]"#, None),
         (VERIFY, too_big.as_str(), None),
-        (VERIFY, r#"{"code":"123456"}"#, Some("text/plain")),
+        (
+            VERIFY,
+            "code=123456",
+            Some("application/x-www-form-urlencoded"),
+        ),
         (OTP, r#"{"unknown": "#, None),
         (OTP, "[]", None),
         (SEARCH, "42", None),

@@ -1,4 +1,5 @@
 //! The FactorStore contract, against the memory store.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! The use cases' rules, on the in-memory store with a fixed clock and
 //! predictable secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
 use std::sync::Arc;
 

@@ -1,0 +1,205 @@
+//! Wiring: builds the production adapters from the settings and starts the
+//! HTTP server on them.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use adapters_crypto::{AesGcmCipher, OsSecrets};
+use adapters_http::HttpState;
+use adapters_memory::SystemClock;
+use adapters_postgres::{PgFactorStore, PgSettings};
+use adapters_token::{ClaimNames, JwtSettings, JwtVerifier};
+use application::{
+    Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier, TotpSettings,
+};
+
+use crate::settings::{Settings, SettingsError};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is incomplete or wrong.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// An adapter refused its settings.
+    #[error("{0}")]
+    Adapter(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The adapters behind the use cases' ports.
+#[derive(Clone)]
+pub struct Ports {
+    /// Factors and events.
+    pub store: Arc<dyn FactorStore>,
+    /// What `/readyz` asks.
+    pub readiness: Arc<dyn Readiness>,
+    /// Bearer token validation.
+    pub verifier: Arc<dyn TokenVerifier>,
+    /// Secrets at rest.
+    pub cipher: Arc<dyn SecretCipher>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports").finish_non_exhaustive()
+    }
+}
+
+/// The keyring from `crypto.keys`.
+///
+/// # Errors
+/// [`StartError::Adapter`] when the keys are malformed.
+pub fn keyring(settings: &Settings) -> Result<AesGcmCipher, StartError> {
+    AesGcmCipher::from_config(&settings.crypto.keys).map_err(|e| StartError::Adapter(e.to_string()))
+}
+
+impl Ports {
+    /// PostgreSQL, JWT/JWKS and AES-GCM, as `serve` runs them.
+    ///
+    /// # Errors
+    /// [`StartError`] when a required key is missing or an adapter refuses it.
+    pub fn production(settings: &Settings) -> Result<Self, StartError> {
+        settings.require_for_serve()?;
+        let store = Arc::new(
+            PgFactorStore::connect(&PgSettings {
+                url: settings.database.url.clone(),
+                max_connections: settings.database.max_connections,
+                connect_timeout: settings.database.connect_timeout,
+            })
+            .map_err(|e| StartError::Adapter(e.to_string()))?,
+        );
+        let auth = &settings.auth;
+        let verifier = JwtVerifier::new(JwtSettings {
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+            jwks_url: Some(auth.jwks_url.clone()).filter(|url| !url.trim().is_empty()),
+            claims: claim_names(settings),
+            leeway: auth.leeway,
+            http_timeout: auth.http_timeout,
+            min_refresh_interval: auth.jwks_refresh_interval,
+        })
+        .map_err(|e| StartError::Adapter(e.to_string()))?;
+        Ok(Self {
+            store: store.clone(),
+            readiness: store,
+            verifier: Arc::new(verifier),
+            cipher: Arc::new(keyring(settings)?),
+        })
+    }
+}
+
+/// The identity claim names from `auth.*_claim`.
+#[must_use]
+pub fn claim_names(settings: &Settings) -> ClaimNames {
+    ClaimNames {
+        user_id: settings.auth.user_id_claim.clone(),
+        org_id: settings.auth.org_id_claim.clone(),
+        login_name: settings.auth.login_name_claim.clone(),
+    }
+}
+
+/// A started service: its bound port and the server to await.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds `http.addr` (port 0 picks a free port) and prepares the server.
+    ///
+    /// # Errors
+    /// [`StartError`] for bad TOTP settings or an address that cannot be bound.
+    pub fn start(settings: &Settings, ports: Ports) -> Result<Self, StartError> {
+        let params = settings
+            .totp
+            .params()
+            .map_err(|e| SettingsError::Invalid(format!("totp: {e}")))?;
+        let factors = OtpFactors::new(
+            ports.store,
+            ports.cipher,
+            Arc::new(OsSecrets),
+            Arc::new(SystemClock),
+            TotpSettings {
+                issuer: settings.totp.issuer.clone(),
+                params,
+            },
+        );
+        let state = HttpState {
+            factors,
+            auth: Authenticator::new(ports.verifier),
+            readiness: ports.readiness,
+        };
+        let addr = settings.http.addr.clone();
+        let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?
+            .port();
+        let mut server = actix_web::HttpServer::new(move || {
+            actix_web::App::new().configure(adapters_http::routes(state.clone()))
+        });
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartError::Bind {
+                addr: settings.http.addr.clone(),
+                source,
+            })?
+            .run();
+        Ok(Self { port, server })
+    }
+
+    /// The bound TCP port.
+    #[must_use]
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful).
+    ///
+    /// # Errors
+    /// The server's I/O error.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The database address without credentials or query parameters, for log lines.
+#[must_use]
+pub fn redacted_database_url(settings: &Settings) -> String {
+    let url = settings.database.url.expose_secret();
+    let without_query = url.split('?').next().unwrap_or_default();
+    match (without_query.find("://"), without_query.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!(
+                "{}://***@{}",
+                &without_query[..scheme],
+                &without_query[at + 1..]
+            )
+        }
+        _ => without_query.to_owned(),
+    }
+}

@@ -1,0 +1,100 @@
+//! `otp-service dev`: the whole API with an in-memory store and a built-in
+//! development token issuer, for trying the service with nothing installed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use adapters_crypto::{AesGcmCipher, generate_key_line};
+use adapters_memory::MemoryFactorStore;
+use adapters_token::DevIssuer;
+
+use crate::app::{Application, Ports, StartError, claim_names, keyring};
+use crate::settings::Settings;
+
+/// The development issuer's `iss` and `aud`.
+pub const DEV_ISSUER: &str = "https://dev-issuer.otp-service.invalid";
+/// The audience of development tokens.
+pub const DEV_AUDIENCE: &str = "otp-service-dev";
+/// How long the printed token stays valid.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A started development service and the token it printed.
+#[derive(Debug)]
+pub struct DevService {
+    /// The running service.
+    pub app: Application,
+    /// A valid bearer token for user `dev-user`.
+    pub token: SecretString,
+}
+
+/// Starts the development service: memory store, an ephemeral key unless
+/// `crypto.keys` is set, and a freshly generated token issuer.
+///
+/// # Errors
+/// [`StartError`] when the address cannot be bound or settings are wrong.
+pub fn start(settings: &Settings) -> Result<DevService, StartError> {
+    let issuer = DevIssuer::generate(DEV_ISSUER, DEV_AUDIENCE)
+        .map_err(|e| StartError::Adapter(e.to_string()))?;
+    let token = issuer
+        .issue(
+            "dev-user",
+            Some("dev-org"),
+            Some("dev@otp-service.localhost"),
+            DEV_TOKEN_TTL,
+        )
+        .map_err(|e| StartError::Adapter(e.to_string()))?;
+    let cipher = if settings.crypto.keys.expose_secret().trim().is_empty() {
+        AesGcmCipher::from_config(&generate_key_line("dev-ephemeral"))
+            .map_err(|e| StartError::Adapter(e.to_string()))?
+    } else {
+        keyring(settings)?
+    };
+    let store = Arc::new(MemoryFactorStore::new());
+    let ports = Ports {
+        store: store.clone(),
+        readiness: store,
+        verifier: Arc::new(issuer.verifier(claim_names(settings), settings.auth.leeway)),
+        cipher: Arc::new(cipher),
+    };
+    let app = Application::start(settings, ports)?;
+    Ok(DevService { app, token })
+}
+
+/// The banner `dev` prints: the warning, the token and ready-to-paste curls.
+#[must_use]
+pub fn banner(port: u16, token: &SecretString) -> String {
+    let token = token.expose_secret();
+    let base = format!("http://127.0.0.1:{port}/auth/v1/users/me/auth_factors");
+    let rule = "=".repeat(78);
+    format!(
+        "{rule}
+  otp-service DEVELOPMENT MODE
+  In-memory store and a built-in development token issuer.
+  DATA IS NOT KEPT: everything is lost when this process exits.
+  NEVER USE THIS MODE TO SERVE PRODUCTION.
+{rule}
+
+Bearer token (user dev-user, organisation dev-org, valid 24 hours):
+
+export TOKEN='{token}'
+
+Add an OTP factor (answers url, secret and details):
+
+curl -sS -X POST {base}/otp \\
+  -H 'Content-Type: application/json' -H 'Accept: application/json' \\
+  -H \"Authorization: Bearer $TOKEN\" -d '{{}}'
+
+Verify it with the code your authenticator app shows:
+
+curl -sS -X POST {base}/otp/_verify \\
+  -H 'Content-Type: application/json' -H \"Authorization: Bearer $TOKEN\" -d '{{\"code\":\"123456\"}}'
+
+List factors / remove it:
+
+curl -sS -X POST {base}/_search -H \"Authorization: Bearer $TOKEN\" -d '{{}}'
+curl -sS -X DELETE {base}/otp -H \"Authorization: Bearer $TOKEN\"
+"
+    )
+}

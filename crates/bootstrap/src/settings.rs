@@ -1,0 +1,380 @@
+//! Configuration: built-in defaults < file (`--config PATH` / `OTP_CONFIG`) <
+//! environment (`OTP__<SECTION>__<KEY>`). Unknown keys are an error; secrets
+//! are `secrecy` types and print as `[REDACTED]`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use domain::{TotpAlgorithm, TotpParams, TotpParamsError};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A source could not be read or a value has the wrong shape or an unknown key.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is out of its allowed range.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything the service reads at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `[http]`
+    pub http: HttpSettings,
+    /// `[database]`
+    pub database: DatabaseSettings,
+    /// `[auth]`
+    pub auth: AuthSettings,
+    /// `[totp]`
+    pub totp: TotpConfig,
+    /// `[crypto]`
+    pub crypto: CryptoSettings,
+    /// `[log]`
+    pub log: LogSettings,
+}
+
+/// `[http]`: the REST listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listen address, `host:port`.
+    pub addr: String,
+    /// Worker threads; 0 = one per CPU core.
+    pub workers: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            addr: "0.0.0.0:8080".into(),
+            workers: 0,
+        }
+    }
+}
+
+/// `[database]`: PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/db` (secret: it may hold a password).
+    pub url: SecretString,
+    /// Pool size per replica.
+    pub max_connections: usize,
+    /// How long to wait for a new connection.
+    #[serde(deserialize_with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/otp_service"),
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[auth]`: which tokens are trusted and where identities come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The token issuer (`iss`), e.g. `https://acme.zitadel.cloud`. Required by `serve`.
+    pub issuer: String,
+    /// A value `aud` must contain (ZITADEL: the project or client id). Required by `serve`.
+    pub audience: String,
+    /// JWKS address; empty = discovered from `{issuer}/.well-known/openid-configuration`.
+    pub jwks_url: String,
+    /// Claim carrying the user id.
+    pub user_id_claim: String,
+    /// Claim carrying the organisation id (`resourceOwner`).
+    pub org_id_claim: String,
+    /// Claim carrying the login name (the otpauth account).
+    pub login_name_claim: String,
+    /// Clock leeway for `exp` / `nbf`.
+    #[serde(deserialize_with = "duration")]
+    pub leeway: Duration,
+    /// Shortest pause between two JWKS refetches for unknown key ids.
+    #[serde(deserialize_with = "duration")]
+    pub jwks_refresh_interval: Duration,
+    /// Timeout of discovery and JWKS requests.
+    #[serde(deserialize_with = "duration")]
+    pub http_timeout: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks_url: String::new(),
+            user_id_claim: "sub".into(),
+            org_id_claim: "urn:zitadel:iam:user:resourceowner:id".into(),
+            login_name_claim: "preferred_username".into(),
+            leeway: Duration::from_secs(30),
+            jwks_refresh_interval: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[totp]`: parameters of new factors (enrolled factors keep their own).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TotpConfig {
+    /// The otpauth URL's issuer, the name authenticator apps show.
+    pub issuer: String,
+    /// SHA1, SHA256 or SHA512.
+    pub algorithm: String,
+    /// 6 or 8.
+    pub digits: u8,
+    /// Seconds per step.
+    pub period: u32,
+    /// Steps accepted either side of now.
+    pub skew: u8,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "otp-service".into(),
+            algorithm: "SHA1".into(),
+            digits: 6,
+            period: 30,
+            skew: 1,
+        }
+    }
+}
+
+impl TotpConfig {
+    /// The checked parameter set.
+    ///
+    /// # Errors
+    /// When a value is outside what the domain allows.
+    pub fn params(&self) -> Result<TotpParams, TotpParamsError> {
+        TotpParams::new(
+            TotpAlgorithm::parse(&self.algorithm)?,
+            self.digits,
+            self.period,
+            self.skew,
+        )
+    }
+}
+
+/// `[crypto]`: keys sealing secrets at rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CryptoSettings {
+    /// `id:base64-32-bytes`, comma separated; the first seals, all open.
+    pub keys: SecretString,
+}
+
+impl Default for CryptoSettings {
+    fn default() -> Self {
+        Self {
+            keys: SecretString::from(""),
+        }
+    }
+}
+
+/// `[log]`: log lines on stdout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `json` (one JSON object per line) or `text`.
+    pub format: String,
+    /// Filter directives, `RUST_LOG` syntax; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+/// A duration as `"30s"`, `"5m"`, `"1h 30m"` or a number of seconds.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        Raw::Text(text) => match text.trim().parse::<u64>() {
+            Ok(seconds) => Ok(Duration::from_secs(seconds)),
+            Err(_) => humantime::parse_duration(text.trim()).map_err(serde::de::Error::custom),
+        },
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then the file (if any), then `OTP__*` variables from `env`.
+    ///
+    /// # Errors
+    /// [`SettingsError`] for an unreadable file, a value of the wrong type or an unknown key.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("OTP__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("OTP")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env)),
+        );
+        let settings: Self = builder.build()?.try_deserialize()?;
+        settings
+            .totp
+            .params()
+            .map_err(|e| SettingsError::Invalid(format!("totp: {e}")))?;
+        Ok(settings)
+    }
+
+    /// Checks what `serve` needs beyond the defaults.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] naming the missing keys.
+    pub fn require_for_serve(&self) -> Result<(), SettingsError> {
+        use secrecy::ExposeSecret;
+        let mut missing = Vec::new();
+        if self.auth.issuer.trim().is_empty() {
+            missing.push("auth.issuer (OTP__AUTH__ISSUER)");
+        }
+        if self.auth.audience.trim().is_empty() {
+            missing.push("auth.audience (OTP__AUTH__AUDIENCE)");
+        }
+        if self.crypto.keys.expose_secret().trim().is_empty() {
+            missing
+                .push("crypto.keys (OTP__CRYPTO__KEYS; make one with `otp-service keys generate`)");
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError::Invalid(format!(
+                "missing {}",
+                missing.join(", ")
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_alone_load() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings.http.addr, "0.0.0.0:8080");
+        assert_eq!(settings.totp.params().unwrap(), TotpParams::default());
+        assert_eq!(
+            settings.auth.org_id_claim,
+            "urn:zitadel:iam:user:resourceowner:id"
+        );
+        assert!(settings.require_for_serve().is_err());
+    }
+
+    #[test]
+    fn file_then_env_override_in_that_order() {
+        let mut file = tempfile();
+        writeln!(file.1, "[http]\naddr = \"127.0.0.1:1\"\n[database]\nmax_connections = 4\nconnect_timeout = \"2s\"\n[auth]\naudience = 1234567890123456789\n[totp]\nissuer = \"ACME\"").unwrap();
+        let settings = Settings::load(
+            Some(&file.0),
+            env(&[
+                ("OTP__HTTP__ADDR", "127.0.0.1:2"),
+                ("OTP__DATABASE__URL", "postgres://u:hunter2@db/otp"),
+                ("OTP__TOTP__DIGITS", "8"),
+                ("OTP__AUTH__LEEWAY", "1m"),
+                ("OTHER__HTTP__ADDR", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.http.addr, "127.0.0.1:2");
+        assert_eq!(settings.database.max_connections, 4);
+        assert_eq!(settings.database.connect_timeout, Duration::from_secs(2));
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://u:hunter2@db/otp"
+        );
+        assert_eq!(settings.auth.audience, "1234567890123456789");
+        assert_eq!(settings.auth.leeway, Duration::from_secs(60));
+        assert_eq!(settings.totp.issuer, "ACME");
+        assert_eq!(settings.totp.digits, 8);
+        let _ = std::fs::remove_file(&file.0);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let error = Settings::load(None, env(&[("OTP__HTTP__ADRR", "x")])).unwrap_err();
+        assert!(error.to_string().contains("adrr"), "{error}");
+        assert!(Settings::load(None, env(&[("OTP__NOPE__X", "1")])).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(Settings::load(None, env(&[("OTP__TOTP__DIGITS", "7")])).is_err());
+        assert!(Settings::load(None, env(&[("OTP__TOTP__DIGITS", "six")])).is_err());
+        assert!(Settings::load(None, env(&[("OTP__TOTP__ALGORITHM", "MD5")])).is_err());
+        assert!(Settings::load(None, env(&[("OTP__AUTH__LEEWAY", "soon")])).is_err());
+    }
+
+    #[test]
+    fn secrets_print_redacted() {
+        let settings = Settings::load(
+            None,
+            env(&[
+                ("OTP__DATABASE__URL", "postgres://u:hunter2@db/otp"),
+                (
+                    "OTP__CRYPTO__KEYS",
+                    "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                ),
+            ]),
+        )
+        .unwrap();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("AAECAwQF"), "{printed}");
+        assert!(printed.contains("REDACTED"));
+    }
+
+    fn tempfile() -> (std::path::PathBuf, std::fs::File) {
+        let path = std::env::temp_dir().join(format!(
+            "otp-settings-{}-{:?}.toml",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+}

@@ -1,0 +1,67 @@
+//! One factor per user and verify-once, under parallel requests.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use crate::helpers::{code_at, settled_now, spawn_app, user};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_parallel_adds_leave_one_factor_and_only_the_latest_secret_verifies() {
+    let Some(app) = spawn_app().await else { return };
+    let token = app.token(&user("parallel-adds"));
+    let answers = join_all((0..64).map(|_| app.add(&token))).await;
+    let mut by_sequence = BTreeMap::new();
+    for answer in answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let sequence: u64 = answer.body["details"]["sequence"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        by_sequence.insert(sequence, answer.body["secret"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        by_sequence.keys().copied().collect::<Vec<_>>(),
+        (1..=64).collect::<Vec<_>>()
+    );
+    let (_, latest) = by_sequence.pop_last().unwrap();
+    let now = settled_now().await;
+    let latest_code = code_at(&latest, now);
+    for secret in by_sequence.values() {
+        let code = code_at(secret, now);
+        if code != latest_code {
+            assert_eq!(
+                app.verify(&token, &code).await.status,
+                400,
+                "an older secret must not verify"
+            );
+        }
+    }
+    assert_eq!(app.verify(&token, &latest_code).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_parallel_verifies_of_one_code_succeed_once() {
+    let Some(app) = spawn_app().await else { return };
+    let token = app.token(&user("parallel-verifies"));
+    let secret = app.add(&token).await.body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = code_at(&secret, settled_now().await);
+    let answers = join_all((0..16).map(|_| app.verify(&token, &code))).await;
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        answers
+            .iter()
+            .map(|a| a.body.to_string())
+            .collect::<Vec<_>>()
+    );
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        crate::helpers::assert_error(answer, 400, 9, "COMMAND-qx4ls");
+    }
+}

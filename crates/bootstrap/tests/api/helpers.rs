@@ -1,0 +1,264 @@
+//! `spawn_app()` and a client with one helper per endpoint.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use adapters_postgres::testing::TestDatabase;
+use bootstrap::{Application, Ports, Settings};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+pub const AUDIENCE: &str = "otp-api-tests";
+pub const ORG_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
+pub const PRIVATE_PEM: &str = include_str!("fixtures/rs256-private.pem");
+pub const PUBLIC_PEM: &str = include_str!("fixtures/rs256-public.pem");
+const MODULUS: &str = include_str!("fixtures/rs256-jwk-n.txt");
+pub const KID: &str = "api-test-key";
+pub const TEST_KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub const OTP: &str = "/auth/v1/users/me/auth_factors/otp";
+pub const VERIFY: &str = "/auth/v1/users/me/auth_factors/otp/_verify";
+pub const SEARCH: &str = "/auth/v1/users/me/auth_factors/_search";
+
+/// An OIDC issuer on 127.0.0.1: discovery and a JWKS with the fixture key.
+pub struct Issuer {
+    pub url: String,
+    pub jwks_hits: Arc<AtomicUsize>,
+}
+
+pub async fn spawn_issuer() -> Issuer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let jwks_hits = Arc::new(AtomicUsize::new(0));
+    let (issuer, hits) = (url.clone(), jwks_hits.clone());
+    let server = HttpServer::new(move || {
+        let (issuer, hits) = (issuer.clone(), hits.clone());
+        App::new()
+            .route(
+                "/.well-known/openid-configuration",
+                web::get().to(move || {
+                    let issuer = issuer.clone();
+                    async move { HttpResponse::Ok().json(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/oauth/v2/keys")})) }
+                }),
+            )
+            .route(
+                "/oauth/v2/keys",
+                web::get().to(move || {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        HttpResponse::Ok().json(json!({"keys": [
+                            {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": KID, "n": MODULUS.trim(), "e": "AQAB"}
+                        ]}))
+                    }
+                }),
+            )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    Issuer { url, jwks_hits }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub issuer: Issuer,
+    pub db: TestDatabase,
+    pub client: reqwest::Client,
+}
+
+/// Settings of an app on port 0 over `db`, trusting `issuer`.
+pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
+    let env = [
+        ("OTP__HTTP__ADDR", "127.0.0.1:0"),
+        ("OTP__HTTP__WORKERS", "2"),
+        ("OTP__DATABASE__URL", db_url.expose_secret()),
+        ("OTP__DATABASE__MAX_CONNECTIONS", "20"),
+        ("OTP__AUTH__ISSUER", issuer),
+        ("OTP__AUTH__AUDIENCE", AUDIENCE),
+        ("OTP__TOTP__ISSUER", "ZITADEL"),
+        ("OTP__CRYPTO__KEYS", TEST_KEYS),
+    ];
+    Settings::load(
+        None,
+        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .unwrap()
+}
+
+/// Starts the service on a fresh database, or `None` (after one printed
+/// line) when PostgreSQL is not reachable outside CI.
+pub async fn spawn_app() -> Option<TestApp> {
+    let db = TestDatabase::create().await?;
+    let issuer = spawn_issuer().await;
+    let app = start(&settings(&db.url, &issuer.url));
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    Some(TestApp {
+        address,
+        issuer,
+        db,
+        client,
+    })
+}
+
+pub fn start(settings: &Settings) -> Application {
+    Application::start(settings, Ports::production(settings).unwrap()).unwrap()
+}
+
+/// Claims of a valid token for `sub`.
+pub fn claims(app_issuer: &str, sub: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": app_issuer, "aud": [AUDIENCE, "another-audience"], "sub": sub,
+        "iat": now, "exp": now + 600,
+        ORG_CLAIM: "69629023906488334", "preferred_username": format!("{sub}@acme.zitadel.cloud"),
+    })
+}
+
+pub fn sign(claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(KID.into());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(PRIVATE_PEM.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A fresh user name for one test.
+pub fn user(prefix: &str) -> String {
+    application::testing::unique_user(prefix)
+        .as_str()
+        .to_owned()
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub www_authenticate: Option<String>,
+}
+
+impl TestApp {
+    pub fn token(&self, sub: &str) -> String {
+        sign(&claims(&self.issuer.url, sub))
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<String>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let www_authenticate = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            body,
+            www_authenticate,
+        }
+    }
+
+    pub async fn add(&self, token: &str) -> Answer {
+        self.call(
+            reqwest::Method::POST,
+            OTP,
+            Some(&format!("Bearer {token}")),
+            Some("{}".into()),
+        )
+        .await
+    }
+
+    pub async fn verify(&self, token: &str, code: &str) -> Answer {
+        let body = json!({ "code": code }).to_string();
+        self.call(
+            reqwest::Method::POST,
+            VERIFY,
+            Some(&format!("Bearer {token}")),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn remove(&self, token: &str) -> Answer {
+        self.call(
+            reqwest::Method::DELETE,
+            OTP,
+            Some(&format!("Bearer {token}")),
+            None,
+        )
+        .await
+    }
+
+    pub async fn list(&self, token: &str) -> Answer {
+        self.call(
+            reqwest::Method::POST,
+            SEARCH,
+            Some(&format!("Bearer {token}")),
+            Some("{}".into()),
+        )
+        .await
+    }
+}
+
+/// The code an authenticator shows for `secret` at `unix` seconds (SHA1, 6, 30 s).
+pub fn code_at(secret: &str, unix: i64) -> String {
+    use domain::{TotpKey, TotpParams, TotpSecret};
+    let key = TotpKey::new(
+        TotpSecret::from_base32(secret).unwrap(),
+        TotpParams::default(),
+    );
+    key.code_at(unix as u64).expose_secret().to_owned()
+}
+
+/// Now in Unix seconds, after waiting out the last two seconds of a 30 s
+/// step so a code computed here is still in the same step when checked.
+pub async fn settled_now() -> i64 {
+    loop {
+        let now = chrono::Utc::now().timestamp();
+        if now % 30 < 28 {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Asserts a contract error: HTTP status, gRPC code and error id.
+pub fn assert_error(answer: &Answer, status: u16, code: i64, id: &str) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(answer.body["code"], code, "{}", answer.body);
+    assert_eq!(answer.body["details"][0]["id"], id, "{}", answer.body);
+    assert_eq!(
+        answer.body["details"][0]["@type"],
+        "type.googleapis.com/zitadel.v1.ErrorDetail"
+    );
+    let text = answer.body["details"][0]["message"].as_str().unwrap();
+    assert_eq!(answer.body["message"], format!("{text} ({id})"));
+}

@@ -1,0 +1,14 @@
+//! API tests: the real HTTP stack on port 0, real PostgreSQL (one throwaway
+//! database per test), real RS256 tokens whose keys a local JWKS endpoint serves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests compute codes for the wall clock the service uses"
+)]
+
+mod auth;
+mod behaviour;
+mod concurrency;
+mod helpers;
+mod interop;
+mod storage;
