@@ -108,10 +108,13 @@ pub fn claim_names(settings: &Settings) -> ClaimNames {
     }
 }
 
-/// A started service: its bound port and the server to await.
+/// A started service: its bound ports and the servers to await.
 pub struct Application {
     port: u16,
+    grpc_port: u16,
     server: actix_web::dev::Server,
+    grpc: tokio::task::JoinHandle<Result<(), adapters_grpc::GrpcError>>,
+    stop_grpc: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for Application {
@@ -123,7 +126,8 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds `http.addr` (port 0 picks a free port) and prepares the server.
+    /// Binds `http.addr` and `grpc.addr` (port 0 picks a free port) and
+    /// starts both servers. Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// [`StartError`] for bad TOTP settings or an address that cannot be bound.
@@ -142,9 +146,31 @@ impl Application {
                 params,
             },
         );
+        let auth = Authenticator::new(ports.verifier);
+        let grpc_addr = settings.grpc.addr.clone();
+        let bind_error = |source| StartError::Bind {
+            addr: grpc_addr.clone(),
+            source,
+        };
+        let grpc_listener = TcpListener::bind(&grpc_addr).map_err(bind_error)?;
+        grpc_listener.set_nonblocking(true).map_err(bind_error)?;
+        let grpc_port = grpc_listener.local_addr().map_err(bind_error)?.port();
+        let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener).map_err(bind_error)?;
+        let (stop_grpc, stopped) = tokio::sync::oneshot::channel::<()>();
+        let grpc = tokio::spawn(adapters_grpc::serve(
+            grpc_listener,
+            factors.clone(),
+            auth.clone(),
+            &adapters_grpc::GrpcSettings {
+                cors_allowed_origins: settings.grpc.origins(),
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let state = HttpState {
             factors,
-            auth: Authenticator::new(ports.verifier),
+            auth,
             readiness: ports.readiness,
         };
         let addr = settings.http.addr.clone();
@@ -169,7 +195,13 @@ impl Application {
                 source,
             })?
             .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            grpc_port,
+            server,
+            grpc,
+            stop_grpc,
+        })
     }
 
     /// The bound TCP port.
@@ -178,12 +210,26 @@ impl Application {
         self.port
     }
 
-    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful).
+    /// The bound gRPC / gRPC-web port.
+    #[must_use]
+    pub const fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
+    /// Serves until the process is told to stop (SIGINT/SIGTERM: the HTTP
+    /// server drains, then the gRPC server is told to drain too).
     ///
     /// # Errors
-    /// The server's I/O error.
+    /// Either server's I/O error.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let http = self.server.await;
+        let _ = self.stop_grpc.send(());
+        let grpc = self
+            .grpc
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(std::io::Error::other);
+        http.and(grpc)
     }
 }
 

@@ -64,7 +64,7 @@ pub fn start(settings: &Settings) -> Result<DevService, StartError> {
 
 /// The banner `dev` prints: the warning, the token and ready-to-paste curls.
 #[must_use]
-pub fn banner(port: u16, token: &SecretString) -> String {
+pub fn banner(port: u16, grpc_port: u16, token: &SecretString) -> String {
     let token = token.expose_secret();
     let base = format!("http://127.0.0.1:{port}/auth/v1/users/me/auth_factors");
     let rule = "=".repeat(78);
@@ -95,6 +95,8 @@ List factors / remove it:
 
 curl -sS -X POST {base}/_search -H \"Authorization: Bearer $TOKEN\" -d '{{}}'
 curl -sS -X DELETE {base}/otp -H \"Authorization: Bearer $TOKEN\"
+
+gRPC and gRPC-web (zitadel.auth.v1.AuthService, reflection enabled) on 127.0.0.1:{grpc_port}.
 "
     )
 }

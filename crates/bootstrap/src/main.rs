@@ -85,13 +85,21 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 migrate(&settings).await?;
             }
             let app = Application::start(&settings, ports)?;
-            tracing::info!(addr = %settings.http.addr, port = app.port(), "serving");
+            tracing::info!(
+                http_port = app.port(),
+                grpc_port = app.grpc_port(),
+                "serving"
+            );
             app.run_until_stopped().await?;
         }
         Command::Migrate => migrate(&settings).await?,
         Command::Dev => {
             let service = dev::start(&settings)?;
-            print_out(&dev::banner(service.app.port(), &service.token));
+            print_out(&dev::banner(
+                service.app.port(),
+                service.app.grpc_port(),
+                &service.token,
+            ));
             service.app.run_until_stopped().await?;
         }
         Command::Config => print_out(&format!("{settings:#?}")),

@@ -27,6 +27,8 @@ pub enum SettingsError {
 pub struct Settings {
     /// `[http]`
     pub http: HttpSettings,
+    /// `[grpc]`
+    pub grpc: GrpcConfig,
     /// `[database]`
     pub database: DatabaseSettings,
     /// `[auth]`
@@ -55,6 +57,38 @@ impl Default for HttpSettings {
             addr: "0.0.0.0:8080".into(),
             workers: 0,
         }
+    }
+}
+
+/// `[grpc]`: the gRPC and gRPC-web listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Listen address, `host:port` (gRPC over HTTP/2, gRPC-web over HTTP/1.1 and 2).
+    pub addr: String,
+    /// Browser origins allowed to call gRPC-web, comma separated; `*` = any; empty = none.
+    pub cors_allowed_origins: String,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            addr: "0.0.0.0:8081".into(),
+            cors_allowed_origins: String::new(),
+        }
+    }
+}
+
+impl GrpcConfig {
+    /// The allowed origins as a list.
+    #[must_use]
+    pub fn origins(&self) -> Vec<String> {
+        self.cors_allowed_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn spawn_issuer() -> Issuer {
 
 pub struct TestApp {
     pub address: String,
+    pub grpc_address: String,
     pub issuer: Issuer,
     pub db: TestDatabase,
     pub client: reqwest::Client,
@@ -76,6 +77,7 @@ pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
     let env = [
         ("OTP__HTTP__ADDR", "127.0.0.1:0"),
         ("OTP__HTTP__WORKERS", "2"),
+        ("OTP__GRPC__ADDR", "127.0.0.1:0"),
         ("OTP__DATABASE__URL", db_url.expose_secret()),
         ("OTP__DATABASE__MAX_CONNECTIONS", "20"),
         ("OTP__AUTH__ISSUER", issuer),
@@ -97,6 +99,7 @@ pub async fn spawn_app() -> Option<TestApp> {
     let issuer = spawn_issuer().await;
     let app = start(&settings(&db.url, &issuer.url));
     let address = format!("http://127.0.0.1:{}", app.port());
+    let grpc_address = format!("http://127.0.0.1:{}", app.grpc_port());
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -104,6 +107,7 @@ pub async fn spawn_app() -> Option<TestApp> {
         .unwrap();
     Some(TestApp {
         address,
+        grpc_address,
         issuer,
         db,
         client,

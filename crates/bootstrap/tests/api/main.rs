@@ -11,4 +11,5 @@ mod behaviour;
 mod concurrency;
 mod helpers;
 mod interop;
+mod parity;
 mod storage;

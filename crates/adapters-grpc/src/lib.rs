@@ -1,0 +1,61 @@
+//! gRPC and gRPC-web adapter (tonic): ZITADEL's `zitadel.auth.v1.AuthService`
+//! for the signed-in user's OTP factor, with the contract's status codes,
+//! messages and `zitadel.v1.ErrorDetail`s, plus the standard health and
+//! reflection services, all on one port. Handlers only read the
+//! `authorization` metadata, call a use case and render; every rule lives in
+//! the application and domain crates.
+//!
+//! ```no_run
+//! # async fn run(
+//! #     factors: application::OtpFactors,
+//! #     auth: application::Authenticator,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use adapters_grpc::{GrpcSettings, serve};
+//!
+//! let settings = GrpcSettings {
+//!     cors_allowed_origins: vec!["https://console.example.com".into()],
+//! };
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8081").await?;
+//! let shutdown = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! tokio::spawn(serve(listener, factors, auth, &settings, shutdown)).await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Failed calls answer the contract's code, the message `"<text> (<id>)"` and
+//! an encoded `google.rpc.Status` holding one `zitadel.v1.ErrorDetail` in
+//! `grpc-status-details-bin` ([`status_of`]); over gRPC-web that status comes
+//! in the body's trailers frame ([`GrpcWebStatusFrame`]).
+
+mod convert;
+mod error;
+mod server;
+mod service;
+mod web;
+
+pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
+pub use server::{GrpcError, GrpcLayers, GrpcRouter, GrpcSettings, router, serve};
+pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
+pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
+
+/// The code generated from `proto/` (messages, server and client), one module
+/// per proto package: `zitadel::v1`, `zitadel::user::v1`, `zitadel::auth::v1`
+/// and `google::rpc`. The clients (`zitadel::auth::v1::auth_service_client`)
+/// are for tests and other crates' tests.
+pub mod proto {
+    #![allow(
+        missing_docs,
+        missing_debug_implementations,
+        clippy::all,
+        clippy::pedantic,
+        clippy::unwrap_used,
+        clippy::expect_used
+    )]
+    include!(concat!(env!("OUT_DIR"), "/proto.rs"));
+}
+
+/// The encoded `google.protobuf.FileDescriptorSet` of `proto/` (with its
+/// imports), as server reflection serves it.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
