@@ -46,3 +46,85 @@ async fn a_code_from_oathtool_verifies() {
     let answer = app.verify(&token, &code).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
 }
+
+/// `buf` (npm `@bufbuild/buf`, installed by `.ci/run` under `.ci/node`), or
+/// `None` after one printed line outside CI.
+fn buf() -> Option<std::path::PathBuf> {
+    let local = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.ci/node/node_modules/.bin/buf");
+    let candidate = if local.exists() { local } else { "buf".into() };
+    match Command::new(&candidate).arg("--version").output() {
+        Ok(output) if output.status.success() => Some(candidate),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "buf is required in CI (npm @bufbuild/buf)"
+            );
+            eprintln!(
+                "SKIPPED: buf not installed (npm install @bufbuild/buf); independent gRPC client test did not run"
+            );
+            None
+        }
+    }
+}
+
+fn buf_curl(
+    buf: &std::path::Path,
+    protocol: &str,
+    url: &str,
+    token: &str,
+    body: &str,
+) -> serde_json::Value {
+    let mut command = Command::new(buf);
+    command.args([
+        "curl",
+        "--protocol",
+        protocol,
+        "-H",
+        &format!("authorization: Bearer {token}"),
+        "-d",
+        body,
+    ]);
+    if protocol == "grpc" {
+        command.arg("--http2-prior-knowledge");
+    }
+    let output = command.arg(url).output().unwrap();
+    assert!(
+        output.status.success(),
+        "buf curl {protocol} {url}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buf_curl_adds_over_grpc_and_verifies_over_grpc_web_through_reflection() {
+    let Some(app) = spawn_app().await else { return };
+    let Some(buf) = buf() else { return };
+    let token = app.token(&user("buf-curl"));
+    let service = format!("{}/zitadel.auth.v1.AuthService", app.grpc_address);
+    let (buf_add, add_url) = (buf.clone(), format!("{service}/AddMyAuthFactorOTP"));
+    let add_token = token.clone();
+    let added =
+        tokio::task::spawn_blocking(move || buf_curl(&buf_add, "grpc", &add_url, &add_token, "{}"))
+            .await
+            .unwrap();
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    assert!(
+        added["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/ZITADEL:"),
+        "{added}"
+    );
+    assert_eq!(added["details"]["sequence"], "1");
+
+    let code = crate::helpers::code_at(&secret, settled_now().await);
+    let verify_url = format!("{service}/VerifyMyAuthFactorOTP");
+    let body = format!(r#"{{"code":"{code}"}}"#);
+    let verified =
+        tokio::task::spawn_blocking(move || buf_curl(&buf, "grpcweb", &verify_url, &token, &body))
+            .await
+            .unwrap();
+    assert_eq!(verified["details"]["sequence"], "2", "{verified}");
+}
