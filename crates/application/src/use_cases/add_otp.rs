@@ -4,7 +4,7 @@ use secrecy::SecretString;
 
 use domain::{EventKind, OtpFactor, TotpKey, otpauth_url};
 
-use super::{ObjectDetails, OtpFactors, audit};
+use super::{ObjectDetails, OtpFactors};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
 use crate::ports::{Change, CipherError};
@@ -48,11 +48,7 @@ impl OtpFactors {
                 event: EventKind::OtpAdded,
             })
         });
-        let event = self
-            .store
-            .change(&principal.user_id, context, decide)
-            .await?;
-        audit(principal, &event);
+        let event = self.commit(principal, context, decide).await?;
 
         let mut details = ObjectDetails::of_change(event, principal);
         details.creation_date = Some(event.at);

@@ -16,7 +16,8 @@ pub use add_otp::AddedOtp;
 pub use list_factors::ListedFactor;
 
 use crate::authenticate::Principal;
-use crate::ports::{ChangeContext, Clock, FactorStore, SecretCipher, SecretSource};
+use crate::error::ApplicationError;
+use crate::ports::{ChangeContext, Clock, Decide, FactorStore, SecretCipher, SecretSource};
 
 /// Deployment settings of new factors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +93,22 @@ impl OtpFactors {
     /// answered equals the time stored.
     fn now(&self) -> DateTime<Utc> {
         self.clock.now().trunc_subsecs(6)
+    }
+
+    /// Runs `decide` in the store for the principal's factor, and writes the
+    /// audit line of the event it appended.
+    async fn commit(
+        &self,
+        principal: &Principal,
+        context: ChangeContext,
+        decide: Decide,
+    ) -> Result<FactorEvent, ApplicationError> {
+        let event = self
+            .store
+            .change(&principal.user_id, context, decide)
+            .await?;
+        audit(principal, &event);
+        Ok(event)
     }
 
     fn context(&self, principal: &Principal) -> ChangeContext {

@@ -2,7 +2,7 @@
 
 use domain::{EventKind, OtpFactor};
 
-use super::{ObjectDetails, OtpFactors, audit};
+use super::{ObjectDetails, OtpFactors};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
 use crate::ports::Change;
@@ -25,11 +25,7 @@ impl OtpFactors {
                 event: EventKind::OtpRemoved,
             })
         });
-        let event = self
-            .store
-            .change(&principal.user_id, context, decide)
-            .await?;
-        audit(principal, &event);
+        let event = self.commit(principal, context, decide).await?;
         Ok(ObjectDetails::of_change(event, principal))
     }
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use domain::{EventKind, FactorError, OtpFactor, SubmittedCode, TotpKey};
 
 use super::add_otp::cipher_failure;
-use super::{ObjectDetails, OtpFactors, audit, unix_seconds};
+use super::{ObjectDetails, OtpFactors, unix_seconds};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
 use crate::ports::Change;
@@ -46,11 +46,7 @@ impl OtpFactors {
                 event: EventKind::OtpVerified,
             })
         });
-        let event = self
-            .store
-            .change(&principal.user_id, context, decide)
-            .await?;
-        audit(principal, &event);
+        let event = self.commit(principal, context, decide).await?;
         Ok(ObjectDetails::of_change(event, principal))
     }
 }
