@@ -57,7 +57,6 @@ pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
 
 /// `host:port` of the first server the config names, without user or password:
 /// safe for messages.
-#[cfg(any(test, feature = "testing"))]
 pub(crate) fn server_address(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
@@ -67,6 +66,21 @@ pub(crate) fn server_address(config: &Config) -> String {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}")
+}
+
+/// Where a database URL points, `host:port/database`, with no user, password
+/// or options: safe for log lines. Works for `postgres://` URLs and libpq
+/// `key=value` strings alike; an unparsable URL is described as such.
+#[must_use]
+pub fn describe_database(url: &SecretString) -> String {
+    match parse_url(url) {
+        Ok(config) => format!(
+            "{}/{}",
+            server_address(&config),
+            config.get_dbname().unwrap_or_default()
+        ),
+        Err(_) => "<invalid database URL>".to_owned(),
+    }
 }
 
 /// Removes the configured password from text that came back from the
@@ -116,6 +130,19 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(server_address(&good), "db.internal:6543");
+        for url in [
+            "postgres://otp:hunter2@db.internal:6543/otp?sslmode=disable",
+            "host=db.internal port=6543 user=otp password=hunter2 dbname=otp",
+        ] {
+            assert_eq!(
+                describe_database(&SecretString::from(url)),
+                "db.internal:6543/otp"
+            );
+        }
+        assert_eq!(
+            describe_database(&SecretString::from("password=hunter2 nonsense")),
+            "<invalid database URL>"
+        );
         assert!(!format!("{good:?}").contains("hunter2"));
         for bad in [
             "postgres://otp:hunter2@db.internal:notaport/otp",

@@ -37,6 +37,7 @@ use crate::error::{pool_error, query_error};
 use crate::rows::{FactorRow, NewEventRow};
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
 
+pub use crate::connect::describe_database;
 pub use crate::error::PgError;
 pub use crate::migrate::run_migrations;
 

@@ -4,8 +4,6 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
-
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::HttpState;
 use adapters_memory::SystemClock;
@@ -230,22 +228,5 @@ impl Application {
             .map_err(std::io::Error::other)?
             .map_err(std::io::Error::other);
         http.and(grpc)
-    }
-}
-
-/// The database address without credentials or query parameters, for log lines.
-#[must_use]
-pub fn redacted_database_url(settings: &Settings) -> String {
-    let url = settings.database.url.expose_secret();
-    let without_query = url.split('?').next().unwrap_or_default();
-    match (without_query.find("://"), without_query.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!(
-                "{}://***@{}",
-                &without_query[..scheme],
-                &without_query[at + 1..]
-            )
-        }
-        _ => without_query.to_owned(),
     }
 }

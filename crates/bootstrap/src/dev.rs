@@ -11,7 +11,7 @@ use adapters_memory::MemoryFactorStore;
 use adapters_token::DevIssuer;
 
 use crate::app::{Application, Ports, StartError, claim_names, keyring};
-use crate::settings::Settings;
+use crate::settings::{GrpcConfig, HttpSettings, Settings};
 
 /// The development issuer's `iss` and `aud`.
 pub const DEV_ISSUER: &str = "https://dev-issuer.otp-service.invalid";
@@ -35,6 +35,7 @@ pub struct DevService {
 /// # Errors
 /// [`StartError`] when the address cannot be bound or settings are wrong.
 pub fn start(settings: &Settings) -> Result<DevService, StartError> {
+    let settings = &loopback_by_default(settings);
     let issuer = DevIssuer::generate(DEV_ISSUER, DEV_AUDIENCE)
         .map_err(|e| StartError::Adapter(e.to_string()))?;
     let token = issuer
@@ -60,6 +61,19 @@ pub fn start(settings: &Settings) -> Result<DevService, StartError> {
     };
     let app = Application::start(settings, ports)?;
     Ok(DevService { app, token })
+}
+
+/// Development mode listens on loopback unless an address was configured:
+/// a server that prints its own valid token must not face the network by accident.
+fn loopback_by_default(settings: &Settings) -> Settings {
+    let mut settings = settings.clone();
+    if settings.http.addr == HttpSettings::default().addr {
+        settings.http.addr = "127.0.0.1:8080".into();
+    }
+    if settings.grpc.addr == GrpcConfig::default().addr {
+        settings.grpc.addr = "127.0.0.1:8081".into();
+    }
+    settings
 }
 
 /// The banner `dev` prints: the warning, the token and ready-to-paste curls.

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
-use bootstrap::app::redacted_database_url;
 use bootstrap::{Application, Ports, Settings, dev, telemetry};
 
 /// Enroll, verify, list and remove authenticator-app (TOTP) factors over
@@ -121,7 +120,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
 
 async fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let applied = adapters_postgres::run_migrations(&settings.database.url).await?;
-    tracing::info!(applied, database = %redacted_database_url(settings), "migrations applied");
+    tracing::info!(applied, database = %adapters_postgres::describe_database(&settings.database.url), "migrations applied");
     Ok(())
 }
 

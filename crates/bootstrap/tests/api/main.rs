@@ -9,6 +9,7 @@
 mod auth;
 mod behaviour;
 mod concurrency;
+mod dev;
 mod helpers;
 mod interop;
 mod parity;

@@ -1,0 +1,66 @@
+//! `otp-service dev`: the printed token works against the in-memory API, and
+//! the banner says what it must.
+
+use bootstrap::{Settings, dev};
+use secrecy::ExposeSecret;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_serves_the_api_with_the_token_it_prints() {
+    let env = [
+        ("OTP__HTTP__ADDR", "127.0.0.1:0"),
+        ("OTP__GRPC__ADDR", "127.0.0.1:0"),
+    ];
+    let settings = Settings::load(
+        None,
+        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .unwrap();
+    let service = dev::start(&settings).unwrap();
+    let (port, grpc_port) = (service.app.port(), service.app.grpc_port());
+    let banner = dev::banner(port, grpc_port, &service.token);
+    assert!(
+        banner.contains("DATA IS NOT KEPT")
+            && banner.contains("NEVER USE THIS MODE TO SERVE PRODUCTION")
+    );
+    assert!(banner.contains(service.token.expose_secret()));
+    assert!(banner.contains(&format!(
+        "http://127.0.0.1:{port}/auth/v1/users/me/auth_factors/otp"
+    )));
+    tokio::spawn(service.app.run_until_stopped());
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/auth/v1/users/me/auth_factors/otp");
+    let added: serde_json::Value = client
+        .post(&url)
+        .bearer_auth(service.token.expose_secret())
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(added["details"]["sequence"], "1", "{added}");
+    assert_eq!(added["details"]["resourceOwner"], "dev-org");
+    assert!(
+        added["url"]
+            .as_str()
+            .unwrap()
+            .contains(":dev@otp-service.localhost?")
+    );
+    let foreign = client
+        .post(&url)
+        .bearer_auth(crate::helpers::sign(&crate::helpers::claims(
+            "https://x",
+            "y",
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.status(),
+        401,
+        "the dev issuer trusts only its own tokens"
+    );
+}
