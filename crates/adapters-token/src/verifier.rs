@@ -367,6 +367,7 @@ impl JwtVerifier {
             user_id,
             org_id,
             login_name,
+            scopes: Vec::new(),
         })
     }
 }

@@ -18,6 +18,9 @@ pub struct Principal {
     pub org_id: Option<OrgId>,
     /// The login name, the otpauth URL's account; the user id stands in when absent.
     pub login_name: Option<LoginName>,
+    /// The OAuth scopes the token grants (`scope` claim or introspection
+    /// answer); trusted callers of the login check need a configured one.
+    pub scopes: Vec<String>,
 }
 
 impl Principal {
@@ -27,6 +30,12 @@ impl Principal {
         self.login_name
             .as_ref()
             .map_or(self.user_id.as_str(), LoginName::as_str)
+    }
+
+    /// Whether the token grants `scope`.
+    #[must_use]
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|granted| granted == scope)
     }
 }
 
@@ -117,6 +126,7 @@ mod tests {
             user_id: UserId::parse("u1").unwrap(),
             org_id: None,
             login_name: None,
+            scopes: Vec::new(),
         };
         assert_eq!(principal.account(), "u1");
     }

@@ -114,6 +114,7 @@ pub fn principal(user: &str) -> Principal {
         login_name: Some(parse(domain::LoginName::parse(format!(
             "{user}@example.com"
         )))),
+        scopes: Vec::new(),
     }
 }
 
