@@ -33,11 +33,13 @@ mod convert;
 mod error;
 mod server;
 mod service;
+mod telemetry;
 mod web;
 
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
 pub use server::{GrpcError, GrpcLayers, GrpcRouter, GrpcSettings, router, serve};
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
+pub use telemetry::{GrpcTelemetry, GrpcTelemetryLayer};
 pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
 
 /// The code generated from `proto/` (messages, server and client), one module

@@ -19,6 +19,7 @@ use application::{Authenticator, OtpFactors};
 use crate::FILE_DESCRIPTOR_SET;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 use crate::service::AuthServiceImpl;
+use crate::telemetry::GrpcTelemetryLayer;
 use crate::web::GrpcWebStatusFrameLayer;
 
 /// Settings of the gRPC port.
@@ -44,9 +45,11 @@ pub enum GrpcError {
 }
 
 /// The layers around every service, outermost first: CORS, the gRPC-web
-/// status frame, gRPC-web translation.
-pub type GrpcLayers =
-    Stack<GrpcWebLayer, Stack<GrpcWebStatusFrameLayer, Stack<CorsLayer, Identity>>>;
+/// status frame, gRPC-web translation, telemetry (span and duration per call).
+pub type GrpcLayers = Stack<
+    GrpcTelemetryLayer,
+    Stack<GrpcWebLayer, Stack<GrpcWebStatusFrameLayer, Stack<CorsLayer, Identity>>>,
+>;
 
 /// The complete router of the gRPC port; serve it with
 /// `serve_with_incoming_shutdown` (or use [`serve`]).
@@ -107,10 +110,10 @@ async fn build(
 
     let router = Server::builder()
         .accept_http1(true)
-        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
         .layer(cors)
         .layer(GrpcWebStatusFrameLayer)
         .layer(GrpcWebLayer::new())
+        .layer(GrpcTelemetryLayer::new())
         .add_service(AuthServiceImpl::new(factors, auth).into_server())
         .add_service(health_service)
         .add_service(reflection_v1)

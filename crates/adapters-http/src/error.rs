@@ -51,6 +51,11 @@ impl ApiError {
         }
     }
 
+    /// The contract's error id, if the answer carries one (for telemetry).
+    pub(crate) fn error_id(&self) -> Option<&'static str> {
+        self.detail.as_ref().map(|(id, _)| *id)
+    }
+
     /// A request body that is not valid for the message: 400, code 3.
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::plain(3, message, StatusCode::BAD_REQUEST)

@@ -7,6 +7,7 @@ mod body;
 mod error;
 mod json;
 mod routes;
+pub mod telemetry;
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::HttpState;
+use adapters_http::telemetry::{HttpMetrics, ServerSpan, TracingLogger};
 use adapters_memory::SystemClock;
 use adapters_postgres::{PgFactorStore, PgSettings};
 use adapters_token::{ClaimNames, JwtSettings, JwtVerifier};
@@ -181,7 +182,10 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
         let mut server = actix_web::HttpServer::new(move || {
-            actix_web::App::new().configure(adapters_http::routes(state.clone()))
+            actix_web::App::new()
+                .wrap(HttpMetrics::new())
+                .wrap(TracingLogger::<ServerSpan>::new())
+                .configure(adapters_http::routes(state.clone()))
         });
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);

@@ -65,11 +65,15 @@ async fn main() -> ExitCode {
     if matches!(cli.command, Command::Dev) && std::env::var_os("OTP__LOG__FORMAT").is_none() {
         log.format = "text".into();
     }
-    telemetry::init(&log);
-    match run(cli.command, settings).await {
+    let telemetry = telemetry::init(&log);
+    let outcome = run(cli.command, settings).await;
+    if let Err(error) = &outcome {
+        tracing::error!(%error, "otp-service stopped");
+    }
+    telemetry.shutdown().await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "otp-service stopped");
             eprintln!("otp-service: {error}");
             ExitCode::FAILURE
         }
