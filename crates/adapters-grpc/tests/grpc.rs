@@ -64,6 +64,7 @@ impl TestServer {
             TotpSettings {
                 issuer: "ZITADEL".into(),
                 params: TotpParams::default(),
+                ..TotpSettings::default()
             },
         );
         let tokens = StaticTokens::default()

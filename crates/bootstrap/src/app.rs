@@ -9,9 +9,7 @@ use adapters_http::HttpState;
 use adapters_memory::SystemClock;
 use adapters_postgres::{PgFactorStore, PgSettings};
 use adapters_token::{ClaimNames, JwtSettings, JwtVerifier};
-use application::{
-    Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier, TotpSettings,
-};
+use application::{Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier};
 
 use crate::settings::{Settings, SettingsError};
 
@@ -130,19 +128,15 @@ impl Application {
     /// # Errors
     /// [`StartError`] for bad TOTP settings or an address that cannot be bound.
     pub fn start(settings: &Settings, ports: Ports) -> Result<Self, StartError> {
-        let params = settings
+        let totp = settings
             .totp
-            .params()
-            .map_err(|e| SettingsError::Invalid(format!("totp: {e}")))?;
+            .use_case_settings(&settings.auth.check_scope)?;
         let factors = OtpFactors::new(
             ports.store,
             ports.cipher,
             Arc::new(OsSecrets),
             Arc::new(SystemClock),
-            TotpSettings {
-                issuer: settings.totp.issuer.clone(),
-                params,
-            },
+            totp,
         );
         let auth = Authenticator::new(ports.verifier);
         let grpc_addr = settings.grpc.addr.clone();

@@ -8,7 +8,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-use domain::{TotpAlgorithm, TotpParams, TotpParamsError};
+use application::TotpSettings;
+use chrono::TimeDelta;
+use domain::{AttemptPolicy, TotpAlgorithm, TotpParams, TotpParamsError};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +142,9 @@ pub struct AuthSettings {
     /// Timeout of discovery and JWKS requests.
     #[serde(deserialize_with = "duration")]
     pub http_timeout: Duration,
+    /// The scope a trusted caller's token needs for the login check
+    /// (`POST /v1/users/{user_id}/otp/_check`).
+    pub check_scope: String,
 }
 
 impl Default for AuthSettings {
@@ -154,11 +159,13 @@ impl Default for AuthSettings {
             leeway: Duration::from_secs(30),
             jwks_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
+            check_scope: "otp.check".into(),
         }
     }
 }
 
-/// `[totp]`: parameters of new factors (enrolled factors keep their own).
+/// `[totp]`: parameters of new factors (enrolled factors keep their own) and
+/// the security policy of code checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TotpConfig {
@@ -172,6 +179,15 @@ pub struct TotpConfig {
     pub period: u32,
     /// Steps accepted either side of now.
     pub skew: u8,
+    /// Wrong codes in a row (setup verify and login check) that lock.
+    pub max_attempts: u32,
+    /// How long a lock lasts after the last wrong code.
+    #[serde(deserialize_with = "duration")]
+    pub lockout: Duration,
+    /// How long an added factor may stay unverified; after that it counts
+    /// as absent and is purged.
+    #[serde(deserialize_with = "duration")]
+    pub pending_ttl: Duration,
 }
 
 impl Default for TotpConfig {
@@ -182,6 +198,9 @@ impl Default for TotpConfig {
             digits: 6,
             period: 30,
             skew: 1,
+            max_attempts: 5,
+            lockout: Duration::from_secs(300),
+            pending_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -198,6 +217,33 @@ impl TotpConfig {
             self.period,
             self.skew,
         )
+    }
+
+    /// The use cases' settings: parameters plus the checked policy.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] naming the value out of range.
+    pub fn use_case_settings(&self, check_scope: &str) -> Result<TotpSettings, SettingsError> {
+        let invalid = |what: String| SettingsError::Invalid(format!("totp: {what}"));
+        let params = self.params().map_err(|e| invalid(e.to_string()))?;
+        let lockout =
+            TimeDelta::from_std(self.lockout).map_err(|_| invalid("lockout is too long".into()))?;
+        let attempts =
+            AttemptPolicy::new(self.max_attempts, lockout).map_err(|e| invalid(e.to_owned()))?;
+        let pending_ttl = TimeDelta::from_std(self.pending_ttl)
+            .ok()
+            .filter(|ttl| *ttl > TimeDelta::zero())
+            .ok_or_else(|| invalid("pending_ttl must be longer than zero".into()))?;
+        if check_scope.trim().is_empty() {
+            return Err(SettingsError::Invalid("auth.check_scope is empty".into()));
+        }
+        Ok(TotpSettings {
+            issuer: self.issuer.clone(),
+            params,
+            pending_ttl,
+            attempts,
+            check_scope: check_scope.to_owned(),
+        })
     }
 }
 
@@ -279,8 +325,7 @@ impl Settings {
         let settings: Self = builder.build()?.try_deserialize()?;
         settings
             .totp
-            .params()
-            .map_err(|e| SettingsError::Invalid(format!("totp: {e}")))?;
+            .use_case_settings(&settings.auth.check_scope)?;
         Ok(settings)
     }
 
