@@ -74,6 +74,11 @@ pub struct TestApp {
 
 /// Settings of an app on port 0 over `db`, trusting `issuer`.
 pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
+    settings_with(db_url, issuer, &[])
+}
+
+/// [`settings`] plus (or overriding with) `extra` `OTP__*` variables.
+pub fn settings_with(db_url: &SecretString, issuer: &str, extra: &[(&str, &str)]) -> Settings {
     let env = [
         ("OTP__HTTP__ADDR", "127.0.0.1:0"),
         ("OTP__HTTP__WORKERS", "2"),
@@ -87,7 +92,9 @@ pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
     ];
     Settings::load(
         None,
-        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        env.iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     )
     .unwrap()
 }
@@ -95,9 +102,14 @@ pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
 /// Starts the service on a fresh database, or `None` (after one printed
 /// line) when PostgreSQL is not reachable outside CI.
 pub async fn spawn_app() -> Option<TestApp> {
+    spawn_app_with(&[]).await
+}
+
+/// [`spawn_app`] with extra `OTP__*` settings.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> Option<TestApp> {
     let db = TestDatabase::create().await?;
     let issuer = spawn_issuer().await;
-    let app = start(&settings(&db.url, &issuer.url));
+    let app = start(&settings_with(&db.url, &issuer.url, extra));
     let address = format!("http://127.0.0.1:{}", app.port());
     let grpc_address = format!("http://127.0.0.1:{}", app.grpc_port());
     tokio::spawn(app.run_until_stopped());
