@@ -1,5 +1,6 @@
-//! What the verifier is told: issuer, audience, where the keys are, which
-//! claims carry the identity, and the errors of a bad setting.
+//! What the verifiers are told: issuer, audience, where the keys or the
+//! introspection endpoint are, which claims carry the identity, and the
+//! errors of a bad setting.
 
 use std::time::Duration;
 
@@ -9,9 +10,11 @@ pub const DEFAULT_USER_ID_CLAIM: &str = "sub";
 pub const DEFAULT_ORG_ID_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
 /// The default claim of the login name.
 pub const DEFAULT_LOGIN_NAME_CLAIM: &str = "preferred_username";
+/// The default claim of the granted scopes (RFC 8693 §4.2, RFC 9068 §2.2.3).
+pub const DEFAULT_SCOPE_CLAIM: &str = "scope";
 
 /// Which claims carry the identity. Defaults: `sub`,
-/// `urn:zitadel:iam:user:resourceowner:id`, `preferred_username`.
+/// `urn:zitadel:iam:user:resourceowner:id`, `preferred_username`, `scope`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimNames {
     /// The claim of the user id (required in every token).
@@ -20,6 +23,9 @@ pub struct ClaimNames {
     pub org_id: String,
     /// The claim of the login name (optional in a token).
     pub login_name: String,
+    /// The claim of the granted scopes (optional in a token): a
+    /// space-separated string or an array of strings.
+    pub scope: String,
 }
 
 impl Default for ClaimNames {
@@ -28,6 +34,7 @@ impl Default for ClaimNames {
             user_id: DEFAULT_USER_ID_CLAIM.to_owned(),
             org_id: DEFAULT_ORG_ID_CLAIM.to_owned(),
             login_name: DEFAULT_LOGIN_NAME_CLAIM.to_owned(),
+            scope: DEFAULT_SCOPE_CLAIM.to_owned(),
         }
     }
 }
@@ -38,6 +45,7 @@ impl ClaimNames {
             ("user id", &self.user_id),
             ("organisation id", &self.org_id),
             ("login name", &self.login_name),
+            ("scope", &self.scope),
         ] {
             if name.trim().is_empty() {
                 return Err(TokenConfigError::InvalidSetting(format!(
@@ -94,8 +102,8 @@ pub enum TokenConfigError {
     /// A setting is empty or malformed.
     #[error("invalid token setting: {0}")]
     InvalidSetting(String),
-    /// The HTTP client for discovery and JWKS could not be built.
-    #[error("cannot build the HTTP client for the issuer's keys: {0}")]
+    /// The HTTP client for discovery, JWKS or introspection could not be built.
+    #[error("cannot build the HTTP client for the issuer: {0}")]
     HttpClient(String),
     /// A key could not be generated or used.
     #[error("signing key: {0}")]
