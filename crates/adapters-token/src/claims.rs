@@ -87,6 +87,15 @@ pub(crate) fn principal(
     })
 }
 
+/// Whether claim `aud` (a string or an array of strings) contains `audience`.
+pub(crate) fn audience_contains(claims: &Map<String, Value>, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => aud == audience,
+        Some(Value::Array(auds)) => auds.iter().any(|aud| aud.as_str() == Some(audience)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -153,5 +162,14 @@ mod tests {
             Some("n")
         );
         assert_eq!(login(&only_fallback, None), None);
+    }
+
+    #[test]
+    fn audience_as_string_or_array() {
+        assert!(audience_contains(&map(json!({"aud": "x"})), "x"));
+        assert!(audience_contains(&map(json!({"aud": ["y", "x"]})), "x"));
+        assert!(!audience_contains(&map(json!({"aud": ["y"]})), "x"));
+        assert!(!audience_contains(&map(json!({"aud": 1})), "x"));
+        assert!(!audience_contains(&map(json!({})), "x"));
     }
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::client_auth::ClientAuth;
+
 /// The default claim of the user id.
 pub const DEFAULT_USER_ID_CLAIM: &str = "sub";
 /// The default claim of the organisation id (ZITADEL's resource owner).
@@ -91,6 +93,61 @@ impl JwtSettings {
             leeway: Duration::from_secs(30),
             http_timeout: Duration::from_secs(10),
             min_refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How opaque (or any) access tokens are checked by asking the issuer's
+/// token introspection endpoint (RFC 7662).
+#[derive(Debug, Clone)]
+pub struct IntrospectionSettings {
+    /// The issuer: an answer's `iss`, when present, must equal this exactly;
+    /// the `aud` of a `private_key_jwt` client assertion; the base of
+    /// discovery.
+    pub issuer: String,
+    /// An answer's `aud` (a string or an array) must contain this.
+    pub audience: String,
+    /// The introspection endpoint. When `None`, it is discovered from
+    /// `{issuer without trailing slash}/.well-known/openid-configuration`
+    /// (its `introspection_endpoint`) at first use and kept.
+    pub url: Option<String>,
+    /// How this service authenticates itself to the endpoint.
+    pub client_auth: ClientAuth,
+    /// Which claims of an answer carry the identity. The login name falls
+    /// back to RFC 7662's `username` when the configured claim is absent.
+    pub claims: ClaimNames,
+    /// Clock skew allowed on an answer's `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How long an active answer is reused for the same token (never past
+    /// the token's `exp`). Zero disables the cache.
+    pub cache_ttl: Duration,
+    /// At most this many answers are cached; when full, expired ones are
+    /// dropped, and if none has expired the cache starts over.
+    pub cache_capacity: usize,
+    /// Timeout of each discovery or introspection request.
+    pub http_timeout: Duration,
+}
+
+impl IntrospectionSettings {
+    /// Settings for `issuer` and `audience` with discovery, the default claim
+    /// names, 30 s leeway, 30 s cache TTL, 10 000 cache entries and 10 s
+    /// HTTP timeout.
+    #[must_use]
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        client_auth: ClientAuth,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            url: None,
+            client_auth,
+            claims: ClaimNames::default(),
+            leeway: Duration::from_secs(30),
+            cache_ttl: Duration::from_secs(30),
+            cache_capacity: 10_000,
+            http_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -17,3 +17,14 @@ pub(crate) fn key_set_fetched(outcome: &'static str) {
         outcome
     );
 }
+
+/// One introspection answer, `outcome` `"active"`, `"inactive"`, `"error"`
+/// or `"cached"`.
+pub(crate) fn introspected(outcome: &'static str) {
+    tracing::event!(
+        target: "otp.metrics",
+        Level::INFO,
+        monotonic_counter.otp.token.introspections = 1_u64,
+        outcome
+    );
+}
