@@ -29,6 +29,7 @@
 //! `grpc-status-details-bin` ([`status_of`]); over gRPC-web that status comes
 //! in the body's trailers frame ([`GrpcWebStatusFrame`]).
 
+mod check;
 mod convert;
 mod error;
 mod server;
@@ -37,12 +38,13 @@ mod web;
 
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
 pub use server::{GrpcError, GrpcLayers, GrpcRouter, GrpcSettings, router, serve};
+pub use check::OtpCheckServiceImpl;
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
 pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
 
 /// The code generated from `proto/` (messages, server and client), one module
-/// per proto package: `zitadel::v1`, `zitadel::user::v1`, `zitadel::auth::v1`
-/// and `google::rpc`. The clients (`zitadel::auth::v1::auth_service_client`)
+/// per proto package: `zitadel::v1`, `zitadel::user::v1`, `zitadel::auth::v1`,
+/// this service's own `otp::v1` and `google::rpc`. The clients (`zitadel::auth::v1::auth_service_client`)
 /// are for tests and other crates' tests.
 pub mod proto {
     #![allow(

@@ -17,6 +17,8 @@ use tower_layer::{Identity, Stack};
 use application::{Authenticator, OtpFactors};
 
 use crate::FILE_DESCRIPTOR_SET;
+use crate::check::OtpCheckServiceImpl;
+use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 use crate::service::AuthServiceImpl;
 use crate::web::GrpcWebStatusFrameLayer;
@@ -95,6 +97,9 @@ async fn build(
     health
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
+    health
+        .set_service_status(CHECK_SERVICE_NAME, ServingStatus::Serving)
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let reflection = || {
@@ -111,7 +116,8 @@ async fn build(
         .layer(cors)
         .layer(GrpcWebStatusFrameLayer)
         .layer(GrpcWebLayer::new())
-        .add_service(AuthServiceImpl::new(factors, auth).into_server())
+        .add_service(AuthServiceImpl::new(factors.clone(), auth.clone()).into_server())
+        .add_service(OtpCheckServiceImpl::new(factors, auth).into_server())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -157,6 +163,9 @@ pub fn serve(
             shutdown.await;
             health
                 .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                .await;
+            health
+                .set_service_status(CHECK_SERVICE_NAME, ServingStatus::NotServing)
                 .await;
             health
                 .set_service_status("", ServingStatus::NotServing)

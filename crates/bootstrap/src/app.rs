@@ -8,7 +8,10 @@ use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::HttpState;
 use adapters_memory::SystemClock;
 use adapters_postgres::{PgFactorStore, PgSettings};
-use adapters_token::{ClaimNames, JwtSettings, JwtVerifier};
+use adapters_token::{
+    BearerVerifier, ClaimNames, ClientAuth, IntrospectionSettings, IntrospectionVerifier,
+    JwtSettings, JwtVerifier,
+};
 use application::{Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier};
 
 use crate::settings::{Settings, SettingsError};
@@ -74,8 +77,24 @@ impl Ports {
             })
             .map_err(|e| StartError::Adapter(e.to_string()))?,
         );
-        let auth = &settings.auth;
-        let verifier = JwtVerifier::new(JwtSettings {
+        Ok(Self {
+            store: store.clone(),
+            readiness: store,
+            verifier: Arc::new(bearer_verifier(settings)?),
+            cipher: Arc::new(keyring(settings)?),
+        })
+    }
+}
+
+/// JWTs by the issuer's JWKS, and opaque tokens by introspection when
+/// `auth.introspection_*` is configured.
+///
+/// # Errors
+/// [`StartError::Adapter`] when a token setting is refused.
+pub fn bearer_verifier(settings: &Settings) -> Result<BearerVerifier, StartError> {
+    let adapter = |e: adapters_token::TokenConfigError| StartError::Adapter(e.to_string());
+    let auth = &settings.auth;
+    let jwt = JwtVerifier::new(JwtSettings {
             issuer: auth.issuer.clone(),
             audience: auth.audience.clone(),
             jwks_url: Some(auth.jwks_url.clone()).filter(|url| !url.trim().is_empty()),
@@ -83,15 +102,28 @@ impl Ports {
             leeway: auth.leeway,
             http_timeout: auth.http_timeout,
             min_refresh_interval: auth.jwks_refresh_interval,
-        })
-        .map_err(|e| StartError::Adapter(e.to_string()))?;
-        Ok(Self {
-            store: store.clone(),
-            readiness: store,
-            verifier: Arc::new(verifier),
-            cipher: Arc::new(keyring(settings)?),
-        })
-    }
+    })
+    .map_err(adapter)?;
+    let introspection = if auth.introspection_enabled() {
+        let client_auth = match &auth.introspection_key_file {
+            Some(path) => ClientAuth::from_zitadel_key_file(path).map_err(adapter)?,
+            None => ClientAuth::Basic {
+                client_id: auth.introspection_client_id.clone(),
+                client_secret: auth.introspection_client_secret.clone(),
+            },
+        };
+        let mut introspection =
+            IntrospectionSettings::new(auth.issuer.clone(), auth.audience.clone(), client_auth);
+        introspection.url = Some(auth.introspection_url.clone()).filter(|url| !url.trim().is_empty());
+        introspection.claims = claim_names(settings);
+        introspection.leeway = auth.leeway;
+        introspection.cache_ttl = auth.introspection_cache_ttl;
+        introspection.http_timeout = auth.http_timeout;
+        Some(IntrospectionVerifier::new(introspection).map_err(adapter)?)
+    } else {
+        None
+    };
+    BearerVerifier::new(Some(jwt), introspection).map_err(adapter)
 }
 
 /// The identity claim names from `auth.*_claim`.
@@ -101,6 +133,7 @@ pub fn claim_names(settings: &Settings) -> ClaimNames {
         user_id: settings.auth.user_id_claim.clone(),
         org_id: settings.auth.org_id_claim.clone(),
         login_name: settings.auth.login_name_claim.clone(),
+        scope: settings.auth.scope_claim.clone(),
     }
 }
 

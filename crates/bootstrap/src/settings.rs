@@ -2,10 +2,10 @@
 //! environment (`OTP__<SECTION>__<KEY>`). Unknown keys are an error; secrets
 //! are `secrecy` types and print as `[REDACTED]`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
 use application::TotpSettings;
@@ -41,6 +41,30 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     /// `[log]`
     pub log: LogSettings,
+    /// `[shutdown]`
+    pub shutdown: ShutdownSettings,
+}
+
+/// `[shutdown]`: how SIGTERM / Ctrl-C stop the service without dropping requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// After the signal, `/readyz` answers 503 at once while the listeners
+    /// keep accepting for this long, so load balancers stop sending first.
+    #[serde(deserialize_with = "duration")]
+    pub drain_delay: Duration,
+    /// Then in-flight requests get this long to finish.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::from_secs(5),
+            timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// `[http]`: the REST listener.
@@ -100,6 +124,8 @@ impl GrpcConfig {
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/db` (secret: it may hold a password).
     pub url: SecretString,
+    /// A file holding `url` (a mounted Secret); wins over `url`.
+    pub url_file: Option<PathBuf>,
     /// Pool size per replica.
     pub max_connections: usize,
     /// How long to wait for a new connection.
@@ -111,6 +137,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: SecretString::from("postgres://postgres@127.0.0.1:5432/otp_service"),
+            url_file: None,
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
         }
@@ -142,9 +169,35 @@ pub struct AuthSettings {
     /// Timeout of discovery and JWKS requests.
     #[serde(deserialize_with = "duration")]
     pub http_timeout: Duration,
+    /// Claim carrying the granted scopes (space-separated or an array).
+    pub scope_claim: String,
     /// The scope a trusted caller's token needs for the login check
     /// (`POST /v1/users/{user_id}/otp/_check`).
     pub check_scope: String,
+    /// RFC 7662 introspection endpoint for opaque tokens; empty = discovered
+    /// (`introspection_endpoint`) when introspection is configured.
+    pub introspection_url: String,
+    /// Client id for introspection with HTTP Basic client authentication.
+    pub introspection_client_id: String,
+    /// Its client secret.
+    pub introspection_client_secret: SecretString,
+    /// A file holding the client secret (a mounted Secret); wins.
+    pub introspection_client_secret_file: Option<PathBuf>,
+    /// A ZITADEL application key file (JSON) for `private_key_jwt` client
+    /// authentication; used instead of the client id + secret when set.
+    pub introspection_key_file: Option<PathBuf>,
+    /// How long an active introspection answer is reused (never beyond the
+    /// token's `exp`); 0 turns the cache off.
+    #[serde(deserialize_with = "duration")]
+    pub introspection_cache_ttl: Duration,
+}
+
+impl AuthSettings {
+    /// Whether opaque tokens are introspected.
+    #[must_use]
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection_key_file.is_some() || !self.introspection_client_id.trim().is_empty()
+    }
 }
 
 impl Default for AuthSettings {
@@ -159,7 +212,14 @@ impl Default for AuthSettings {
             leeway: Duration::from_secs(30),
             jwks_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
+            scope_claim: "scope".into(),
             check_scope: "otp.check".into(),
+            introspection_url: String::new(),
+            introspection_client_id: String::new(),
+            introspection_client_secret: SecretString::from(""),
+            introspection_client_secret_file: None,
+            introspection_key_file: None,
+            introspection_cache_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -253,14 +313,27 @@ impl TotpConfig {
 pub struct CryptoSettings {
     /// `id:base64-32-bytes`, comma separated; the first seals, all open.
     pub keys: SecretString,
+    /// A file holding the keys, comma- or newline-separated (a mounted
+    /// Secret); wins over `keys`.
+    pub keys_file: Option<PathBuf>,
 }
 
 impl Default for CryptoSettings {
     fn default() -> Self {
         Self {
             keys: SecretString::from(""),
+            keys_file: None,
         }
     }
+}
+
+/// Reads a secret from a mounted file: the whole file, without the trailing
+/// line break editors and `kubectl create secret --from-file` leave.
+fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        SettingsError::Invalid(format!("{key}: cannot read {}: {error}", path.display()))
+    })?;
+    Ok(SecretString::from(text.trim_end_matches(['\n', '\r'])))
 }
 
 /// `[log]`: log lines on stdout.
@@ -322,11 +395,35 @@ impl Settings {
                 .separator("__")
                 .source(Some(env)),
         );
-        let settings: Self = builder.build()?.try_deserialize()?;
+        let mut settings: Self = builder.build()?.try_deserialize()?;
+        settings.read_secret_files()?;
         settings
             .totp
             .use_case_settings(&settings.auth.check_scope)?;
         Ok(settings)
+    }
+
+    /// Replaces each secret whose `<key>_file` is set by that file's content.
+    fn read_secret_files(&mut self) -> Result<(), SettingsError> {
+        if let Some(path) = &self.database.url_file {
+            self.database.url = read_secret_file("database.url_file", path)?;
+        }
+        if let Some(path) = &self.crypto.keys_file {
+            let keys = read_secret_file("crypto.keys_file", path)?;
+            // One key per line is as good as comma separated.
+            let keys: Vec<&str> = keys
+                .expose_secret()
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect();
+            self.crypto.keys = SecretString::from(keys.join(","));
+        }
+        if let Some(path) = &self.auth.introspection_client_secret_file {
+            self.auth.introspection_client_secret =
+                read_secret_file("auth.introspection_client_secret_file", path)?;
+        }
+        Ok(())
     }
 
     /// Checks what `serve` needs beyond the defaults.
@@ -334,7 +431,6 @@ impl Settings {
     /// # Errors
     /// [`SettingsError::Invalid`] naming the missing keys.
     pub fn require_for_serve(&self) -> Result<(), SettingsError> {
-        use secrecy::ExposeSecret;
         let mut missing = Vec::new();
         if self.auth.issuer.trim().is_empty() {
             missing.push("auth.issuer (OTP__AUTH__ISSUER)");
