@@ -36,9 +36,9 @@ mod server;
 mod service;
 mod web;
 
+pub use check::OtpCheckServiceImpl;
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
 pub use server::{GrpcError, GrpcLayers, GrpcRouter, GrpcSettings, router, serve};
-pub use check::OtpCheckServiceImpl;
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
 pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
 

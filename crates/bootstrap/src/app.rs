@@ -14,7 +14,8 @@ use adapters_token::{
 };
 use application::{Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier};
 
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{Settings, SettingsError, ShutdownSettings};
+use crate::shutdown::{self, DrainAwareReadiness, Draining};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -95,13 +96,13 @@ pub fn bearer_verifier(settings: &Settings) -> Result<BearerVerifier, StartError
     let adapter = |e: adapters_token::TokenConfigError| StartError::Adapter(e.to_string());
     let auth = &settings.auth;
     let jwt = JwtVerifier::new(JwtSettings {
-            issuer: auth.issuer.clone(),
-            audience: auth.audience.clone(),
-            jwks_url: Some(auth.jwks_url.clone()).filter(|url| !url.trim().is_empty()),
-            claims: claim_names(settings),
-            leeway: auth.leeway,
-            http_timeout: auth.http_timeout,
-            min_refresh_interval: auth.jwks_refresh_interval,
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+        jwks_url: Some(auth.jwks_url.clone()).filter(|url| !url.trim().is_empty()),
+        claims: claim_names(settings),
+        leeway: auth.leeway,
+        http_timeout: auth.http_timeout,
+        min_refresh_interval: auth.jwks_refresh_interval,
     })
     .map_err(adapter)?;
     let introspection = if auth.introspection_enabled() {
@@ -114,7 +115,8 @@ pub fn bearer_verifier(settings: &Settings) -> Result<BearerVerifier, StartError
         };
         let mut introspection =
             IntrospectionSettings::new(auth.issuer.clone(), auth.audience.clone(), client_auth);
-        introspection.url = Some(auth.introspection_url.clone()).filter(|url| !url.trim().is_empty());
+        introspection.url =
+            Some(auth.introspection_url.clone()).filter(|url| !url.trim().is_empty());
         introspection.claims = claim_names(settings);
         introspection.leeway = auth.leeway;
         introspection.cache_ttl = auth.introspection_cache_ttl;
@@ -144,6 +146,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     grpc: tokio::task::JoinHandle<Result<(), adapters_grpc::GrpcError>>,
     stop_grpc: tokio::sync::oneshot::Sender<()>,
+    purge: tokio::task::JoinHandle<()>,
+    draining: Draining,
+    shutdown: ShutdownSettings,
 }
 
 impl std::fmt::Debug for Application {
@@ -164,6 +169,7 @@ impl Application {
         let totp = settings
             .totp
             .use_case_settings(&settings.auth.check_scope)?;
+        let purge = tokio::spawn(purge_pending_factors(ports.store.clone(), totp.pending_ttl));
         let factors = OtpFactors::new(
             ports.store,
             ports.cipher,
@@ -171,6 +177,7 @@ impl Application {
             Arc::new(SystemClock),
             totp,
         );
+        let draining = Draining::default();
         let auth = Authenticator::new(ports.verifier);
         let grpc_addr = settings.grpc.addr.clone();
         let bind_error = |source| StartError::Bind {
@@ -196,7 +203,7 @@ impl Application {
         let state = HttpState {
             factors,
             auth,
-            readiness: ports.readiness,
+            readiness: Arc::new(DrainAwareReadiness::new(ports.readiness, draining.clone())),
         };
         let addr = settings.http.addr.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
@@ -209,7 +216,10 @@ impl Application {
             .port();
         let mut server = actix_web::HttpServer::new(move || {
             actix_web::App::new().configure(adapters_http::routes(state.clone()))
-        });
+        })
+        // Signals are ours: the drain delay comes before actix stops accepting.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown.timeout.as_secs().max(1));
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
@@ -226,6 +236,9 @@ impl Application {
             server,
             grpc,
             stop_grpc,
+            purge,
+            draining,
+            shutdown: settings.shutdown.clone(),
         })
     }
 
@@ -241,19 +254,108 @@ impl Application {
         self.grpc_port
     }
 
-    /// Serves until the process is told to stop (SIGINT/SIGTERM: the HTTP
-    /// server drains, then the gRPC server is told to drain too).
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully (see
+    /// [`Application::run_until`]); a second signal ends the process at once.
     ///
     /// # Errors
     /// Either server's I/O error.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let http = self.server.await;
-        let _ = self.stop_grpc.send(());
-        let grpc = self
-            .grpc
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other);
-        http.and(grpc)
+        self.run_until(shutdown::signal(), async {
+            shutdown::signal().await;
+            tracing::warn!("second signal: exiting at once");
+            std::process::exit(130);
+        })
+        .await
+    }
+
+    /// Serves until `stop` completes, then: readiness fails at once; after
+    /// `shutdown.drain_delay` both listeners stop accepting; in-flight REST
+    /// and gRPC requests get `shutdown.timeout` to finish. `abort` completing
+    /// at any point after `stop` cuts the drain short.
+    ///
+    /// # Errors
+    /// Either server's I/O error.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send,
+        abort: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let Self {
+            server,
+            grpc,
+            stop_grpc,
+            purge,
+            draining,
+            shutdown,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut http = tokio::spawn(server);
+        tokio::select! {
+            // A server that ends by itself (an I/O error) ends the process.
+            result = &mut http => {
+                purge.abort();
+                let _ = stop_grpc.send(());
+                return result.map_err(std::io::Error::other)?;
+            }
+            () = stop => {}
+        }
+        draining.start();
+        tracing::info!(
+            drain_delay = ?shutdown.drain_delay,
+            timeout = ?shutdown.timeout,
+            "draining: readiness fails, listeners stop after the delay"
+        );
+        purge.abort();
+        let drain = async {
+            tokio::time::sleep(shutdown.drain_delay).await;
+            tracing::info!("no longer accepting; finishing in-flight requests");
+            let _ = stop_grpc.send(());
+            let (http, grpc) = tokio::join!(
+                async {
+                    handle.stop(true).await;
+                    http.await.map_err(std::io::Error::other)?
+                },
+                async {
+                    match tokio::time::timeout(shutdown.timeout, grpc).await {
+                        Ok(joined) => joined
+                            .map_err(std::io::Error::other)?
+                            .map_err(std::io::Error::other),
+                        Err(_) => {
+                            tracing::warn!(
+                                "gRPC calls still open after shutdown.timeout; leaving them"
+                            );
+                            Ok(())
+                        }
+                    }
+                }
+            );
+            http.and(grpc)
+        };
+        tokio::select! {
+            result = drain => {
+                tracing::info!("stopped");
+                result
+            }
+            () = abort => Ok(()),
+        }
+    }
+}
+
+/// Deletes pending factors past their time to live, once a minute (they
+/// count as absent already; this only keeps the table small). Every replica
+/// runs it; the delete is idempotent.
+async fn purge_pending_factors(store: Arc<dyn FactorStore>, pending_ttl: chrono::TimeDelta) {
+    use application::Clock;
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let cutoff = SystemClock.now() - pending_ttl;
+        match store.purge_pending(cutoff).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired pending factors purged"),
+            Err(error) => tracing::warn!(%error, "purging expired pending factors failed"),
+        }
     }
 }

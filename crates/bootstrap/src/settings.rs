@@ -552,4 +552,58 @@ mod tests {
         let file = std::fs::File::create(&path).unwrap();
         (path, file)
     }
+
+    #[test]
+    fn secrets_can_come_from_mounted_files() {
+        let dir = std::env::temp_dir().join(format!("otp-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = dir.join("database-url");
+        std::fs::write(&url, "postgres://otp:s3cret@db:5432/otp\n").unwrap();
+        let keys = dir.join("keys");
+        std::fs::write(&keys, "k2:AAAA\nk1:BBBB\n").unwrap();
+        let settings = Settings::load(
+            None,
+            env(&[
+                ("OTP__DATABASE__URL", "postgres://ignored@x/y"),
+                ("OTP__DATABASE__URL_FILE", url.to_str().unwrap()),
+                ("OTP__CRYPTO__KEYS_FILE", keys.to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://otp:s3cret@db:5432/otp"
+        );
+        assert_eq!(settings.crypto.keys.expose_secret(), "k2:AAAA,k1:BBBB");
+        let missing = Settings::load(
+            None,
+            env(&[("OTP__CRYPTO__KEYS_FILE", "/nonexistent/otp-keys")]),
+        )
+        .unwrap_err();
+        assert!(
+            missing.to_string().contains("crypto.keys_file"),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_security_policy_is_checked_at_load() {
+        for (key, value) in [
+            ("OTP__TOTP__MAX_ATTEMPTS", "0"),
+            ("OTP__TOTP__LOCKOUT", "0s"),
+            ("OTP__TOTP__PENDING_TTL", "0s"),
+            ("OTP__AUTH__CHECK_SCOPE", " "),
+        ] {
+            assert!(
+                Settings::load(None, env(&[(key, value)])).is_err(),
+                "{key}={value}"
+            );
+        }
+        let settings = Settings::load(None, env(&[])).unwrap();
+        let totp = settings.totp.use_case_settings("otp.check").unwrap();
+        assert_eq!(totp.attempts.max_attempts(), 5);
+        assert_eq!(totp.pending_ttl, chrono::TimeDelta::minutes(10));
+        assert_eq!(settings.shutdown.drain_delay, Duration::from_secs(5));
+    }
 }

@@ -169,6 +169,25 @@ impl TestApp {
         sign(&claims(&self.issuer.url, sub))
     }
 
+    /// A trusted caller's token: a service account granted `otp.check`.
+    pub fn service_token(&self, sub: &str) -> String {
+        let mut claims = claims(&self.issuer.url, sub);
+        claims["scope"] = json!("openid otp.check");
+        sign(&claims)
+    }
+
+    /// `POST /v1/users/{user}/otp/_check` with `code`.
+    pub async fn check(&self, token: &str, user: &str, code: &str) -> Answer {
+        let body = json!({ "code": code }).to_string();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/users/{user}/otp/_check"),
+            Some(&format!("Bearer {token}")),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,

@@ -13,4 +13,5 @@ mod dev;
 mod helpers;
 mod interop;
 mod parity;
+mod security;
 mod storage;
