@@ -29,6 +29,50 @@ pub struct Issuer {
     pub jwks_hits: Arc<AtomicUsize>,
 }
 
+/// Client credentials the stand-in introspection endpoint accepts.
+pub const INTROSPECTION_CLIENT: (&str, &str) = ("otp-service-api", "introspection-secret");
+
+/// RFC 7662 stand-in: `opaque-active-<sub>` is active for `sub` (scope
+/// `openid otp.check` when `<sub>` starts with `svc`), `opaque-expired-*` is
+/// active but past its `exp`, anything else inactive; wrong client
+/// credentials are 401.
+async fn introspect(
+    request: actix_web::HttpRequest,
+    form: web::Form<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    use data_encoding::BASE64;
+    let expected = format!(
+        "Basic {}",
+        BASE64.encode(format!("{}:{}", INTROSPECTION_CLIENT.0, INTROSPECTION_CLIENT.1).as_bytes())
+    );
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .is_some_and(|value| value.as_bytes() == expected.as_bytes());
+    if !authorized {
+        return HttpResponse::Unauthorized().json(json!({"error": "invalid_client"}));
+    }
+    let issuer = format!("http://{}", request.connection_info().host());
+    let token = form.get("token").cloned().unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    let answer = |sub: &str, exp: i64| {
+        let scope = if sub.starts_with("svc") {
+            "openid otp.check"
+        } else {
+            "openid"
+        };
+        json!({"active": true, "sub": sub, "aud": [AUDIENCE], "iss": issuer, "exp": exp,
+               "scope": scope, "token_type": "Bearer"})
+    };
+    if let Some(sub) = token.strip_prefix("opaque-active-") {
+        HttpResponse::Ok().json(answer(sub, now + 600))
+    } else if let Some(sub) = token.strip_prefix("opaque-expired-") {
+        HttpResponse::Ok().json(answer(sub, now - 600))
+    } else {
+        HttpResponse::Ok().json(json!({"active": false}))
+    }
+}
+
 pub async fn spawn_issuer() -> Issuer {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -41,9 +85,14 @@ pub async fn spawn_issuer() -> Issuer {
                 "/.well-known/openid-configuration",
                 web::get().to(move || {
                     let issuer = issuer.clone();
-                    async move { HttpResponse::Ok().json(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/oauth/v2/keys")})) }
+                    async move { HttpResponse::Ok().json(json!({
+                        "issuer": issuer,
+                        "jwks_uri": format!("{issuer}/oauth/v2/keys"),
+                        "introspection_endpoint": format!("{issuer}/oauth/v2/introspect"),
+                    })) }
                 }),
             )
+            .route("/oauth/v2/introspect", web::post().to(introspect))
             .route(
                 "/oauth/v2/keys",
                 web::get().to(move || {

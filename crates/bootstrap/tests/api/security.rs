@@ -423,3 +423,80 @@ async fn keys_rotate_reseals_so_the_old_key_can_go() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_introspected() {
+    use crate::helpers::INTROSPECTION_CLIENT;
+    let client = [
+        ("OTP__AUTH__INTROSPECTION_CLIENT_ID", INTROSPECTION_CLIENT.0),
+        (
+            "OTP__AUTH__INTROSPECTION_CLIENT_SECRET",
+            INTROSPECTION_CLIENT.1,
+        ),
+    ];
+    let Some(app) = spawn_app_with(&client).await else {
+        return;
+    };
+    let sub = user("opaque");
+    let active = format!("opaque-active-{sub}");
+    let added = app.add(&active).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    // JWTs keep working beside opaque tokens.
+    assert_eq!(app.list(&app.token(&sub)).await.status, 200);
+    for refused in [format!("opaque-expired-{sub}"), "opaque-unknown".to_owned()] {
+        let answer = app.list(&refused).await;
+        assert_eq!(
+            (answer.status, &answer.body["code"]),
+            (401, &json!(16)),
+            "{refused}"
+        );
+    }
+    // A service account's opaque token with the scope may check.
+    let secret = added.body["secret"].as_str().unwrap().to_owned();
+    let now = settled_now().await;
+    assert_eq!(
+        app.verify(&active, &code_at(&secret, now)).await.status,
+        200
+    );
+    let checked = app
+        .check("opaque-active-svc-login", &sub, &code_at(&secret, now + 30))
+        .await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+
+    // Wrong client credentials or an unreachable endpoint: 503, never 401 or 500.
+    for extra in [
+        [
+            ("OTP__AUTH__INTROSPECTION_CLIENT_SECRET", "wrong"),
+            ("OTP__AUTH__INTROSPECTION_URL", ""),
+        ],
+        [
+            (
+                "OTP__AUTH__INTROSPECTION_CLIENT_SECRET",
+                INTROSPECTION_CLIENT.1,
+            ),
+            (
+                "OTP__AUTH__INTROSPECTION_URL",
+                "http://127.0.0.1:1/introspect",
+            ),
+        ],
+    ] {
+        let extra: Vec<_> = [("OTP__AUTH__INTROSPECTION_CLIENT_ID", INTROSPECTION_CLIENT.0)]
+            .into_iter()
+            .chain(extra)
+            .collect();
+        let broken = start(&settings_with(&app.db.url, &app.issuer.url, &extra));
+        let address = format!("http://127.0.0.1:{}", broken.port());
+        tokio::spawn(broken.run_until_stopped());
+        let answer = app
+            .client
+            .post(format!("{address}/auth/v1/users/me/auth_factors/_search"))
+            .header("Authorization", format!("Bearer {active}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 503);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["details"][0]["id"], "OTP-UNAVAILABLE", "{body}");
+    }
+}
