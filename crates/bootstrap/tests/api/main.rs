@@ -13,5 +13,6 @@ mod dev;
 mod helpers;
 mod interop;
 mod parity;
+mod processes;
 mod security;
 mod storage;
