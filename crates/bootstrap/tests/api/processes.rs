@@ -293,11 +293,10 @@ async fn sigterm_under_load_drains_without_losing_accepted_requests() {
     let probe = reqwest::Client::new();
     let mut saw_503 = false;
     while signalled.elapsed() < Duration::from_millis(1000) {
-        if let Ok(r) = probe.get(format!("{address}/readyz")).send().await {
-            if r.status().as_u16() == 503 {
-                saw_503 = true;
-                break;
-            }
+        let answer = probe.get(format!("{address}/readyz")).send().await;
+        if answer.is_ok_and(|r| r.status().as_u16() == 503) {
+            saw_503 = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
