@@ -227,8 +227,14 @@ impl TestApp {
 
     /// `POST /v1/users/{user}/otp/_check` with `code`.
     pub async fn check(&self, token: &str, user: &str, code: &str) -> Answer {
+        self.check_at(&self.address, token, user, code).await
+    }
+
+    /// [`TestApp::check`] against another replica at `address`.
+    pub async fn check_at(&self, address: &str, token: &str, user: &str, code: &str) -> Answer {
         let body = json!({ "code": code }).to_string();
-        self.call(
+        self.call_at(
+            address,
             reqwest::Method::POST,
             &format!("/v1/users/{user}/otp/_check"),
             Some(&format!("Bearer {token}")),
@@ -244,9 +250,19 @@ impl TestApp {
         auth: Option<&str>,
         body: Option<String>,
     ) -> Answer {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.address));
+        self.call_at(&self.address, method, path, auth, body).await
+    }
+
+    /// [`TestApp::call`] against another replica at `address`.
+    pub async fn call_at(
+        &self,
+        address: &str,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<String>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{address}{path}"));
         if let Some(auth) = auth {
             request = request.header("Authorization", auth);
         }

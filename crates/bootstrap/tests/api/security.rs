@@ -6,7 +6,7 @@ use futures::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    Answer, assert_error, code_at, settings_with, settled_now, spawn_app_with, start, user,
+    assert_error, code_at, settings_with, settled_now, spawn_app_with, start, user,
 };
 use crate::interop::oathtool_with;
 
@@ -169,28 +169,13 @@ async fn concurrent_wrong_codes_across_two_replicas_never_exceed_the_limit() {
     let (secret, now) = enrolled(&app, &sub).await;
     let service = app.service_token("login-service");
     let bad = wrong(&secret, now);
-    let body = json!({ "code": bad }).to_string();
     let calls = (0..24).map(|i| {
         let address = if i % 2 == 0 {
-            app.address.clone()
+            &app.address
         } else {
-            replica_address.clone()
+            &replica_address
         };
-        let request = app
-            .client
-            .post(format!("{address}/v1/users/{sub}/otp/_check"))
-            .header("Authorization", format!("Bearer {service}"))
-            .body(body.clone());
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let body: serde_json::Value = response.json().await.unwrap();
-            Answer {
-                status,
-                body,
-                www_authenticate: None,
-            }
-        }
+        app.check_at(address, &service, &sub, &bad)
     });
     let answers = join_all(calls).await;
     let ids: Vec<String> = answers
@@ -272,23 +257,9 @@ async fn a_sha256_8_digit_factor_verifies_oathtool_and_survives_a_config_change(
         &at(now + 30),
     ])
     .unwrap();
-    let answer = app
-        .client
-        .post(format!("{sha1_address}/v1/users/{sub}/otp/_check"))
-        .header(
-            "Authorization",
-            format!("Bearer {}", app.service_token("login-service")),
-        )
-        .body(json!({ "code": next }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer.status().as_u16(),
-        200,
-        "{}",
-        answer.text().await.unwrap()
-    );
+    let service = app.service_token("login-service");
+    let answer = app.check_at(&sha1_address, &service, &sub, &next).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,19 +379,9 @@ async fn keys_rotate_reseals_so_the_old_key_can_go() {
     let service = app.service_token("login-service");
     for (sub, (secret, now)) in subs.iter().zip(&enrolled_secrets) {
         let answer = app
-            .client
-            .post(format!("{address}/v1/users/{sub}/otp/_check"))
-            .header("Authorization", format!("Bearer {service}"))
-            .body(json!({ "code": code_at(secret, now + 30) }).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            answer.status().as_u16(),
-            200,
-            "{}",
-            answer.text().await.unwrap()
-        );
+            .check_at(&address, &service, sub, &code_at(secret, now + 30))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
     }
 }
 
@@ -488,15 +449,16 @@ async fn opaque_tokens_are_introspected() {
         let address = format!("http://127.0.0.1:{}", broken.port());
         tokio::spawn(broken.run_until_stopped());
         let answer = app
-            .client
-            .post(format!("{address}/auth/v1/users/me/auth_factors/_search"))
-            .header("Authorization", format!("Bearer {active}"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status().as_u16(), 503);
-        let body: serde_json::Value = answer.json().await.unwrap();
+            .call_at(
+                &address,
+                reqwest::Method::POST,
+                "/auth/v1/users/me/auth_factors/_search",
+                Some(&format!("Bearer {active}")),
+                Some("{}".into()),
+            )
+            .await;
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        let body = answer.body;
         assert_eq!(body["details"][0]["id"], "OTP-UNAVAILABLE", "{body}");
     }
 }
