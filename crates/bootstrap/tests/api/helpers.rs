@@ -362,3 +362,22 @@ pub fn assert_error(answer: &Answer, status: u16, code: i64, id: &str) {
     let text = answer.body["details"][0]["message"].as_str().unwrap();
     assert_eq!(answer.body["message"], format!("{text} ({id})"));
 }
+
+/// Asserts that of the error answers `bodies`, `checked` were wrong codes
+/// (`EVENT-8isk2`) and `locked` found the user locked (`COMMAND-SF3fg`).
+pub fn assert_checked_then_locked<'a>(
+    bodies: impl IntoIterator<Item = &'a Value>,
+    checked: usize,
+    locked: usize,
+) {
+    let ids: Vec<&str> = bodies
+        .into_iter()
+        .map(|body| body["details"][0]["id"].as_str().unwrap_or("?"))
+        .collect();
+    let count = |id: &str| ids.iter().filter(|seen| **seen == id).count();
+    assert_eq!(
+        (count("EVENT-8isk2"), count("COMMAND-SF3fg")),
+        (checked, locked),
+        "{ids:?}"
+    );
+}
