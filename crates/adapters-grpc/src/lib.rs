@@ -16,10 +16,20 @@
 //!     cors_allowed_origins: vec!["https://console.example.com".into()],
 //! };
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8081").await?;
-//! let shutdown = async {
+//! // Health turns NOT_SERVING on the first Ctrl-C; the listener closes 5 s later.
+//! let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+//! let signal = async move {
 //!     let _ = tokio::signal::ctrl_c().await;
+//!     let _ = draining.send(());
 //! };
-//! tokio::spawn(serve(listener, factors, auth, &settings, shutdown)).await??;
+//! let shutdown = async move {
+//!     signal.await;
+//!     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+//! };
+//! let drain = async move {
+//!     let _ = drain_started.await;
+//! };
+//! tokio::spawn(serve(listener, factors, auth, &settings, drain, shutdown)).await??;
 //! # Ok(())
 //! # }
 //! ```

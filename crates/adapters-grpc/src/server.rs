@@ -141,10 +141,11 @@ pub async fn router(
     Ok(build(factors, auth, cors(settings)?).await?.0)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes; then health
-/// turns NOT_SERVING, the listener closes and open calls are drained. The
-/// future borrows nothing, so it can be spawned as it is:
-/// `tokio::spawn(serve(listener, factors, auth, &settings, shutdown))`.
+/// Serves [`router`] on `listener`. When `draining` completes, health turns
+/// NOT_SERVING while calls are still accepted; when `shutdown` completes, the
+/// listener closes and open calls are drained. The future borrows nothing, so
+/// it can be spawned as it is:
+/// `tokio::spawn(serve(listener, factors, auth, &settings, draining, shutdown))`.
 ///
 /// # Errors
 /// As [`router`]; [`GrpcError::Transport`] when serving fails.
@@ -153,6 +154,7 @@ pub fn serve(
     factors: OtpFactors,
     auth: Authenticator,
     settings: &GrpcSettings,
+    draining: impl Future<Output = ()> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = Result<(), GrpcError>> + Send + 'static {
     let cors = cors(settings);
@@ -160,7 +162,14 @@ pub fn serve(
         let (router, health) = build(factors, auth, cors?).await?;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let signal = async move {
-            shutdown.await;
+            // Health turns NOT_SERVING as soon as draining starts (or at the
+            // latest when the listener closes), so gRPC-aware balancers stop
+            // routing here while calls are still accepted.
+            let mut shutdown = std::pin::pin!(shutdown);
+            let stopped_first = tokio::select! {
+                () = draining => false,
+                () = &mut shutdown => true,
+            };
             health
                 .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
                 .await;
@@ -170,6 +179,9 @@ pub fn serve(
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
+            if !stopped_first {
+                shutdown.await;
+            }
         };
         router
             .serve_with_incoming_shutdown(incoming, signal)

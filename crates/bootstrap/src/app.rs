@@ -146,6 +146,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     grpc: tokio::task::JoinHandle<Result<(), adapters_grpc::GrpcError>>,
     stop_grpc: tokio::sync::oneshot::Sender<()>,
+    drain_grpc: tokio::sync::oneshot::Sender<()>,
     purge: tokio::task::JoinHandle<()>,
     draining: Draining,
     shutdown: ShutdownSettings,
@@ -189,12 +190,19 @@ impl Application {
         let grpc_port = grpc_listener.local_addr().map_err(bind_error)?.port();
         let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener).map_err(bind_error)?;
         let (stop_grpc, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (drain_grpc, drain_started) = tokio::sync::oneshot::channel::<()>();
         let grpc = tokio::spawn(adapters_grpc::serve(
             grpc_listener,
             factors.clone(),
             auth.clone(),
             &adapters_grpc::GrpcSettings {
                 cors_allowed_origins: settings.grpc.origins(),
+            },
+            async move {
+                // A dropped sender (the process ends without a drain) is no drain.
+                if drain_started.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             },
             async move {
                 let _ = stopped.await;
@@ -236,6 +244,7 @@ impl Application {
             server,
             grpc,
             stop_grpc,
+            drain_grpc,
             purge,
             draining,
             shutdown: settings.shutdown.clone(),
@@ -284,6 +293,7 @@ impl Application {
             server,
             grpc,
             stop_grpc,
+            drain_grpc,
             purge,
             draining,
             shutdown,
@@ -301,6 +311,7 @@ impl Application {
             () = stop => {}
         }
         draining.start();
+        let _ = drain_grpc.send(());
         tracing::info!(
             drain_delay = ?shutdown.drain_delay,
             timeout = ?shutdown.timeout,
