@@ -42,12 +42,14 @@
 mod check;
 mod convert;
 mod error;
+mod observe;
 mod server;
 mod service;
 mod web;
 
 pub use check::OtpCheckServiceImpl;
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
+pub use observe::{DURATION_BUCKETS, Observe, ObserveLayer};
 pub use server::{GrpcError, GrpcLayers, GrpcRouter, GrpcSettings, router, serve};
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
 pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};

@@ -18,6 +18,7 @@ use application::{Authenticator, OtpFactors};
 
 use crate::FILE_DESCRIPTOR_SET;
 use crate::check::OtpCheckServiceImpl;
+use crate::observe::ObserveLayer;
 use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 use crate::service::AuthServiceImpl;
@@ -46,9 +47,11 @@ pub enum GrpcError {
 }
 
 /// The layers around every service, outermost first: CORS, the gRPC-web
-/// status frame, gRPC-web translation.
-pub type GrpcLayers =
-    Stack<GrpcWebLayer, Stack<GrpcWebStatusFrameLayer, Stack<CorsLayer, Identity>>>;
+/// status frame, gRPC-web translation, the server span and duration metric.
+pub type GrpcLayers = Stack<
+    ObserveLayer,
+    Stack<GrpcWebLayer, Stack<GrpcWebStatusFrameLayer, Stack<CorsLayer, Identity>>>,
+>;
 
 /// The complete router of the gRPC port; serve it with
 /// `serve_with_incoming_shutdown` (or use [`serve`]).
@@ -112,10 +115,10 @@ async fn build(
 
     let router = Server::builder()
         .accept_http1(true)
-        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
         .layer(cors)
         .layer(GrpcWebStatusFrameLayer)
         .layer(GrpcWebLayer::new())
+        .layer(ObserveLayer)
         .add_service(AuthServiceImpl::new(factors.clone(), auth.clone()).into_server())
         .add_service(OtpCheckServiceImpl::new(factors, auth).into_server())
         .add_service(health_service)

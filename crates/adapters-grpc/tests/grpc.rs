@@ -726,7 +726,10 @@ async fn health_turns_not_serving_when_draining_starts_while_calls_still_work() 
             if answer.status() == ServingStatus::NotServing {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "{service:?} still SERVING");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service:?} still SERVING"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }

@@ -105,6 +105,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // The request's server span (see `observe`) carries the contract's id.
+        if let Some((id, _)) = &self.detail {
+            tracing::Span::current().record("otp.error_id", *id);
+        }
         let details = self
             .detail
             .iter()

@@ -78,6 +78,7 @@ impl Ports {
             })
             .map_err(|e| StartError::Adapter(e.to_string()))?,
         );
+        crate::telemetry::observe_pool(&store);
         Ok(Self {
             store: store.clone(),
             readiness: store,
@@ -223,7 +224,9 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
         let mut server = actix_web::HttpServer::new(move || {
-            actix_web::App::new().configure(adapters_http::routes(state.clone()))
+            actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(adapters_http::observe))
+                .configure(adapters_http::routes(state.clone()))
         })
         // Signals are ours: the drain delay comes before actix stops accepting.
         .disable_signals()

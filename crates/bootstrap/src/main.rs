@@ -74,15 +74,18 @@ async fn main() -> ExitCode {
     if matches!(cli.command, Command::Dev) && std::env::var_os("OTP__LOG__FORMAT").is_none() {
         log.format = "text".into();
     }
-    telemetry::init(&log);
-    match run(cli.command, settings).await {
+    let telemetry = telemetry::init(&log);
+    let code = match run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "otp-service stopped");
             eprintln!("otp-service: {error}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last spans and metrics, within a bound.
+    telemetry.shutdown().await;
+    code
 }
 
 async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::error::Error>> {

@@ -16,3 +16,4 @@ mod parity;
 mod processes;
 mod security;
 mod storage;
+mod telemetry;

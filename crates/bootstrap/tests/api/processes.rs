@@ -17,19 +17,45 @@ use crate::helpers::{
 use adapters_postgres::testing::TestDatabase;
 
 /// A running `otp-service serve`; killed when dropped.
-struct Process {
-    child: Child,
-    address: String,
+pub struct Process {
+    pub child: Child,
+    /// `http://127.0.0.1:<http port>`.
+    pub address: String,
+    /// `http://127.0.0.1:<grpc port>`.
+    pub grpc_address: String,
+    /// Where its stdout (the log lines) goes.
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    /// Its stdout so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits (up to 30 s) for the exit status.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "otp-service did not stop");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,27 +63,38 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn serve(db: &TestDatabase, issuer: &Issuer, extra: &[(&str, &str)]) -> Process {
+/// `otp-service serve` on `db`, trusting `issuer`, with `extra` variables;
+/// returns once `/readyz` answers 200.
+pub async fn serve(db: &TestDatabase, issuer: &Issuer, extra: &[(&str, &str)]) -> Process {
+    serve_url(db.url.expose_secret(), issuer, extra).await
+}
+
+/// [`serve`] on the database at `url`.
+pub async fn serve_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Process {
     let (http, grpc) = (free_port(), free_port());
+    let log = std::env::temp_dir().join(format!("otp-service-{http}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_otp-service"))
         .arg("serve")
         .env("OTP__HTTP__ADDR", format!("127.0.0.1:{http}"))
         .env("OTP__HTTP__WORKERS", "2")
         .env("OTP__GRPC__ADDR", format!("127.0.0.1:{grpc}"))
-        .env("OTP__DATABASE__URL", db.url.expose_secret())
+        .env("OTP__DATABASE__URL", url)
         .env("OTP__AUTH__ISSUER", &issuer.url)
         .env("OTP__AUTH__AUDIENCE", AUDIENCE)
         .env("OTP__CRYPTO__KEYS", TEST_KEYS)
         .env("OTP__LOG__FILTER", "warn")
+        .env("OTEL_SDK_DISABLED", "true")
         .envs(extra.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let process = Process {
         child,
         address: format!("http://127.0.0.1:{http}"),
+        grpc_address: format!("http://127.0.0.1:{grpc}"),
+        log,
     };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -90,7 +127,7 @@ async fn post(client: &reqwest::Client, url: String, token: &str, body: Value) -
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn signal(process: &Process, name: &str) {
+pub fn signal(process: &Process, name: &str) {
     let status = Command::new("kill")
         .args([format!("-{name}"), process.child.id().to_string()])
         .status()
