@@ -16,6 +16,12 @@ migrate:
 test:
     cargo test --workspace
 
+# Load benchmark: the release service vs. the same transactions written
+# straight to PostgreSQL, in one run; prints throughput, ratio, latency,
+# memory and CPU. BENCH_SECONDS / BENCH_CONCURRENCY tune it.
+bench:
+    cargo bench -p bootstrap --bench load
+
 # Formatting and clippy, as CI runs them.
 lint:
     cargo fmt --all -- --check

@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/zitadel/message.proto",
         "proto/zitadel/user.proto",
         "proto/zitadel/auth.proto",
+        "proto/otp/v1/check.proto",
         "proto/google/rpc/status.proto",
     ];
     let includes = [PathBuf::from("proto"), well_known];
@@ -31,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_debug([
             ".zitadel.auth.v1.AddMyAuthFactorOTPResponse",
             ".zitadel.auth.v1.VerifyMyAuthFactorOTPRequest",
+            ".otp.v1.CheckOTPRequest",
         ])
         .file_descriptor_set_path(out_dir.join("descriptor.bin"))
         .include_file("proto.rs")

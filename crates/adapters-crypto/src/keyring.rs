@@ -105,12 +105,6 @@ impl AesGcmCipher {
         let active = active.ok_or(KeyringError::Empty)?;
         Ok(Self { active, keys: ring })
     }
-
-    /// The id of the key that seals new secrets.
-    #[must_use]
-    pub fn active_key_id(&self) -> &str {
-        &self.active
-    }
 }
 
 /// Associated data: length-prefixed key id, then the owner's id.
@@ -151,6 +145,11 @@ impl SecretCipher for AesGcmCipher {
             key_id: self.active.clone(),
             sealed,
         })
+    }
+
+    /// The first configured key.
+    fn active_key_id(&self) -> &str {
+        &self.active
     }
 
     fn open(&self, owner: &UserId, sealed: &SealedSecret) -> Result<TotpSecret, CipherError> {

@@ -18,6 +18,10 @@ pub const ERROR_DETAIL_TYPE_URL: &str = "type.googleapis.com/zitadel.v1.ErrorDet
 /// `zitadel.v1.ErrorDetail{id, text}` (none when the error has no id).
 #[must_use]
 pub fn status_of(error: &ApplicationError) -> Status {
+    // The call's server span (see `ObserveLayer`) carries the contract's id.
+    if let Some(id) = error.id() {
+        tracing::Span::current().record("otp.error_id", id);
+    }
     let code = Code::from(error.code().as_i32());
     let message = error.status_message();
     let details = error

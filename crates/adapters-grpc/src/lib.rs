@@ -16,10 +16,20 @@
 //!     cors_allowed_origins: vec!["https://console.example.com".into()],
 //! };
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8081").await?;
-//! let shutdown = async {
+//! // Health turns NOT_SERVING on the first Ctrl-C; the listener closes 5 s later.
+//! let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+//! let signal = async move {
 //!     let _ = tokio::signal::ctrl_c().await;
+//!     let _ = draining.send(());
 //! };
-//! tokio::spawn(serve(listener, factors, auth, &settings, shutdown)).await??;
+//! let shutdown = async move {
+//!     signal.await;
+//!     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+//! };
+//! let drain = async move {
+//!     let _ = drain_started.await;
+//! };
+//! tokio::spawn(serve(listener, factors, auth, &settings, drain, shutdown)).await??;
 //! # Ok(())
 //! # }
 //! ```
@@ -29,22 +39,24 @@
 //! `grpc-status-details-bin` ([`status_of`]); over gRPC-web that status comes
 //! in the body's trailers frame ([`GrpcWebStatusFrame`]).
 
+mod check;
 mod convert;
 mod error;
+mod observe;
 mod server;
 mod service;
-mod telemetry;
 mod web;
 
+pub use check::OtpCheckServiceImpl;
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
+pub use observe::{DURATION_BUCKETS, Observe, ObserveLayer};
 pub use server::{GrpcError, GrpcLayers, GrpcRouter, GrpcSettings, router, serve};
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
-pub use telemetry::{GrpcTelemetry, GrpcTelemetryLayer};
 pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
 
 /// The code generated from `proto/` (messages, server and client), one module
-/// per proto package: `zitadel::v1`, `zitadel::user::v1`, `zitadel::auth::v1`
-/// and `google::rpc`. The clients (`zitadel::auth::v1::auth_service_client`)
+/// per proto package: `zitadel::v1`, `zitadel::user::v1`, `zitadel::auth::v1`,
+/// this service's own `otp::v1` and `google::rpc`. The clients (`zitadel::auth::v1::auth_service_client`)
 /// are for tests and other crates' tests.
 pub mod proto {
     #![allow(

@@ -17,9 +17,11 @@ use tower_layer::{Identity, Stack};
 use application::{Authenticator, OtpFactors};
 
 use crate::FILE_DESCRIPTOR_SET;
+use crate::check::OtpCheckServiceImpl;
+use crate::observe::ObserveLayer;
+use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 use crate::service::AuthServiceImpl;
-use crate::telemetry::GrpcTelemetryLayer;
 use crate::web::GrpcWebStatusFrameLayer;
 
 /// Settings of the gRPC port.
@@ -45,9 +47,9 @@ pub enum GrpcError {
 }
 
 /// The layers around every service, outermost first: CORS, the gRPC-web
-/// status frame, gRPC-web translation, telemetry (span and duration per call).
+/// status frame, gRPC-web translation, the server span and duration metric.
 pub type GrpcLayers = Stack<
-    GrpcTelemetryLayer,
+    ObserveLayer,
     Stack<GrpcWebLayer, Stack<GrpcWebStatusFrameLayer, Stack<CorsLayer, Identity>>>,
 >;
 
@@ -98,6 +100,9 @@ async fn build(
     health
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
+    health
+        .set_service_status(CHECK_SERVICE_NAME, ServingStatus::Serving)
+        .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
     let reflection = || {
@@ -113,8 +118,9 @@ async fn build(
         .layer(cors)
         .layer(GrpcWebStatusFrameLayer)
         .layer(GrpcWebLayer::new())
-        .layer(GrpcTelemetryLayer::new())
-        .add_service(AuthServiceImpl::new(factors, auth).into_server())
+        .layer(ObserveLayer)
+        .add_service(AuthServiceImpl::new(factors.clone(), auth.clone()).into_server())
+        .add_service(OtpCheckServiceImpl::new(factors, auth).into_server())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -138,10 +144,11 @@ pub async fn router(
     Ok(build(factors, auth, cors(settings)?).await?.0)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes; then health
-/// turns NOT_SERVING, the listener closes and open calls are drained. The
-/// future borrows nothing, so it can be spawned as it is:
-/// `tokio::spawn(serve(listener, factors, auth, &settings, shutdown))`.
+/// Serves [`router`] on `listener`. When `draining` completes, health turns
+/// NOT_SERVING while calls are still accepted; when `shutdown` completes, the
+/// listener closes and open calls are drained. The future borrows nothing, so
+/// it can be spawned as it is:
+/// `tokio::spawn(serve(listener, factors, auth, &settings, draining, shutdown))`.
 ///
 /// # Errors
 /// As [`router`]; [`GrpcError::Transport`] when serving fails.
@@ -150,6 +157,7 @@ pub fn serve(
     factors: OtpFactors,
     auth: Authenticator,
     settings: &GrpcSettings,
+    draining: impl Future<Output = ()> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = Result<(), GrpcError>> + Send + 'static {
     let cors = cors(settings);
@@ -157,13 +165,26 @@ pub fn serve(
         let (router, health) = build(factors, auth, cors?).await?;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let signal = async move {
-            shutdown.await;
+            // Health turns NOT_SERVING as soon as draining starts (or at the
+            // latest when the listener closes), so gRPC-aware balancers stop
+            // routing here while calls are still accepted.
+            let mut shutdown = std::pin::pin!(shutdown);
+            let stopped_first = tokio::select! {
+                () = draining => false,
+                () = &mut shutdown => true,
+            };
             health
                 .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
                 .await;
             health
+                .set_service_status(CHECK_SERVICE_NAME, ServingStatus::NotServing)
+                .await;
+            health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
+            if !stopped_first {
+                shutdown.await;
+            }
         };
         router
             .serve_with_incoming_shutdown(incoming, signal)

@@ -40,15 +40,22 @@ impl AuthServiceImpl {
 
     /// The signed-in user ("me") of this request.
     async fn me<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .map(|value| value.as_bytes());
-        self.auth
-            .authenticate(header)
-            .await
-            .map_err(|error| status_of(&error))
+        authenticate(&self.auth, request).await
     }
+}
+
+/// The principal of a request's `authorization` metadata.
+pub(crate) async fn authenticate<T>(
+    auth: &Authenticator,
+    request: &Request<T>,
+) -> Result<Principal, Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .map(|value| value.as_bytes());
+    auth.authenticate(header)
+        .await
+        .map_err(|error| status_of(&error))
 }
 
 #[tonic::async_trait]

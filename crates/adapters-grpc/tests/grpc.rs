@@ -46,6 +46,7 @@ const SERVICE: &str = "zitadel.auth.v1.AuthService";
 /// A running server; `stop` shuts it down and checks it ended cleanly.
 struct TestServer {
     addr: SocketAddr,
+    draining: Option<oneshot::Sender<()>>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), GrpcError>>,
 }
@@ -64,6 +65,7 @@ impl TestServer {
             TotpSettings {
                 issuer: "ZITADEL".into(),
                 params: TotpParams::default(),
+                ..TotpSettings::default()
             },
         );
         let tokens = StaticTokens::default()
@@ -77,11 +79,25 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, factors, auth, &settings, async {
-            let _ = signal.await;
-        }));
+        let (draining, drain_signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listener,
+            factors,
+            auth,
+            &settings,
+            async {
+                // A dropped sender is no drain: wait for the shutdown instead.
+                if drain_signal.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+            async {
+                let _ = signal.await;
+            },
+        ));
         Self {
             addr,
+            draining: Some(draining),
             shutdown,
             task,
         }
@@ -686,6 +702,47 @@ async fn health_reports_serving() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_turns_not_serving_when_draining_starts_while_calls_still_work() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let mut server = TestServer::start().await;
+    let mut health = HealthClient::new(server.channel().await);
+    server.draining.take().unwrap().send(()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for service in ["", SERVICE, "otp.v1.OtpCheckService"] {
+        loop {
+            let answer = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if answer.status() == ServingStatus::NotServing {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service:?} still SERVING"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // Still accepting calls until the shutdown.
+    let listed = server
+        .client()
+        .await
+        .list_my_auth_factors(with_auth(
+            ListMyAuthFactorsRequest::default(),
+            "Bearer gigi-token",
+        ))
+        .await;
+    assert!(listed.is_ok(), "{listed:?}");
     server.stop().await;
 }
 

@@ -51,11 +51,6 @@ impl ApiError {
         }
     }
 
-    /// The contract's error id, if the answer carries one (for telemetry).
-    pub(crate) fn error_id(&self) -> Option<&'static str> {
-        self.detail.as_ref().map(|(id, _)| *id)
-    }
-
     /// A request body that is not valid for the message: 400, code 3.
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::plain(3, message, StatusCode::BAD_REQUEST)
@@ -110,6 +105,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // The request's server span (see `observe`) carries the contract's id.
+        if let Some((id, _)) = &self.detail {
+            tracing::Span::current().record("otp.error_id", *id);
+        }
         let details = self
             .detail
             .iter()

@@ -12,7 +12,8 @@ use application::{AddedOtp, ListedFactor, ObjectDetails};
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct EmptyRequest {}
 
-/// `VerifyMyAuthFactorOTPRequest`.
+/// `VerifyMyAuthFactorOTPRequest`, and `otp.v1.CheckOTPRequest` (whose
+/// `user_id` is in the path).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct VerifyRequest {
     /// `null` and absent both mean the empty string, as in proto3 JSON.

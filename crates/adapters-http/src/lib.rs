@@ -6,8 +6,8 @@
 mod body;
 mod error;
 mod json;
+mod observe;
 mod routes;
-pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use actix_web::web;
 use application::{Authenticator, OtpFactors, Readiness};
 
 pub use error::{ApiError, http_status_of};
+pub use observe::observe;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

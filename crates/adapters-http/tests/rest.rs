@@ -32,6 +32,7 @@ fn state() -> HttpState {
         TotpSettings {
             issuer: "ZITADEL".into(),
             params: TotpParams::default(),
+            ..TotpSettings::default()
         },
     );
     let tokens = StaticTokens::default()

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use application::{
-    ApplicationError, ChangeContext, Clock, Decide, FactorStore, Readiness, StoreError,
+    ApplicationError, ChangeContext, Clock, Committed, Current, Decide, FactorStore, FactorWrite,
+    Readiness, Reseal, SecretStore, StoreError, StoredSecret,
 };
-use domain::{EventKind, FactorEvent, OtpFactor, UserId};
+use domain::{Attempts, EventKind, FactorEvent, FactorState, OtpFactor, UserId};
 
 /// An appended event as the memory store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,7 @@ pub struct RecordedEvent {
 #[derive(Debug, Default)]
 struct Stream {
     factor: Option<OtpFactor>,
+    attempts: Attempts,
     events: Vec<RecordedEvent>,
 }
 
@@ -67,22 +69,94 @@ impl FactorStore for MemoryFactorStore {
         user: &UserId,
         context: ChangeContext,
         decide: Decide,
-    ) -> Result<FactorEvent, ApplicationError> {
+    ) -> Result<Committed, ApplicationError> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         let stream = streams.entry(user.clone()).or_default();
-        let change = decide(stream.factor.as_ref())?;
-        let sequence = stream.events.last().map_or(0, |e| e.event.sequence) + 1;
-        let event = FactorEvent {
-            kind: change.event,
-            sequence,
-            at: context.at,
-        };
-        stream.factor = change.factor;
-        stream.events.push(RecordedEvent {
-            event,
-            actor: context.actor,
-        });
-        Ok(event)
+        let change = decide(Current {
+            factor: stream.factor.as_ref(),
+            attempts: stream.attempts,
+        })?;
+        match change.factor {
+            FactorWrite::Keep => {}
+            FactorWrite::Put(factor) => stream.factor = Some(factor),
+            FactorWrite::Delete => stream.factor = None,
+        }
+        if let Some(attempts) = change.attempts {
+            stream.attempts = attempts;
+        }
+        let mut events = Vec::with_capacity(change.events.len());
+        for kind in change.events {
+            let sequence = stream.events.last().map_or(0, |e| e.event.sequence) + 1;
+            let event = FactorEvent {
+                kind,
+                sequence,
+                at: context.at,
+            };
+            stream.events.push(RecordedEvent {
+                event,
+                actor: context.actor.clone(),
+            });
+            events.push(event);
+        }
+        Ok(Committed {
+            events,
+            refusal: change.refusal,
+        })
+    }
+
+    async fn purge_pending(&self, added_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut purged = 0;
+        for stream in streams.values_mut() {
+            if stream.factor.as_ref().is_some_and(|factor| {
+                factor.state == FactorState::NotReady && factor.created_at < added_before
+            }) {
+                stream.factor = None;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryFactorStore {
+    async fn sealed_under_other_keys(
+        &self,
+        key_id: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<StoredSecret>, StoreError> {
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found: Vec<StoredSecret> = streams
+            .iter()
+            .filter(|(user, _)| after.is_none_or(|after| *user > after))
+            .filter_map(|(user, stream)| {
+                let factor = stream.factor.as_ref()?;
+                (factor.secret.key_id != key_id).then(|| StoredSecret {
+                    user: user.clone(),
+                    sealed: factor.secret.clone(),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.user.cmp(&b.user));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn reseal(&self, batch: Vec<Reseal>) -> Result<u64, StoreError> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut written = 0;
+        for reseal in batch {
+            let factor = streams
+                .get_mut(&reseal.user)
+                .and_then(|stream| stream.factor.as_mut());
+            if let Some(factor) = factor.filter(|factor| factor.secret == reseal.old) {
+                factor.secret = reseal.new;
+                written += 1;
+            }
+        }
+        Ok(written)
     }
 }
 

@@ -10,3 +10,8 @@ use application::testing::store_contract;
 async fn memory_store_meets_the_factor_store_contract() {
     store_contract::run_all(Arc::new(MemoryFactorStore::new())).await;
 }
+
+#[tokio::test]
+async fn memory_store_meets_the_secret_store_contract() {
+    store_contract::secrets_page_and_reseal(Arc::new(MemoryFactorStore::new())).await;
+}

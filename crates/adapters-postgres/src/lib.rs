@@ -29,12 +29,16 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::SecretString;
 
-use application::{ApplicationError, ChangeContext, Decide, FactorStore, Readiness, StoreError};
-use domain::{FactorEvent, OtpFactor, UserId};
+use application::{
+    ApplicationError, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
+    Readiness, Reseal, SecretStore, StoreError, StoredSecret,
+};
+use chrono::{DateTime, Utc};
+use domain::{Attempts, FactorEvent, FactorState, OtpFactor, SealedSecret, UserId};
 
 use crate::connect::{Redactor, establish, parse_url};
 use crate::error::{pool_error, query_error};
-use crate::rows::{FactorRow, NewEventRow};
+use crate::rows::{FactorRow, NewEventRow, state_name};
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
 
 pub use crate::connect::describe_database;
@@ -59,6 +63,19 @@ pub struct PgSettings {
     pub max_connections: usize,
     /// How long opening a connection, or waiting for a free one, may take.
     pub connect_timeout: Duration,
+}
+
+/// A snapshot of the connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now (in use + idle).
+    pub size: usize,
+    /// Open connections idle in the pool.
+    pub available: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
 }
 
 /// The [`FactorStore`] on PostgreSQL. Cheap to share behind an `Arc`; the
@@ -111,6 +128,18 @@ impl PgFactorStore {
             .build()
             .map_err(|error| PgError::Pool(redactor.redact(error.to_string())))?;
         Ok(Self { pool, redactor })
+    }
+
+    /// The pool's connections right now, for the connection gauges.
+    #[must_use]
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        }
     }
 
     async fn connection(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
@@ -176,21 +205,33 @@ async fn change_in_transaction(
     user: &UserId,
     context: &ChangeContext,
     decide: Decide,
-) -> Result<FactorEvent, ChangeError> {
+) -> Result<Committed, ChangeError> {
     // Lock the user's stream row (creating it on first use) and read its head
-    // in one statement. Concurrent changers of this user wait here until the
-    // holder commits; the DO UPDATE then returns the committed head.
-    let last_sequence: i64 = diesel::insert_into(otp_user_streams::table)
-        .values((
-            otp_user_streams::user_id.eq(user.as_str()),
-            otp_user_streams::last_sequence.eq(0_i64),
-        ))
-        .on_conflict(otp_user_streams::user_id)
-        .do_update()
-        .set(otp_user_streams::user_id.eq(excluded(otp_user_streams::user_id)))
-        .returning(otp_user_streams::last_sequence)
-        .get_result(connection)
-        .await?;
+    // and wrong-code count in one statement. Concurrent changers of this user
+    // wait here until the holder commits; the DO UPDATE then returns the
+    // committed values.
+    let (last_sequence, failed_attempts, last_failure_at): (i64, i32, Option<DateTime<Utc>>) =
+        diesel::insert_into(otp_user_streams::table)
+            .values((
+                otp_user_streams::user_id.eq(user.as_str()),
+                otp_user_streams::last_sequence.eq(0_i64),
+            ))
+            .on_conflict(otp_user_streams::user_id)
+            .do_update()
+            .set(otp_user_streams::user_id.eq(excluded(otp_user_streams::user_id)))
+            .returning((
+                otp_user_streams::last_sequence,
+                otp_user_streams::failed_attempts,
+                otp_user_streams::last_failure_at,
+            ))
+            .get_result(connection)
+            .await?;
+    let attempts = Attempts {
+        failures: u32::try_from(failed_attempts).map_err(|_| {
+            StoreError::Corrupt(format!("negative failed_attempts for user {user}"))
+        })?,
+        last_failure_at,
+    };
 
     // A separate statement, so its READ COMMITTED snapshot is taken after the
     // lock was granted and sees every change committed before ours.
@@ -203,13 +244,15 @@ async fn change_in_transaction(
         .map(FactorRow::into_factor)
         .transpose()?;
 
-    let change = decide(current.as_ref()).map_err(ChangeError::Refused)?;
+    let change = decide(Current {
+        factor: current.as_ref(),
+        attempts,
+    })
+    .map_err(ChangeError::Refused)?;
 
-    let sequence = last_sequence
-        .checked_add(1)
-        .ok_or_else(|| StoreError::Corrupt(format!("event sequence of user {user} overflows")))?;
     match change.factor {
-        Some(factor) => {
+        FactorWrite::Keep => {}
+        FactorWrite::Put(factor) => {
             let row = FactorRow::new(user, factor);
             diesel::insert_into(otp_factors::table)
                 .values(&row)
@@ -219,32 +262,63 @@ async fn change_in_transaction(
                 .execute(connection)
                 .await?;
         }
-        None => {
+        FactorWrite::Delete => {
             diesel::delete(otp_factors::table.find(user.as_str()))
                 .execute(connection)
                 .await?;
         }
     }
-    diesel::insert_into(otp_events::table)
-        .values(NewEventRow::new(user, sequence, change.event, context))
-        .execute(connection)
-        .await?;
-    diesel::update(otp_user_streams::table.find(user.as_str()))
-        .set(otp_user_streams::last_sequence.eq(sequence))
-        .execute(connection)
-        .await?;
 
-    let sequence = u64::try_from(sequence)
-        .map_err(|_| StoreError::Corrupt(format!("negative event sequence for user {user}")))?;
-    Ok(FactorEvent {
-        kind: change.event,
-        sequence,
-        at: context.at,
+    let mut sequence = last_sequence;
+    let mut events = Vec::with_capacity(change.events.len());
+    let mut rows = Vec::with_capacity(change.events.len());
+    for kind in change.events {
+        sequence = sequence.checked_add(1).ok_or_else(|| {
+            StoreError::Corrupt(format!("event sequence of user {user} overflows"))
+        })?;
+        rows.push(NewEventRow::new(user, sequence, kind, context));
+        events.push(FactorEvent {
+            kind,
+            sequence: u64::try_from(sequence).map_err(|_| {
+                StoreError::Corrupt(format!("negative event sequence for user {user}"))
+            })?,
+            at: context.at,
+        });
+    }
+    if !rows.is_empty() {
+        diesel::insert_into(otp_events::table)
+            .values(&rows)
+            .execute(connection)
+            .await?;
+    }
+    let attempts = change.attempts.unwrap_or(attempts);
+    if sequence != last_sequence
+        || attempts.failures != u32::try_from(failed_attempts).unwrap_or(u32::MAX)
+        || attempts.last_failure_at != last_failure_at
+    {
+        diesel::update(otp_user_streams::table.find(user.as_str()))
+            .set((
+                otp_user_streams::last_sequence.eq(sequence),
+                otp_user_streams::failed_attempts
+                    .eq(i32::try_from(attempts.failures).unwrap_or(i32::MAX)),
+                otp_user_streams::last_failure_at.eq(attempts.last_failure_at),
+            ))
+            .execute(connection)
+            .await?;
+    }
+    Ok(Committed {
+        events,
+        refusal: change.refusal,
     })
 }
 
 #[async_trait]
 impl FactorStore for PgFactorStore {
+    #[tracing::instrument(
+        name = "db.query",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "find")
+    )]
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError> {
         let mut connection = self.connection().await?;
         otp_factors::table
@@ -258,12 +332,17 @@ impl FactorStore for PgFactorStore {
             .transpose()
     }
 
+    #[tracing::instrument(
+        name = "db.transaction",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "change")
+    )]
     async fn change(
         &self,
         user: &UserId,
         context: ChangeContext,
         decide: Decide,
-    ) -> Result<FactorEvent, ApplicationError> {
+    ) -> Result<Committed, ApplicationError> {
         let mut connection = self.connection().await?;
         // An error from the body rolls the transaction back: nothing written,
         // no sequence number used.
@@ -273,10 +352,118 @@ impl FactorStore for PgFactorStore {
             })
             .await;
         match outcome {
-            Ok(event) => Ok(event),
+            Ok(committed) => Ok(committed),
             Err(ChangeError::Refused(error)) => Err(error),
             Err(ChangeError::Store(error)) => Err(error.into()),
         }
+    }
+
+    #[tracing::instrument(
+        name = "db.query",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "purge_pending")
+    )]
+    async fn purge_pending(&self, added_before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut connection = self.connection().await?;
+        let purged = diesel::delete(
+            otp_factors::table
+                .filter(otp_factors::state.eq(state_name(FactorState::NotReady)))
+                .filter(otp_factors::created_at.lt(added_before)),
+        )
+        .execute(&mut connection)
+        .await
+        .map_err(query_error)?;
+        Ok(purged as u64)
+    }
+}
+
+#[async_trait]
+impl SecretStore for PgFactorStore {
+    #[tracing::instrument(
+        name = "db.query",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sealed_under_other_keys")
+    )]
+    async fn sealed_under_other_keys(
+        &self,
+        key_id: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<StoredSecret>, StoreError> {
+        let mut connection = self.connection().await?;
+        let mut query = otp_factors::table
+            .filter(otp_factors::key_id.ne(key_id))
+            .select((
+                otp_factors::user_id,
+                otp_factors::key_id,
+                otp_factors::sealed_secret,
+            ))
+            .order(otp_factors::user_id.asc())
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(otp_factors::user_id.gt(after.as_str().to_owned()));
+        }
+        let rows: Vec<(String, String, Vec<u8>)> =
+            query.load(&mut connection).await.map_err(query_error)?;
+        rows.into_iter()
+            .map(|(user_id, key_id, sealed)| {
+                let user = UserId::parse(user_id).map_err(|error| {
+                    StoreError::Corrupt(format!("otp_factors row with a bad user id: {error}"))
+                })?;
+                Ok(StoredSecret {
+                    user,
+                    sealed: SealedSecret { key_id, sealed },
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(
+        name = "db.transaction",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "reseal")
+    )]
+    async fn reseal(&self, mut batch: Vec<Reseal>) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        // Lock the users' stream rows in user id order (the order every
+        // transaction that takes several of them uses, so no deadlock), so a
+        // re-seal serialises with the users' changes.
+        batch.sort_by(|a, b| a.user.cmp(&b.user));
+        let mut connection = self.connection().await?;
+        let written = connection
+            .transaction(async move |connection| {
+                let users: Vec<&str> = batch.iter().map(|r| r.user.as_str()).collect();
+                otp_user_streams::table
+                    .filter(otp_user_streams::user_id.eq_any(&users))
+                    .select(otp_user_streams::user_id)
+                    .order(otp_user_streams::user_id.asc())
+                    .for_update()
+                    .load::<String>(connection)
+                    .await?;
+                let mut written = 0_u64;
+                for reseal in &batch {
+                    let updated = diesel::update(
+                        otp_factors::table
+                            .filter(otp_factors::user_id.eq(reseal.user.as_str()))
+                            .filter(otp_factors::key_id.eq(&reseal.old.key_id))
+                            .filter(otp_factors::sealed_secret.eq(&reseal.old.sealed)),
+                    )
+                    .set((
+                        otp_factors::key_id.eq(&reseal.new.key_id),
+                        otp_factors::sealed_secret.eq(&reseal.new.sealed),
+                    ))
+                    .execute(connection)
+                    .await?;
+                    written += updated as u64;
+                }
+                Ok::<u64, diesel::result::Error>(written)
+            })
+            .await
+            .map_err(query_error)?;
+        Ok(written)
     }
 }
 

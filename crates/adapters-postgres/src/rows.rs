@@ -9,7 +9,9 @@ use diesel::pg::Pg;
 use diesel::{AsChangeset, Insertable, Queryable, Selectable};
 
 use application::{ChangeContext, StoreError};
-use domain::{EventKind, FactorState, OtpFactor, SealedSecret, TotpAlgorithm, TotpParams, UserId};
+use domain::{
+    EventKind, FactorState, OtpFactor, SealedSecret, TimeStep, TotpAlgorithm, TotpParams, UserId,
+};
 
 use crate::schema::{otp_events, otp_factors};
 
@@ -30,6 +32,7 @@ pub(crate) struct FactorRow {
     pub skew: i16,
     pub created_at: DateTime<Utc>,
     pub changed_at: DateTime<Utc>,
+    pub last_used_step: Option<i64>,
 }
 
 impl FactorRow {
@@ -48,6 +51,10 @@ impl FactorRow {
             skew: i16::from(params.skew()),
             created_at: factor.created_at,
             changed_at: factor.changed_at,
+            // Steps are Unix seconds / period: far below i64::MAX.
+            last_used_step: factor
+                .last_used_step
+                .map(|step| i64::try_from(step.0).unwrap_or(i64::MAX)),
         }
     }
 
@@ -82,6 +89,14 @@ impl FactorRow {
             .map_err(|_| corrupt(format!("skew {} out of range", self.skew)))?;
         let params = TotpParams::new(algorithm, digits, period, skew)
             .map_err(|error| corrupt(error.to_string()))?;
+        let last_used_step = self
+            .last_used_step
+            .map(|step| {
+                u64::try_from(step)
+                    .map(TimeStep)
+                    .map_err(|_| corrupt(format!("last used step {step} out of range")))
+            })
+            .transpose()?;
         Ok(OtpFactor {
             state,
             secret: SealedSecret {
@@ -91,6 +106,7 @@ impl FactorRow {
             params,
             created_at: self.created_at,
             changed_at: self.changed_at,
+            last_used_step,
         })
     }
 }
@@ -111,11 +127,12 @@ impl fmt::Debug for FactorRow {
             .field("skew", &self.skew)
             .field("created_at", &self.created_at)
             .field("changed_at", &self.changed_at)
+            .field("last_used_step", &self.last_used_step)
             .finish()
     }
 }
 
-const fn state_name(state: FactorState) -> &'static str {
+pub(crate) const fn state_name(state: FactorState) -> &'static str {
     match state {
         FactorState::NotReady => NOT_READY,
         FactorState::Ready => READY,
@@ -171,6 +188,7 @@ mod tests {
             params: TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 2).unwrap(),
             created_at: at,
             changed_at: at,
+            last_used_step: Some(TimeStep(56_666_666)),
         }
     }
 
@@ -208,6 +226,10 @@ mod tests {
             },
             FactorRow {
                 period: 0,
+                ..good.clone()
+            },
+            FactorRow {
+                last_used_step: Some(-1),
                 ..good.clone()
             },
             FactorRow { skew: 3, ..good },

@@ -9,6 +9,10 @@ diesel::table! {
         user_id -> Text,
         /// The newest event's sequence number (0 before the first).
         last_sequence -> BigInt,
+        /// Wrong codes since the last right one.
+        failed_attempts -> Integer,
+        /// When the last wrong code came.
+        last_failure_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -35,6 +39,8 @@ diesel::table! {
         created_at -> Timestamptz,
         /// When it last changed state.
         changed_at -> Timestamptz,
+        /// The newest accepted time step.
+        last_used_step -> Nullable<BigInt>,
     }
 }
 

@@ -66,6 +66,27 @@ impl TestDatabase {
         Self::create_with(false).await
     }
 
+    /// Runs `sql` in this database and answers the first column of every
+    /// row as text (`NULL` as an empty string), for assertions on what is
+    /// stored.
+    ///
+    /// # Panics
+    /// When the database cannot be reached or the query fails.
+    pub async fn query(&self, sql: &str) -> Vec<String> {
+        let mut config = self.server.clone();
+        config.dbname(&self.name);
+        let client = admin_connect(&config)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.name));
+        client
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("query failed: {error}"))
+            .iter()
+            .map(|row| row.get::<_, Option<String>>(0).unwrap_or_default())
+            .collect()
+    }
+
     async fn create_with(migrate: bool) -> Option<Self> {
         let server_url = std::env::var("DATABASE_URL")
             .ok()

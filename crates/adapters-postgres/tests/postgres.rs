@@ -7,7 +7,10 @@ use std::time::Duration;
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgError, PgFactorStore, PgSettings, run_migrations};
 use application::testing::unique_user;
-use application::{ApplicationError, Change, ChangeContext, FactorStore, Readiness, StoreError};
+use application::{
+    ApplicationError, Change, ChangeContext, Current, FactorStore, FactorWrite, Readiness,
+    StoreError,
+};
 use chrono::{DateTime, Utc};
 use domain::{EventKind, OrgId, OtpFactor, SealedSecret, TotpParams, UserId};
 use secrecy::{ExposeSecret, SecretString};
@@ -43,20 +46,20 @@ fn context(user: &UserId) -> ChangeContext {
 }
 
 fn add_decision() -> application::Decide {
-    Box::new(|current: Option<&OtpFactor>| {
+    Box::new(|current: Current<'_>| {
         let secret = SealedSecret {
             key_id: "k1".into(),
             sealed: vec![1; 48],
         };
-        Ok(Change {
-            factor: Some(OtpFactor::add(
-                current,
+        Ok(Change::accepted(
+            FactorWrite::Put(OtpFactor::add(
+                current.factor,
                 secret,
                 TotpParams::default(),
                 at(),
             )?),
-            event: EventKind::OtpAdded,
-        })
+            EventKind::OtpAdded,
+        ))
     })
 }
 
@@ -65,7 +68,7 @@ async fn migrations_apply_once_and_then_nothing() {
     let Some(db) = TestDatabase::create_empty().await else {
         return;
     };
-    assert_eq!(run_migrations(&db.url).await.unwrap(), 1);
+    assert_eq!(run_migrations(&db.url).await.unwrap(), 2);
     assert_eq!(run_migrations(&db.url).await.unwrap(), 0);
 }
 
@@ -85,7 +88,7 @@ async fn concurrent_migrations_all_succeed_and_apply_once() {
         .into_iter()
         .map(|run| run.unwrap().unwrap())
         .collect();
-    assert_eq!(applied.iter().sum::<usize>(), 1, "{applied:?}");
+    assert_eq!(applied.iter().sum::<usize>(), 2, "{applied:?}");
     let store = store_at(&db.url);
     assert_eq!(store.ready().await, Ok(()));
 }
@@ -122,7 +125,8 @@ async fn a_change_writes_the_event_row_with_its_context() {
     let event = store
         .change(&user, context(&user), add_decision())
         .await
-        .unwrap();
+        .unwrap()
+        .events[0];
     assert_eq!(
         (event.kind, event.sequence, event.at),
         (EventKind::OtpAdded, 1, at())
@@ -171,8 +175,11 @@ async fn corrupt_rows_are_errors_not_panics() {
         "find must answer Corrupt"
     );
     assert_eq!(
-        store.change(&user, context(&user), add_decision()).await,
-        Err(ApplicationError::Internal)
+        store
+            .change(&user, context(&user), add_decision())
+            .await
+            .err(),
+        Some(ApplicationError::Internal)
     );
     // Nothing was written and no sequence number was used.
     let head: i64 = client

@@ -9,7 +9,7 @@ use std::time::Duration;
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgFactorStore, PgSettings};
 use application::testing::unique_user;
-use application::{Change, ChangeContext, FactorStore};
+use application::{Change, ChangeContext, Current, FactorStore, FactorWrite};
 use chrono::{DateTime, Utc};
 use domain::{EventKind, OtpFactor, SealedSecret, TotpParams, UserId};
 use secrecy::ExposeSecret;
@@ -31,32 +31,40 @@ async fn postgres_store_meets_the_factor_store_contract() {
     application::testing::store_contract::run_all(Arc::new(store(&db, 8))).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_meets_the_secret_store_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    application::testing::store_contract::secrets_page_and_reseal(Arc::new(store(&db, 4))).await;
+}
+
 fn at() -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000, 654_321_000).unwrap()
 }
 
 async fn add(store: &PgFactorStore, user: &UserId, tag: u8) -> u64 {
-    let decide = Box::new(move |current: Option<&OtpFactor>| {
+    let decide = Box::new(move |current: Current<'_>| {
         let secret = SealedSecret {
             key_id: format!("key-{tag}"),
             sealed: vec![tag; 48],
         };
-        Ok(Change {
-            factor: Some(OtpFactor::add(
-                current,
+        Ok(Change::accepted(
+            FactorWrite::Put(OtpFactor::add(
+                current.factor,
                 secret,
                 TotpParams::default(),
                 at(),
             )?),
-            event: EventKind::OtpAdded,
-        })
+            EventKind::OtpAdded,
+        ))
     });
     let context = ChangeContext {
         at: at(),
         actor: user.clone(),
         resource_owner: None,
     };
-    store.change(user, context, decide).await.unwrap().sequence
+    store.change(user, context, decide).await.unwrap().events[0].sequence
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,69 +1,87 @@
-//! Fetching the issuer's discovery document and key set over HTTP.
+//! HTTP to the issuer: its discovery document, its key set, and the helpers
+//! the introspection call shares (bounded bodies, log-safe URLs and errors).
 
 use std::error::Error as _;
 
 use reqwest::header::ACCEPT;
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Response, StatusCode, Url};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::keys::{KeySet, parse_jwks};
 
 /// The largest discovery document or JWKS read, in bytes.
 const MAX_BODY_LEN: usize = 512 * 1024;
 
-/// The issuer's `jwks_uri`, from its OpenID Connect discovery document.
-pub(crate) async fn discover_jwks_url(
+/// A discovery document member that must be an http(s) URL, e.g. `jwks_uri`
+/// or `introspection_endpoint`.
+pub(crate) async fn discover(
     client: &Client,
     discovery_url: &str,
+    member: &str,
 ) -> Result<String, String> {
+    let shown = redact_url(discovery_url);
     let body = get(client, discovery_url).await?;
     let document: Value = serde_json::from_slice(&body)
-        .map_err(|_| format!("{discovery_url}: the discovery document is not JSON"))?;
-    let jwks_uri = document
-        .get("jwks_uri")
+        .map_err(|_| format!("{shown}: the discovery document is not JSON"))?;
+    let value = document
+        .get(member)
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("{discovery_url}: the discovery document has no jwks_uri"))?;
-    let parsed = reqwest::Url::parse(jwks_uri)
-        .map_err(|_| format!("{discovery_url}: jwks_uri is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("{discovery_url}: jwks_uri is not an http(s) URL"));
+        .ok_or_else(|| format!("{shown}: the discovery document has no {member}"))?;
+    let parsed = Url::parse(value).map_err(|_| format!("{shown}: {member} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("{shown}: {member} is not an http(s) URL"));
     }
-    Ok(jwks_uri.to_owned())
+    Ok(value.to_owned())
 }
 
 /// The key set at `jwks_url`.
 pub(crate) async fn fetch_jwks(client: &Client, jwks_url: &str) -> Result<KeySet, String> {
     let body = get(client, jwks_url).await?;
-    parse_jwks(&body).map_err(|reason| format!("{jwks_url}: {reason}"))
+    parse_jwks(&body).map_err(|reason| format!("{}: {reason}", redact_url(jwks_url)))
 }
 
-/// GET `url`, expecting 200 and a body of at most [`MAX_BODY_LEN`] bytes.
+/// GET `url`, expecting 200 and a body of at most [`MAX_BODY_LEN`] bytes,
+/// inside a `token.jwks_fetch` client span.
 async fn get(client: &Client, url: &str) -> Result<Vec<u8>, String> {
-    tracing::debug!(url, "fetching issuer keys");
-    let mut response = client
-        .get(url)
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|error| format!("{url}: {}", describe(&error)))?;
-    let status = response.status();
-    if status != StatusCode::OK {
-        return Err(format!("{url}: HTTP status {status}"));
+    let shown = redact_url(url);
+    let span = tracing::info_span!(
+        "token.jwks_fetch",
+        otel.kind = "client",
+        server.address = host(url),
+    );
+    async {
+        tracing::debug!(url = %shown, "fetching from the issuer");
+        let response = client
+            .get(url)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|error| format!("{shown}: {}", describe(&error)))?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(format!("{shown}: HTTP status {status}"));
+        }
+        read_body(response, MAX_BODY_LEN)
+            .await
+            .map_err(|why| format!("{shown}: {why}"))
     }
+    .instrument(span)
+    .await
+}
+
+/// The body of `response`, refused when longer than `limit` bytes.
+pub(crate) async fn read_body(mut response: Response, limit: usize) -> Result<Vec<u8>, String> {
     if response
         .content_length()
-        .is_some_and(|len| len > MAX_BODY_LEN as u64)
+        .is_some_and(|len| len > limit as u64)
     {
-        return Err(format!("{url}: the response is too large"));
+        return Err("the response is too large".to_owned());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| format!("{url}: {}", describe(&error)))?
-    {
-        if body.len() + chunk.len() > MAX_BODY_LEN {
-            return Err(format!("{url}: the response is too large"));
+    while let Some(chunk) = response.chunk().await.map_err(|error| describe(&error))? {
+        if body.len() + chunk.len() > limit {
+            return Err("the response is too large".to_owned());
         }
         body.extend_from_slice(&chunk);
     }
@@ -71,7 +89,7 @@ async fn get(client: &Client, url: &str) -> Result<Vec<u8>, String> {
 }
 
 /// A reqwest error and its causes, without the URL (the caller names it).
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -87,4 +105,43 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// `url` without user info, query and fragment: safe for logs and reasons.
+pub(crate) fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            // Only fails for URLs that cannot have credentials in the first place.
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(malformed URL)".to_owned(),
+    }
+}
+
+/// The host of `url` (the `server.address` of a client span), or `""`.
+pub(crate) fn host(url: &str) -> String {
+    Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_query_and_fragment() {
+        assert_eq!(
+            redact_url("https://u:p@issuer.example:8443/oauth/v2/keys?sig=abc#x"),
+            "https://issuer.example:8443/oauth/v2/keys"
+        );
+        assert_eq!(redact_url("not a url"), "(malformed URL)");
+        assert_eq!(host("https://issuer.example:8443/x?y"), "issuer.example");
+        assert_eq!(host("nope"), "");
+    }
 }

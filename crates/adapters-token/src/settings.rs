@@ -1,7 +1,10 @@
-//! What the verifier is told: issuer, audience, where the keys are, which
-//! claims carry the identity, and the errors of a bad setting.
+//! What the verifiers are told: issuer, audience, where the keys or the
+//! introspection endpoint are, which claims carry the identity, and the
+//! errors of a bad setting.
 
 use std::time::Duration;
+
+use crate::client_auth::ClientAuth;
 
 /// The default claim of the user id.
 pub const DEFAULT_USER_ID_CLAIM: &str = "sub";
@@ -9,9 +12,11 @@ pub const DEFAULT_USER_ID_CLAIM: &str = "sub";
 pub const DEFAULT_ORG_ID_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
 /// The default claim of the login name.
 pub const DEFAULT_LOGIN_NAME_CLAIM: &str = "preferred_username";
+/// The default claim of the granted scopes (RFC 8693 §4.2, RFC 9068 §2.2.3).
+pub const DEFAULT_SCOPE_CLAIM: &str = "scope";
 
 /// Which claims carry the identity. Defaults: `sub`,
-/// `urn:zitadel:iam:user:resourceowner:id`, `preferred_username`.
+/// `urn:zitadel:iam:user:resourceowner:id`, `preferred_username`, `scope`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimNames {
     /// The claim of the user id (required in every token).
@@ -20,6 +25,9 @@ pub struct ClaimNames {
     pub org_id: String,
     /// The claim of the login name (optional in a token).
     pub login_name: String,
+    /// The claim of the granted scopes (optional in a token): a
+    /// space-separated string or an array of strings.
+    pub scope: String,
 }
 
 impl Default for ClaimNames {
@@ -28,6 +36,7 @@ impl Default for ClaimNames {
             user_id: DEFAULT_USER_ID_CLAIM.to_owned(),
             org_id: DEFAULT_ORG_ID_CLAIM.to_owned(),
             login_name: DEFAULT_LOGIN_NAME_CLAIM.to_owned(),
+            scope: DEFAULT_SCOPE_CLAIM.to_owned(),
         }
     }
 }
@@ -38,6 +47,7 @@ impl ClaimNames {
             ("user id", &self.user_id),
             ("organisation id", &self.org_id),
             ("login name", &self.login_name),
+            ("scope", &self.scope),
         ] {
             if name.trim().is_empty() {
                 return Err(TokenConfigError::InvalidSetting(format!(
@@ -87,6 +97,61 @@ impl JwtSettings {
     }
 }
 
+/// How opaque (or any) access tokens are checked by asking the issuer's
+/// token introspection endpoint (RFC 7662).
+#[derive(Debug, Clone)]
+pub struct IntrospectionSettings {
+    /// The issuer: an answer's `iss`, when present, must equal this exactly;
+    /// the `aud` of a `private_key_jwt` client assertion; the base of
+    /// discovery.
+    pub issuer: String,
+    /// An answer's `aud` (a string or an array) must contain this.
+    pub audience: String,
+    /// The introspection endpoint. When `None`, it is discovered from
+    /// `{issuer without trailing slash}/.well-known/openid-configuration`
+    /// (its `introspection_endpoint`) at first use and kept.
+    pub url: Option<String>,
+    /// How this service authenticates itself to the endpoint.
+    pub client_auth: ClientAuth,
+    /// Which claims of an answer carry the identity. The login name falls
+    /// back to RFC 7662's `username` when the configured claim is absent.
+    pub claims: ClaimNames,
+    /// Clock skew allowed on an answer's `exp` and `nbf`.
+    pub leeway: Duration,
+    /// How long an active answer is reused for the same token (never past
+    /// the token's `exp`). Zero disables the cache.
+    pub cache_ttl: Duration,
+    /// At most this many answers are cached; when full, expired ones are
+    /// dropped, and if none has expired the cache starts over.
+    pub cache_capacity: usize,
+    /// Timeout of each discovery or introspection request.
+    pub http_timeout: Duration,
+}
+
+impl IntrospectionSettings {
+    /// Settings for `issuer` and `audience` with discovery, the default claim
+    /// names, 30 s leeway, 30 s cache TTL, 10 000 cache entries and 10 s
+    /// HTTP timeout.
+    #[must_use]
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        client_auth: ClientAuth,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            url: None,
+            client_auth,
+            claims: ClaimNames::default(),
+            leeway: Duration::from_secs(30),
+            cache_ttl: Duration::from_secs(30),
+            cache_capacity: 10_000,
+            http_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Why a verifier or the development issuer could not be set up, or a
 /// development token not issued. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,8 +159,8 @@ pub enum TokenConfigError {
     /// A setting is empty or malformed.
     #[error("invalid token setting: {0}")]
     InvalidSetting(String),
-    /// The HTTP client for discovery and JWKS could not be built.
-    #[error("cannot build the HTTP client for the issuer's keys: {0}")]
+    /// The HTTP client for discovery, JWKS or introspection could not be built.
+    #[error("cannot build the HTTP client for the issuer: {0}")]
     HttpClient(String),
     /// A key could not be generated or used.
     #[error("signing key: {0}")]

@@ -12,9 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use application::{Principal, TokenError, TokenVerifier};
-use domain::{LoginName, OrgId, UserId};
 
-use crate::fetch::{discover_jwks_url, fetch_jwks};
+use crate::claims::principal;
+use crate::fetch::{discover, fetch_jwks};
 use crate::keys::{KeySet, Selection, VerifyKey, allowed_algorithm};
 use crate::settings::{ClaimNames, JwtSettings, TokenConfigError, check_http_url};
 
@@ -103,7 +103,7 @@ impl Remote {
     async fn refresh(&self, discovered: &mut Option<String>) {
         let outcome = match self.jwks_url.as_ref().or(discovered.as_ref()) {
             Some(url) => fetch_jwks(&self.client, url).await,
-            None => match discover_jwks_url(&self.client, &self.discovery_url).await {
+            None => match discover(&self.client, &self.discovery_url, "jwks_uri").await {
                 Ok(url) => {
                     let keys = fetch_jwks(&self.client, &url).await;
                     *discovered = Some(url);
@@ -117,10 +117,12 @@ impl Remote {
         cache.last_attempt = Some(Instant::now());
         match outcome {
             Ok(keys) => {
+                crate::telemetry::key_set_fetched("ok");
                 cache.keys = Arc::new(keys);
                 cache.last_error = None;
             }
             Err(error) => {
+                crate::telemetry::key_set_fetched("error");
                 tracing::debug!(%error, "fetching the issuer's keys failed");
                 cache.last_error = Some(error);
                 // Discover again next time: the issuer may have moved its keys.
@@ -250,18 +252,6 @@ fn reason(kind: &ErrorKind) -> String {
     }
 }
 
-/// An optional string claim: absent or `null` is `None`, another type is an error.
-fn string_claim<'a>(
-    claims: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, TokenError> {
-    match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(value)) => Ok(Some(value)),
-        Some(_) => Err(invalid(format!("claim {name} is not a string"))),
-    }
-}
-
 impl JwtVerifier {
     /// A verifier for the issuer and audience in `settings`, fetching keys
     /// from its JWKS (configured or discovered). Makes no request yet.
@@ -332,7 +322,8 @@ impl JwtVerifier {
         }
     }
 
-    /// Signature, issuer, audience and times, then the identity claims.
+    /// Signature, issuer, audience and times, then the identity claims
+    /// (user, organisation, login name and scopes).
     fn check(&self, token: &str, key: &VerifyKey, alg: Algorithm) -> Result<Principal, TokenError> {
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway;
@@ -350,25 +341,7 @@ impl JwtVerifier {
             return Err(invalid("wrong issuer"));
         }
 
-        let names = &self.claims;
-        let user_id = string_claim(&claims, &names.user_id)?
-            .ok_or_else(|| invalid(format!("missing user id claim {}", names.user_id)))?;
-        let user_id =
-            UserId::parse(user_id).map_err(|e| invalid(format!("claim {}: {e}", names.user_id)))?;
-        let org_id = string_claim(&claims, &names.org_id)?
-            .map(OrgId::parse)
-            .transpose()
-            .map_err(|e| invalid(format!("claim {}: {e}", names.org_id)))?;
-        let login_name = string_claim(&claims, &names.login_name)?
-            .map(LoginName::parse)
-            .transpose()
-            .map_err(|e| invalid(format!("claim {}: {e}", names.login_name)))?;
-        Ok(Principal {
-            user_id,
-            org_id,
-            login_name,
-            scopes: Vec::new(),
-        })
+        principal(&claims, &self.claims, None)
     }
 }
 

@@ -126,16 +126,18 @@ async fn custom_claim_names() {
         user_id: "uid".into(),
         org_id: "tenant".into(),
         login_name: "email".into(),
+        scope: "scp".into(),
     };
     let verifier = JwtVerifier::new(settings).unwrap();
     let claims = with(
         claims(&server.issuer()),
-        &json!({ "uid": "u-7", "tenant": "t-1", "email": "a@b.c" }),
+        &json!({ "uid": "u-7", "tenant": "t-1", "email": "a@b.c", "scp": ["otp:login"], "scope": "ignored" }),
     );
     let principal = verify(&verifier, &sign(Some("k1"), &claims)).await.unwrap();
     assert_eq!(principal.user_id.as_str(), "u-7");
     assert_eq!(principal.org_id.unwrap().as_str(), "t-1");
     assert_eq!(principal.login_name.unwrap().as_str(), "a@b.c");
+    assert_eq!(principal.scopes, ["otp:login"]);
 
     // `sub` is not the user id claim any more: without `uid`, the token fails.
     let claims = with(claims, &json!({ "uid": null }));
@@ -145,6 +147,45 @@ async fn custom_claim_names() {
         &token,
         "missing user id claim uid",
     );
+}
+
+#[tokio::test]
+async fn scopes_come_from_a_space_separated_string_or_an_array() {
+    let server = one_key_server();
+    let verifier = verifier_for(&server);
+    let issuer = server.issuer();
+
+    let spaced = with(
+        claims(&issuer),
+        &json!({ "scope": "openid profile  urn:zitadel:iam:org:project:id:zitadel:aud" }),
+    );
+    let principal = verify(&verifier, &sign(Some("k1"), &spaced)).await.unwrap();
+    assert_eq!(
+        principal.scopes,
+        [
+            "openid",
+            "profile",
+            "urn:zitadel:iam:org:project:id:zitadel:aud"
+        ]
+    );
+    assert!(principal.has_scope("profile"));
+
+    let listed = with(
+        claims(&issuer),
+        &json!({ "scope": ["openid", "otp:login"] }),
+    );
+    let principal = verify(&verifier, &sign(Some("k1"), &listed)).await.unwrap();
+    assert_eq!(principal.scopes, ["openid", "otp:login"]);
+
+    let none = verify(&verifier, &sign(Some("k1"), &claims(&issuer)))
+        .await
+        .unwrap();
+    assert!(none.scopes.is_empty());
+
+    for bad in [json!(42), json!({ "openid": true }), json!(["openid", 7])] {
+        let token = sign(Some("k1"), &with(claims(&issuer), &json!({ "scope": bad })));
+        assert_invalid(verify(&verifier, &token).await, &token, "claim scope");
+    }
 }
 
 #[tokio::test]
@@ -709,6 +750,7 @@ fn bad_settings_are_refused() {
     refused(&|s| s.issuer = "not a url".into());
     refused(&|s| s.jwks_url = Some("ftp://example.com/keys".into()));
     refused(&|s| s.claims.user_id = String::new());
+    refused(&|s| s.claims.scope = " ".into());
     refused(&|s| s.http_timeout = Duration::ZERO);
     // A non-URL issuer is fine when the JWKS URL is given.
     let mut settings = server.settings();

@@ -65,6 +65,9 @@ pub enum ApplicationError {
     /// A header that is not `Bearer <token>`, or a token that fails validation.
     #[error("Errors.Token.Invalid")]
     TokenInvalid,
+    /// A valid token without the permission the call needs.
+    #[error("No matching permissions found")]
+    PermissionDenied,
     /// The token issuer's keys or the database could not be reached.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -82,10 +85,12 @@ impl ApplicationError {
             Self::Factor(FactorError::NothingToVerify | FactorError::NothingToRemove) => {
                 StatusCode::NotFound
             }
-            Self::Factor(FactorError::AlreadyVerified) => StatusCode::FailedPrecondition,
-            Self::Factor(FactorError::InvalidCode) | Self::InvalidRequest(_) => {
-                StatusCode::InvalidArgument
+            Self::Factor(FactorError::AlreadyVerified | FactorError::Locked { .. }) => {
+                StatusCode::FailedPrecondition
             }
+            Self::Factor(FactorError::InvalidCode | FactorError::Reused)
+            | Self::InvalidRequest(_) => StatusCode::InvalidArgument,
+            Self::PermissionDenied => StatusCode::PermissionDenied,
             Self::AuthHeaderMissing | Self::TokenInvalid => StatusCode::Unauthenticated,
             Self::Unavailable(_) => StatusCode::Unavailable,
             Self::Internal => StatusCode::Internal,
@@ -101,6 +106,9 @@ impl ApplicationError {
             Self::Factor(FactorError::AlreadyVerified) => Some("COMMAND-qx4ls"),
             Self::Factor(FactorError::InvalidCode) => Some("EVENT-8isk2"),
             Self::Factor(FactorError::NothingToRemove) => Some("COMMAND-Hd9sd"),
+            Self::Factor(FactorError::Reused) => Some("TOTP-Auw0a"),
+            Self::Factor(FactorError::Locked { .. }) => Some("COMMAND-SF3fg"),
+            Self::PermissionDenied => Some("AUTH-5mWD2"),
             Self::TokenInvalid => Some("AUTH-7fs1e"),
             Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
             Self::Internal => Some("OTP-INTERNAL"),
@@ -172,6 +180,20 @@ mod tests {
                 "COMMAND-Hd9sd",
                 "Multifactor OTP (OneTimePassword) doesn't exist",
             ),
+            (
+                FactorError::Reused,
+                3,
+                "TOTP-Auw0a",
+                "Code has already been used",
+            ),
+            (
+                FactorError::Locked {
+                    until: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+                },
+                9,
+                "COMMAND-SF3fg",
+                "User is locked until 2027-01-15T08:00:00Z",
+            ),
         ];
         for (factor, code, id, text) in cases {
             let error = ApplicationError::from(factor);
@@ -195,6 +217,18 @@ mod tests {
         assert_eq!(
             ApplicationError::TokenInvalid.status_message(),
             "Errors.Token.Invalid (AUTH-7fs1e)"
+        );
+    }
+
+    #[test]
+    fn a_token_without_the_permission_is_denied() {
+        assert_eq!(
+            ApplicationError::PermissionDenied.code(),
+            StatusCode::PermissionDenied
+        );
+        assert_eq!(
+            ApplicationError::PermissionDenied.status_message(),
+            "No matching permissions found (AUTH-5mWD2)"
         );
     }
 

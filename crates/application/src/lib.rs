@@ -1,5 +1,6 @@
-//! The use cases of the OTP factor (add, verify, remove, list), the ports they
-//! drive, and the one error vocabulary every adapter renders.
+//! The use cases of the OTP factor (add, verify, remove, list, the trusted
+//! login check, key rotation), the ports they drive, and the one error
+//! vocabulary every adapter renders.
 
 pub mod authenticate;
 pub mod error;
@@ -12,7 +13,10 @@ pub mod testing;
 pub use authenticate::{Authenticator, Principal};
 pub use error::{ApplicationError, StatusCode, StoreError};
 pub use ports::{
-    Change, ChangeContext, CipherError, Clock, Decide, FactorStore, Readiness, SecretCipher,
-    SecretSource, TokenError, TokenVerifier,
+    Change, ChangeContext, CipherError, Clock, Committed, Current, Decide, FactorStore,
+    FactorWrite, Readiness, Reseal, SecretCipher, SecretSource, SecretStore, StoredSecret,
+    TokenError, TokenVerifier,
 };
-pub use use_cases::{AddedOtp, ListedFactor, ObjectDetails, OtpFactors, TotpSettings};
+pub use use_cases::{
+    AddedOtp, KeyRotation, ListedFactor, ObjectDetails, OtpFactors, RotationReport, TotpSettings,
+};

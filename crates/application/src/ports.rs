@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use domain::{EventKind, FactorEvent, OrgId, OtpFactor, SealedSecret, TotpSecret, UserId};
+use domain::{
+    Attempts, EventKind, FactorEvent, OrgId, OtpFactor, SealedSecret, TotpSecret, UserId,
+};
 
 use crate::authenticate::Principal;
 use crate::error::{ApplicationError, StoreError};
@@ -50,6 +52,10 @@ pub trait SecretCipher: Send + Sync {
     /// [`CipherError::UnknownKey`] when that key is not configured,
     /// [`CipherError::Tampered`] when authentication fails.
     fn open(&self, owner: &UserId, sealed: &SealedSecret) -> Result<TotpSecret, CipherError>;
+
+    /// The id of the key [`SecretCipher::seal`] uses; secrets sealed under
+    /// any other key are what a key rotation re-seals.
+    fn active_key_id(&self) -> &str;
 }
 
 /// Why a bearer token was not accepted.
@@ -86,20 +92,68 @@ pub struct ChangeContext {
     pub resource_owner: Option<OrgId>,
 }
 
-/// What a decision writes: the factor's new value (`None` removes it) and the
-/// event appended with it.
+/// What a decision does to the stored factor.
 #[derive(Debug)]
-pub struct Change {
-    /// The factor after the change, or `None` to delete it.
-    pub factor: Option<OtpFactor>,
-    /// The event recording the change.
-    pub event: EventKind,
+pub enum FactorWrite {
+    /// Leave it as it is.
+    Keep,
+    /// Store this factor (insert or replace).
+    Put(OtpFactor),
+    /// Delete the factor.
+    Delete,
 }
 
-/// A use case's decision, run by the store on the factor as it is inside the
-/// transaction, with the user's stream locked. It must be quick and pure: no
-/// I/O, no waiting.
-pub type Decide = Box<dyn FnOnce(Option<&OtpFactor>) -> Result<Change, ApplicationError> + Send>;
+/// What a decision sees: the user's stored factor (expired pending ones
+/// included: the decision applies the time to live) and wrong-code count,
+/// read inside the transaction with the user's stream locked.
+#[derive(Debug, Clone, Copy)]
+pub struct Current<'a> {
+    /// The stored factor, if any.
+    pub factor: Option<&'a OtpFactor>,
+    /// Wrong codes since the last right one (kept per user, across factors).
+    pub attempts: Attempts,
+}
+
+/// What a decision writes. Even a refused call may write: a wrong code
+/// raises the count and appends `otp.check.failed` / `otp.locked`.
+#[derive(Debug)]
+pub struct Change {
+    /// The factor's new value.
+    pub factor: FactorWrite,
+    /// The new wrong-code count, or `None` to keep it.
+    pub attempts: Option<Attempts>,
+    /// Events appended in this order, each with the next sequence number.
+    pub events: Vec<EventKind>,
+    /// When set, the call fails with this error after the change commits.
+    pub refusal: Option<ApplicationError>,
+}
+
+impl Change {
+    /// A successful change that writes `factor` and appends one event.
+    #[must_use]
+    pub fn accepted(factor: FactorWrite, event: EventKind) -> Self {
+        Self {
+            factor,
+            attempts: None,
+            events: vec![event],
+            refusal: None,
+        }
+    }
+}
+
+/// What [`FactorStore::change`] committed.
+#[derive(Debug)]
+pub struct Committed {
+    /// The appended events, in order, with their sequence numbers.
+    pub events: Vec<FactorEvent>,
+    /// The decision's refusal: committed, but the call fails with it.
+    pub refusal: Option<ApplicationError>,
+}
+
+/// A use case's decision, run by the store on the user's state as it is
+/// inside the transaction, with the user's stream locked. It must be quick
+/// and pure: no I/O, no waiting.
+pub type Decide = Box<dyn for<'a> FnOnce(Current<'a>) -> Result<Change, ApplicationError> + Send>;
 
 /// Durable factors and their per-user event stream.
 #[async_trait]
@@ -110,14 +164,15 @@ pub trait FactorStore: Send + Sync {
     /// [`StoreError`] when the store cannot answer.
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError>;
 
-    /// Runs `decide` on the user's current factor and, if it returns a
-    /// [`Change`], writes the factor and appends the event with the next
-    /// sequence number (1, 2, 3, ... per user, no gaps) in one atomic step.
+    /// Runs `decide` on the user's current state and writes the [`Change`]
+    /// it returns: the factor, the wrong-code count, and the events with the
+    /// next sequence numbers (1, 2, 3, ... per user, no gaps), in one atomic
+    /// step.
     ///
     /// Concurrent calls for the same user, from any number of processes, are
     /// serialised: each `decide` sees the result of every change committed
-    /// before it. When `decide` fails, nothing is written and no sequence
-    /// number is used.
+    /// before it. When `decide` returns an error, nothing is written and no
+    /// sequence number is used.
     ///
     /// # Errors
     /// The error `decide` returned, or [`ApplicationError::Unavailable`] /
@@ -128,7 +183,59 @@ pub trait FactorStore: Send + Sync {
         user: &UserId,
         context: ChangeContext,
         decide: Decide,
-    ) -> Result<FactorEvent, ApplicationError>;
+    ) -> Result<Committed, ApplicationError>;
+
+    /// Deletes pending factors added before `added_before` (they count as
+    /// absent already) and answers how many went. No event is appended:
+    /// nothing the user could see changes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot do it.
+    async fn purge_pending(&self, added_before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// A stored secret that a key rotation may re-seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// Whose factor it is.
+    pub user: UserId,
+    /// The secret as stored.
+    pub sealed: SealedSecret,
+}
+
+/// A re-sealed secret to write in place of the one read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reseal {
+    /// Whose factor it is.
+    pub user: UserId,
+    /// The secret as read; the write happens only if it is still stored.
+    pub old: SealedSecret,
+    /// The same secret sealed under the active key.
+    pub new: SealedSecret,
+}
+
+/// Sealed secrets in bulk, for key rotation.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Up to `limit` factors, in user id order after `after`, whose secret is
+    /// sealed under a key other than `key_id`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot answer.
+    async fn sealed_under_other_keys(
+        &self,
+        key_id: &str,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<StoredSecret>, StoreError>;
+
+    /// Writes each re-sealed secret whose factor still holds the old one, in
+    /// one transaction that serialises with [`FactorStore::change`] of those
+    /// users; answers how many were written (the rest changed meanwhile).
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was written.
+    async fn reseal(&self, batch: Vec<Reseal>) -> Result<u64, StoreError>;
 }
 
 /// Whether the service can do its work right now (for `/readyz`).

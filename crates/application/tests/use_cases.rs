@@ -25,6 +25,14 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn world_with(params: TotpParams) -> World {
+    world_with_settings(TotpSettings {
+        issuer: "ZITADEL".into(),
+        params,
+        ..TotpSettings::default()
+    })
+}
+
+fn world_with_settings(settings: TotpSettings) -> World {
     let store = Arc::new(MemoryFactorStore::new());
     let clock = FixedClock::at(t0());
     let cipher = Arc::new(AesGcmCipher::from_config(&SecretString::from(KEYS)).unwrap());
@@ -33,10 +41,7 @@ fn world_with(params: TotpParams) -> World {
         cipher,
         Arc::new(SeededSecrets::default()),
         clock.clone(),
-        TotpSettings {
-            issuer: "ZITADEL".into(),
-            params,
-        },
+        settings,
     );
     World {
         factors,
@@ -173,7 +178,12 @@ async fn add_when_ready_is_already_exists() {
 
 #[tokio::test]
 async fn verify_rows_of_the_contract() {
-    let w = world();
+    // More tries than the list below, so the attempt limit stays out of it.
+    let w = world_with_settings(TotpSettings {
+        issuer: "ZITADEL".into(),
+        attempts: domain::AttemptPolicy::new(10, Duration::minutes(5)).unwrap(),
+        ..TotpSettings::default()
+    });
     let user = principal("verify");
     assert_eq!(
         w.factors.verify_otp(&user, "123456").await,

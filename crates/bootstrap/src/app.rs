@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::HttpState;
-use adapters_http::telemetry::{HttpMetrics, ServerSpan, TracingLogger};
 use adapters_memory::SystemClock;
 use adapters_postgres::{PgFactorStore, PgSettings};
-use adapters_token::{ClaimNames, JwtSettings, JwtVerifier};
-use application::{
-    Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier, TotpSettings,
+use adapters_token::{
+    BearerVerifier, ClaimNames, ClientAuth, IntrospectionSettings, IntrospectionVerifier,
+    JwtSettings, JwtVerifier,
 };
+use application::{Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier};
 
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{Settings, SettingsError, ShutdownSettings};
+use crate::shutdown::{self, DrainAwareReadiness, Draining};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,24 +78,55 @@ impl Ports {
             })
             .map_err(|e| StartError::Adapter(e.to_string()))?,
         );
-        let auth = &settings.auth;
-        let verifier = JwtVerifier::new(JwtSettings {
-            issuer: auth.issuer.clone(),
-            audience: auth.audience.clone(),
-            jwks_url: Some(auth.jwks_url.clone()).filter(|url| !url.trim().is_empty()),
-            claims: claim_names(settings),
-            leeway: auth.leeway,
-            http_timeout: auth.http_timeout,
-            min_refresh_interval: auth.jwks_refresh_interval,
-        })
-        .map_err(|e| StartError::Adapter(e.to_string()))?;
+        crate::telemetry::observe_pool(&store);
         Ok(Self {
             store: store.clone(),
             readiness: store,
-            verifier: Arc::new(verifier),
+            verifier: Arc::new(bearer_verifier(settings)?),
             cipher: Arc::new(keyring(settings)?),
         })
     }
+}
+
+/// JWTs by the issuer's JWKS, and opaque tokens by introspection when
+/// `auth.introspection_*` is configured.
+///
+/// # Errors
+/// [`StartError::Adapter`] when a token setting is refused.
+pub fn bearer_verifier(settings: &Settings) -> Result<BearerVerifier, StartError> {
+    let adapter = |e: adapters_token::TokenConfigError| StartError::Adapter(e.to_string());
+    let auth = &settings.auth;
+    let jwt = JwtVerifier::new(JwtSettings {
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+        jwks_url: Some(auth.jwks_url.clone()).filter(|url| !url.trim().is_empty()),
+        claims: claim_names(settings),
+        leeway: auth.leeway,
+        http_timeout: auth.http_timeout,
+        min_refresh_interval: auth.jwks_refresh_interval,
+    })
+    .map_err(adapter)?;
+    let introspection = if auth.introspection_enabled() {
+        let client_auth = match &auth.introspection_key_file {
+            Some(path) => ClientAuth::from_zitadel_key_file(path).map_err(adapter)?,
+            None => ClientAuth::Basic {
+                client_id: auth.introspection_client_id.clone(),
+                client_secret: auth.introspection_client_secret.clone(),
+            },
+        };
+        let mut introspection =
+            IntrospectionSettings::new(auth.issuer.clone(), auth.audience.clone(), client_auth);
+        introspection.url =
+            Some(auth.introspection_url.clone()).filter(|url| !url.trim().is_empty());
+        introspection.claims = claim_names(settings);
+        introspection.leeway = auth.leeway;
+        introspection.cache_ttl = auth.introspection_cache_ttl;
+        introspection.http_timeout = auth.http_timeout;
+        Some(IntrospectionVerifier::new(introspection).map_err(adapter)?)
+    } else {
+        None
+    };
+    BearerVerifier::new(Some(jwt), introspection).map_err(adapter)
 }
 
 /// The identity claim names from `auth.*_claim`.
@@ -104,6 +136,7 @@ pub fn claim_names(settings: &Settings) -> ClaimNames {
         user_id: settings.auth.user_id_claim.clone(),
         org_id: settings.auth.org_id_claim.clone(),
         login_name: settings.auth.login_name_claim.clone(),
+        scope: settings.auth.scope_claim.clone(),
     }
 }
 
@@ -114,6 +147,10 @@ pub struct Application {
     server: actix_web::dev::Server,
     grpc: tokio::task::JoinHandle<Result<(), adapters_grpc::GrpcError>>,
     stop_grpc: tokio::sync::oneshot::Sender<()>,
+    drain_grpc: tokio::sync::oneshot::Sender<()>,
+    purge: tokio::task::JoinHandle<()>,
+    draining: Draining,
+    shutdown: ShutdownSettings,
 }
 
 impl std::fmt::Debug for Application {
@@ -131,20 +168,18 @@ impl Application {
     /// # Errors
     /// [`StartError`] for bad TOTP settings or an address that cannot be bound.
     pub fn start(settings: &Settings, ports: Ports) -> Result<Self, StartError> {
-        let params = settings
+        let totp = settings
             .totp
-            .params()
-            .map_err(|e| SettingsError::Invalid(format!("totp: {e}")))?;
+            .use_case_settings(&settings.auth.check_scope)?;
+        let purge = tokio::spawn(purge_pending_factors(ports.store.clone(), totp.pending_ttl));
         let factors = OtpFactors::new(
             ports.store,
             ports.cipher,
             Arc::new(OsSecrets),
             Arc::new(SystemClock),
-            TotpSettings {
-                issuer: settings.totp.issuer.clone(),
-                params,
-            },
+            totp,
         );
+        let draining = Draining::default();
         let auth = Authenticator::new(ports.verifier);
         let grpc_addr = settings.grpc.addr.clone();
         let bind_error = |source| StartError::Bind {
@@ -156,6 +191,7 @@ impl Application {
         let grpc_port = grpc_listener.local_addr().map_err(bind_error)?.port();
         let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener).map_err(bind_error)?;
         let (stop_grpc, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (drain_grpc, drain_started) = tokio::sync::oneshot::channel::<()>();
         let grpc = tokio::spawn(adapters_grpc::serve(
             grpc_listener,
             factors.clone(),
@@ -164,13 +200,19 @@ impl Application {
                 cors_allowed_origins: settings.grpc.origins(),
             },
             async move {
+                // A dropped sender (the process ends without a drain) is no drain.
+                if drain_started.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+            async move {
                 let _ = stopped.await;
             },
         ));
         let state = HttpState {
             factors,
             auth,
-            readiness: ports.readiness,
+            readiness: Arc::new(DrainAwareReadiness::new(ports.readiness, draining.clone())),
         };
         let addr = settings.http.addr.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
@@ -183,10 +225,12 @@ impl Application {
             .port();
         let mut server = actix_web::HttpServer::new(move || {
             actix_web::App::new()
-                .wrap(HttpMetrics::new())
-                .wrap(TracingLogger::<ServerSpan>::new())
+                .wrap(actix_web::middleware::from_fn(adapters_http::observe))
                 .configure(adapters_http::routes(state.clone()))
-        });
+        })
+        // Signals are ours: the drain delay comes before actix stops accepting.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown.timeout.as_secs().max(1));
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
@@ -203,6 +247,10 @@ impl Application {
             server,
             grpc,
             stop_grpc,
+            drain_grpc,
+            purge,
+            draining,
+            shutdown: settings.shutdown.clone(),
         })
     }
 
@@ -218,19 +266,110 @@ impl Application {
         self.grpc_port
     }
 
-    /// Serves until the process is told to stop (SIGINT/SIGTERM: the HTTP
-    /// server drains, then the gRPC server is told to drain too).
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully (see
+    /// [`Application::run_until`]); a second signal ends the process at once.
     ///
     /// # Errors
     /// Either server's I/O error.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let http = self.server.await;
-        let _ = self.stop_grpc.send(());
-        let grpc = self
-            .grpc
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other);
-        http.and(grpc)
+        self.run_until(shutdown::signal(), async {
+            shutdown::signal().await;
+            tracing::warn!("second signal: exiting at once");
+            std::process::exit(130);
+        })
+        .await
+    }
+
+    /// Serves until `stop` completes, then: readiness fails at once; after
+    /// `shutdown.drain_delay` both listeners stop accepting; in-flight REST
+    /// and gRPC requests get `shutdown.timeout` to finish. `abort` completing
+    /// at any point after `stop` cuts the drain short.
+    ///
+    /// # Errors
+    /// Either server's I/O error.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send,
+        abort: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let Self {
+            server,
+            grpc,
+            stop_grpc,
+            drain_grpc,
+            purge,
+            draining,
+            shutdown,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut http = tokio::spawn(server);
+        tokio::select! {
+            // A server that ends by itself (an I/O error) ends the process.
+            result = &mut http => {
+                purge.abort();
+                let _ = stop_grpc.send(());
+                return result.map_err(std::io::Error::other)?;
+            }
+            () = stop => {}
+        }
+        draining.start();
+        let _ = drain_grpc.send(());
+        tracing::info!(
+            drain_delay = ?shutdown.drain_delay,
+            timeout = ?shutdown.timeout,
+            "draining: readiness fails, listeners stop after the delay"
+        );
+        purge.abort();
+        let drain = async {
+            tokio::time::sleep(shutdown.drain_delay).await;
+            tracing::info!("no longer accepting; finishing in-flight requests");
+            let _ = stop_grpc.send(());
+            let (http, grpc) = tokio::join!(
+                async {
+                    handle.stop(true).await;
+                    http.await.map_err(std::io::Error::other)?
+                },
+                async {
+                    match tokio::time::timeout(shutdown.timeout, grpc).await {
+                        Ok(joined) => joined
+                            .map_err(std::io::Error::other)?
+                            .map_err(std::io::Error::other),
+                        Err(_) => {
+                            tracing::warn!(
+                                "gRPC calls still open after shutdown.timeout; leaving them"
+                            );
+                            Ok(())
+                        }
+                    }
+                }
+            );
+            http.and(grpc)
+        };
+        tokio::select! {
+            result = drain => {
+                tracing::info!("stopped");
+                result
+            }
+            () = abort => Ok(()),
+        }
+    }
+}
+
+/// Deletes pending factors past their time to live, once a minute (they
+/// count as absent already; this only keeps the table small). Every replica
+/// runs it; the delete is idempotent.
+async fn purge_pending_factors(store: Arc<dyn FactorStore>, pending_ttl: chrono::TimeDelta) {
+    use application::Clock;
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let cutoff = SystemClock.now() - pending_ttl;
+        match store.purge_pending(cutoff).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired pending factors purged"),
+            Err(error) => tracing::warn!(%error, "purging expired pending factors failed"),
+        }
     }
 }

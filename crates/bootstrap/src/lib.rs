@@ -4,6 +4,7 @@
 pub mod app;
 pub mod dev;
 pub mod settings;
+pub mod shutdown;
 pub mod telemetry;
 
 pub use app::{Application, Ports, StartError};

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -49,6 +50,14 @@ enum KeysCommand {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Re-seal every stored secret under the active (first) key of
+    /// `crypto.keys`, in batches, while the service runs. Resumable: run it
+    /// again after an interruption. Afterwards older keys can be removed.
+    Rotate {
+        /// Secrets per batch (one short transaction each).
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
 }
 
 #[tokio::main]
@@ -66,18 +75,17 @@ async fn main() -> ExitCode {
         log.format = "text".into();
     }
     let telemetry = telemetry::init(&log);
-    let outcome = run(cli.command, settings).await;
-    if let Err(error) = &outcome {
-        tracing::error!(%error, "otp-service stopped");
-    }
-    telemetry.shutdown().await;
-    match outcome {
+    let code = match run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            tracing::error!(%error, "otp-service stopped");
             eprintln!("otp-service: {error}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last spans and metrics, within a bound.
+    telemetry.shutdown().await;
+    code
 }
 
 async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
@@ -118,8 +126,62 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             });
             print_out(adapters_crypto::generate_key_line(&id).expose_secret());
         }
+        Command::Keys {
+            command: KeysCommand::Rotate { batch_size },
+        } => rotate_keys(&settings, batch_size).await?,
     }
     Ok(())
+}
+
+/// `keys rotate`: re-seals under the active key and prints the counts.
+async fn rotate_keys(
+    settings: &Settings,
+    batch_size: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cipher = Arc::new(bootstrap::app::keyring(settings)?);
+    let store = Arc::new(adapters_postgres::PgFactorStore::connect(
+        &adapters_postgres::PgSettings {
+            url: settings.database.url.clone(),
+            max_connections: 2,
+            connect_timeout: settings.database.connect_timeout,
+        },
+    )?);
+    let active = application::SecretCipher::active_key_id(cipher.as_ref()).to_owned();
+    print_out(&format!(
+        "re-sealing under key {active:?}, {batch_size} per batch"
+    ));
+    let rotation = application::KeyRotation::new(store, cipher);
+    let report = rotation
+        .run(
+            batch_size,
+            None,
+            &mut |report: &application::RotationReport| {
+                print_out(&format!(
+                    "batch {}: examined {}, re-sealed {}, changed meanwhile {}, failed {}",
+                    report.batches,
+                    report.examined,
+                    report.resealed,
+                    report.changed_meanwhile,
+                    report.failed
+                ));
+            },
+        )
+        .await?;
+    print_out(&format!(
+        "done: examined {}, re-sealed {}, changed meanwhile {}, failed {}",
+        report.examined, report.resealed, report.changed_meanwhile, report.failed
+    ));
+    if report.complete() {
+        print_out("every secret is sealed under the active key; older keys can be removed");
+        Ok(())
+    } else {
+        Err(format!(
+            "{} secret(s) changed meanwhile and {} could not be opened (see the log); \
+             run `otp-service keys rotate` again, and keep the old keys until it reports none",
+            report.changed_meanwhile, report.failed
+        )
+        .into())
+    }
 }
 
 async fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {

@@ -2,13 +2,15 @@
 //! environment (`OTP__<SECTION>__<KEY>`). Unknown keys are an error; secrets
 //! are `secrecy` types and print as `[REDACTED]`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use domain::{TotpAlgorithm, TotpParams, TotpParamsError};
+use application::TotpSettings;
+use chrono::TimeDelta;
+use domain::{AttemptPolicy, TotpAlgorithm, TotpParams, TotpParamsError};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,30 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     /// `[log]`
     pub log: LogSettings,
+    /// `[shutdown]`
+    pub shutdown: ShutdownSettings,
+}
+
+/// `[shutdown]`: how SIGTERM / Ctrl-C stop the service without dropping requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// After the signal, `/readyz` answers 503 at once while the listeners
+    /// keep accepting for this long, so load balancers stop sending first.
+    #[serde(deserialize_with = "duration")]
+    pub drain_delay: Duration,
+    /// Then in-flight requests get this long to finish.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            drain_delay: Duration::from_secs(5),
+            timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// `[http]`: the REST listener.
@@ -98,6 +124,8 @@ impl GrpcConfig {
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/db` (secret: it may hold a password).
     pub url: SecretString,
+    /// A file holding `url` (a mounted Secret); wins over `url`.
+    pub url_file: Option<PathBuf>,
     /// Pool size per replica.
     pub max_connections: usize,
     /// How long to wait for a new connection.
@@ -109,6 +137,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: SecretString::from("postgres://postgres@127.0.0.1:5432/otp_service"),
+            url_file: None,
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
         }
@@ -140,6 +169,35 @@ pub struct AuthSettings {
     /// Timeout of discovery and JWKS requests.
     #[serde(deserialize_with = "duration")]
     pub http_timeout: Duration,
+    /// Claim carrying the granted scopes (space-separated or an array).
+    pub scope_claim: String,
+    /// The scope a trusted caller's token needs for the login check
+    /// (`POST /v1/users/{user_id}/otp/_check`).
+    pub check_scope: String,
+    /// RFC 7662 introspection endpoint for opaque tokens; empty = discovered
+    /// (`introspection_endpoint`) when introspection is configured.
+    pub introspection_url: String,
+    /// Client id for introspection with HTTP Basic client authentication.
+    pub introspection_client_id: String,
+    /// Its client secret.
+    pub introspection_client_secret: SecretString,
+    /// A file holding the client secret (a mounted Secret); wins.
+    pub introspection_client_secret_file: Option<PathBuf>,
+    /// A ZITADEL application key file (JSON) for `private_key_jwt` client
+    /// authentication; used instead of the client id + secret when set.
+    pub introspection_key_file: Option<PathBuf>,
+    /// How long an active introspection answer is reused (never beyond the
+    /// token's `exp`); 0 turns the cache off.
+    #[serde(deserialize_with = "duration")]
+    pub introspection_cache_ttl: Duration,
+}
+
+impl AuthSettings {
+    /// Whether opaque tokens are introspected.
+    #[must_use]
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection_key_file.is_some() || !self.introspection_client_id.trim().is_empty()
+    }
 }
 
 impl Default for AuthSettings {
@@ -154,11 +212,20 @@ impl Default for AuthSettings {
             leeway: Duration::from_secs(30),
             jwks_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
+            scope_claim: "scope".into(),
+            check_scope: "otp.check".into(),
+            introspection_url: String::new(),
+            introspection_client_id: String::new(),
+            introspection_client_secret: SecretString::from(""),
+            introspection_client_secret_file: None,
+            introspection_key_file: None,
+            introspection_cache_ttl: Duration::from_secs(30),
         }
     }
 }
 
-/// `[totp]`: parameters of new factors (enrolled factors keep their own).
+/// `[totp]`: parameters of new factors (enrolled factors keep their own) and
+/// the security policy of code checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TotpConfig {
@@ -172,6 +239,15 @@ pub struct TotpConfig {
     pub period: u32,
     /// Steps accepted either side of now.
     pub skew: u8,
+    /// Wrong codes in a row (setup verify and login check) that lock.
+    pub max_attempts: u32,
+    /// How long a lock lasts after the last wrong code.
+    #[serde(deserialize_with = "duration")]
+    pub lockout: Duration,
+    /// How long an added factor may stay unverified; after that it counts
+    /// as absent and is purged.
+    #[serde(deserialize_with = "duration")]
+    pub pending_ttl: Duration,
 }
 
 impl Default for TotpConfig {
@@ -182,6 +258,9 @@ impl Default for TotpConfig {
             digits: 6,
             period: 30,
             skew: 1,
+            max_attempts: 5,
+            lockout: Duration::from_secs(300),
+            pending_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -199,6 +278,33 @@ impl TotpConfig {
             self.skew,
         )
     }
+
+    /// The use cases' settings: parameters plus the checked policy.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] naming the value out of range.
+    pub fn use_case_settings(&self, check_scope: &str) -> Result<TotpSettings, SettingsError> {
+        let invalid = |what: String| SettingsError::Invalid(format!("totp: {what}"));
+        let params = self.params().map_err(|e| invalid(e.to_string()))?;
+        let lockout =
+            TimeDelta::from_std(self.lockout).map_err(|_| invalid("lockout is too long".into()))?;
+        let attempts =
+            AttemptPolicy::new(self.max_attempts, lockout).map_err(|e| invalid(e.to_owned()))?;
+        let pending_ttl = TimeDelta::from_std(self.pending_ttl)
+            .ok()
+            .filter(|ttl| *ttl > TimeDelta::zero())
+            .ok_or_else(|| invalid("pending_ttl must be longer than zero".into()))?;
+        if check_scope.trim().is_empty() {
+            return Err(SettingsError::Invalid("auth.check_scope is empty".into()));
+        }
+        Ok(TotpSettings {
+            issuer: self.issuer.clone(),
+            params,
+            pending_ttl,
+            attempts,
+            check_scope: check_scope.to_owned(),
+        })
+    }
 }
 
 /// `[crypto]`: keys sealing secrets at rest.
@@ -207,14 +313,27 @@ impl TotpConfig {
 pub struct CryptoSettings {
     /// `id:base64-32-bytes`, comma separated; the first seals, all open.
     pub keys: SecretString,
+    /// A file holding the keys, comma- or newline-separated (a mounted
+    /// Secret); wins over `keys`.
+    pub keys_file: Option<PathBuf>,
 }
 
 impl Default for CryptoSettings {
     fn default() -> Self {
         Self {
             keys: SecretString::from(""),
+            keys_file: None,
         }
     }
+}
+
+/// Reads a secret from a mounted file: the whole file, without the trailing
+/// line break editors and `kubectl create secret --from-file` leave.
+fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        SettingsError::Invalid(format!("{key}: cannot read {}: {error}", path.display()))
+    })?;
+    Ok(SecretString::from(text.trim_end_matches(['\n', '\r'])))
 }
 
 /// `[log]`: log lines on stdout.
@@ -276,12 +395,35 @@ impl Settings {
                 .separator("__")
                 .source(Some(env)),
         );
-        let settings: Self = builder.build()?.try_deserialize()?;
+        let mut settings: Self = builder.build()?.try_deserialize()?;
+        settings.read_secret_files()?;
         settings
             .totp
-            .params()
-            .map_err(|e| SettingsError::Invalid(format!("totp: {e}")))?;
+            .use_case_settings(&settings.auth.check_scope)?;
         Ok(settings)
+    }
+
+    /// Replaces each secret whose `<key>_file` is set by that file's content.
+    fn read_secret_files(&mut self) -> Result<(), SettingsError> {
+        if let Some(path) = &self.database.url_file {
+            self.database.url = read_secret_file("database.url_file", path)?;
+        }
+        if let Some(path) = &self.crypto.keys_file {
+            let keys = read_secret_file("crypto.keys_file", path)?;
+            // One key per line is as good as comma separated.
+            let keys: Vec<&str> = keys
+                .expose_secret()
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect();
+            self.crypto.keys = SecretString::from(keys.join(","));
+        }
+        if let Some(path) = &self.auth.introspection_client_secret_file {
+            self.auth.introspection_client_secret =
+                read_secret_file("auth.introspection_client_secret_file", path)?;
+        }
+        Ok(())
     }
 
     /// Checks what `serve` needs beyond the defaults.
@@ -289,7 +431,6 @@ impl Settings {
     /// # Errors
     /// [`SettingsError::Invalid`] naming the missing keys.
     pub fn require_for_serve(&self) -> Result<(), SettingsError> {
-        use secrecy::ExposeSecret;
         let mut missing = Vec::new();
         if self.auth.issuer.trim().is_empty() {
             missing.push("auth.issuer (OTP__AUTH__ISSUER)");
@@ -410,5 +551,59 @@ mod tests {
         ));
         let file = std::fs::File::create(&path).unwrap();
         (path, file)
+    }
+
+    #[test]
+    fn secrets_can_come_from_mounted_files() {
+        let dir = std::env::temp_dir().join(format!("otp-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = dir.join("database-url");
+        std::fs::write(&url, "postgres://otp:s3cret@db:5432/otp\n").unwrap();
+        let keys = dir.join("keys");
+        std::fs::write(&keys, "k2:AAAA\nk1:BBBB\n").unwrap();
+        let settings = Settings::load(
+            None,
+            env(&[
+                ("OTP__DATABASE__URL", "postgres://ignored@x/y"),
+                ("OTP__DATABASE__URL_FILE", url.to_str().unwrap()),
+                ("OTP__CRYPTO__KEYS_FILE", keys.to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://otp:s3cret@db:5432/otp"
+        );
+        assert_eq!(settings.crypto.keys.expose_secret(), "k2:AAAA,k1:BBBB");
+        let missing = Settings::load(
+            None,
+            env(&[("OTP__CRYPTO__KEYS_FILE", "/nonexistent/otp-keys")]),
+        )
+        .unwrap_err();
+        assert!(
+            missing.to_string().contains("crypto.keys_file"),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_security_policy_is_checked_at_load() {
+        for (key, value) in [
+            ("OTP__TOTP__MAX_ATTEMPTS", "0"),
+            ("OTP__TOTP__LOCKOUT", "0s"),
+            ("OTP__TOTP__PENDING_TTL", "0s"),
+            ("OTP__AUTH__CHECK_SCOPE", " "),
+        ] {
+            assert!(
+                Settings::load(None, env(&[(key, value)])).is_err(),
+                "{key}={value}"
+            );
+        }
+        let settings = Settings::load(None, env(&[])).unwrap();
+        let totp = settings.totp.use_case_settings("otp.check").unwrap();
+        assert_eq!(totp.attempts.max_attempts(), 5);
+        assert_eq!(totp.pending_ttl, chrono::TimeDelta::minutes(10));
+        assert_eq!(settings.shutdown.drain_delay, Duration::from_secs(5));
     }
 }

@@ -19,7 +19,6 @@ mod db_pool;
 mod export;
 mod log_line;
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -32,7 +31,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub use config::OtelConfig;
-pub use db_pool::{PoolNumbers, observe_pool};
+pub use db_pool::observe_pool;
 
 use crate::settings::LogSettings;
 
@@ -77,8 +76,7 @@ pub fn init(settings: &LogSettings) -> Telemetry {
 
 /// [`init`] with an explicit OpenTelemetry configuration.
 pub fn init_from(settings: &LogSettings, otel: &OtelConfig) -> Telemetry {
-    let dispatch = Arc::new(OnceLock::new());
-    let mut layers: Vec<BoxedLayer> = vec![fmt_layer(settings, dispatch.clone())];
+    let mut layers: Vec<BoxedLayer> = vec![fmt_layer(settings)];
     let mut telemetry = Telemetry::default();
     let mut problems = Vec::new();
     if otel.enabled() {
@@ -87,7 +85,7 @@ pub fn init_from(settings: &LogSettings, otel: &OtelConfig) -> Telemetry {
         );
         let resource = otel.resource();
         if otel.export_metrics() {
-            match export::meter_provider(resource.clone()) {
+            match export::meter_provider(resource.clone(), otel.metrics_protocol()) {
                 Ok(provider) => {
                     opentelemetry::global::set_meter_provider(provider.clone());
                     layers.push(metrics_layer(provider.clone()));
@@ -115,7 +113,6 @@ pub fn init_from(settings: &LogSettings, otel: &OtelConfig) -> Telemetry {
     {
         return telemetry;
     }
-    tracing::dispatcher::get_default(|current| dispatch.set(current.downgrade()).ok());
     for problem in problems {
         tracing::warn!(%problem, "OpenTelemetry export is off");
     }
@@ -130,7 +127,7 @@ pub fn init_from(settings: &LogSettings, otel: &OtelConfig) -> Telemetry {
 }
 
 /// Log lines: the `RUST_LOG` / `log.filter` directives, minus metric events.
-fn fmt_layer(settings: &LogSettings, dispatch: log_line::DispatchSlot) -> BoxedLayer {
+fn fmt_layer(settings: &LogSettings) -> BoxedLayer {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"))
@@ -138,7 +135,7 @@ fn fmt_layer(settings: &LogSettings, dispatch: log_line::DispatchSlot) -> BoxedL
     if settings.format.eq_ignore_ascii_case("text") {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .map_event_format(|format| log_line::WithTraceIds::new(format, dispatch, false))
+            .map_event_format(|format| log_line::WithTraceIds::new(format, false))
             .with_filter(filter)
             .boxed()
     } else {
@@ -146,7 +143,7 @@ fn fmt_layer(settings: &LogSettings, dispatch: log_line::DispatchSlot) -> BoxedL
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .map_event_format(|format| log_line::WithTraceIds::new(format, dispatch, true))
+            .map_event_format(|format| log_line::WithTraceIds::new(format, true))
             .with_filter(filter)
             .boxed()
     }

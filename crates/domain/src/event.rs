@@ -11,9 +11,25 @@ pub enum EventKind {
     OtpVerified,
     /// The OTP factor was removed.
     OtpRemoved,
+    /// A trusted caller's login check accepted a code.
+    CheckSucceeded,
+    /// A trusted caller's login check refused a code (wrong or replayed).
+    CheckFailed,
+    /// Too many wrong codes in a row: the user's code checks are locked.
+    Locked,
 }
 
 impl EventKind {
+    /// Every kind.
+    pub const ALL: [Self; 6] = [
+        Self::OtpAdded,
+        Self::OtpVerified,
+        Self::OtpRemoved,
+        Self::CheckSucceeded,
+        Self::CheckFailed,
+        Self::Locked,
+    ];
+
     /// The stable name stored with the event and written to the audit log.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -21,15 +37,16 @@ impl EventKind {
             Self::OtpAdded => "otp.added",
             Self::OtpVerified => "otp.verified",
             Self::OtpRemoved => "otp.removed",
+            Self::CheckSucceeded => "otp.check.succeeded",
+            Self::CheckFailed => "otp.check.failed",
+            Self::Locked => "otp.locked",
         }
     }
 
     /// Parses a stored name back.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::OtpAdded, Self::OtpVerified, Self::OtpRemoved]
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 }
 
@@ -51,11 +68,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for kind in [
-            EventKind::OtpAdded,
-            EventKind::OtpVerified,
-            EventKind::OtpRemoved,
-        ] {
+        for kind in EventKind::ALL {
             assert_eq!(EventKind::from_name(kind.as_str()), Some(kind));
         }
         assert_eq!(EventKind::from_name("otp.unknown"), None);

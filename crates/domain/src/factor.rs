@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
-use crate::totp::TotpParams;
+use crate::totp::{TimeStep, TotpParams};
 
 /// Where a factor stands. "None" is the absence of a factor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +54,15 @@ pub enum FactorError {
     /// Remove without a factor.
     #[error("Multifactor OTP (OneTimePassword) doesn't exist")]
     NothingToRemove,
+    /// A right code whose time step was already accepted (RFC 6238 5.2).
+    #[error("Code has already been used")]
+    Reused,
+    /// Too many wrong codes in a row; codes are not checked until `until`.
+    #[error("User is locked until {}", .until.to_rfc3339_opts(SecondsFormat::Secs, true))]
+    Locked {
+        /// When the lock ends.
+        until: DateTime<Utc>,
+    },
 }
 
 /// A user's OTP factor as stored: state, sealed secret and the parameters it
@@ -70,6 +79,9 @@ pub struct OtpFactor {
     pub created_at: DateTime<Utc>,
     /// When it last changed state.
     pub changed_at: DateTime<Utc>,
+    /// The newest time step accepted; no code of this or an earlier step is
+    /// accepted again.
+    pub last_used_step: Option<TimeStep>,
 }
 
 impl OtpFactor {
@@ -93,7 +105,48 @@ impl OtpFactor {
             params,
             created_at: at,
             changed_at: at,
+            last_used_step: None,
         })
+    }
+
+    /// Whether this is a pending factor older than `pending_ttl` at `now`.
+    #[must_use]
+    pub fn is_expired_pending(&self, now: DateTime<Utc>, pending_ttl: TimeDelta) -> bool {
+        self.state == FactorState::NotReady
+            && self
+                .created_at
+                .checked_add_signed(pending_ttl)
+                .is_none_or(|expiry| expiry <= now)
+    }
+
+    /// The stored factor as the rules see it: a pending factor past its time
+    /// to live counts as absent.
+    #[must_use]
+    pub fn live(
+        stored: Option<&Self>,
+        now: DateTime<Utc>,
+        pending_ttl: TimeDelta,
+    ) -> Option<&Self> {
+        stored.filter(|factor| !factor.is_expired_pending(now, pending_ttl))
+    }
+
+    /// The factor a login check may act on: it must be READY.
+    ///
+    /// # Errors
+    /// [`FactorError::NothingToVerify`] without a READY factor.
+    pub fn ready_for_check(current: Option<&Self>) -> Result<&Self, FactorError> {
+        current
+            .filter(|factor| factor.state == FactorState::Ready)
+            .ok_or(FactorError::NothingToVerify)
+    }
+
+    /// The factor after a code of `step` was accepted.
+    #[must_use]
+    pub fn used(&self, step: TimeStep) -> Self {
+        Self {
+            last_used_step: Some(step),
+            ..self.clone()
+        }
     }
 
     /// The factor a Verify may act on: it must exist and still be pending.
@@ -187,6 +240,31 @@ mod tests {
         let pending = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10)).unwrap();
         assert!(OtpFactor::remove(Some(&pending)).is_ok());
         assert!(OtpFactor::remove(Some(&pending.verified(at(11)))).is_ok());
+    }
+
+    #[test]
+    fn pending_factors_expire_ready_ones_do_not() {
+        let ttl = TimeDelta::seconds(600);
+        let pending = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10)).unwrap();
+        assert!(OtpFactor::live(Some(&pending), at(609), ttl).is_some());
+        assert!(OtpFactor::live(Some(&pending), at(610), ttl).is_none());
+        let ready = pending.verified(at(20));
+        assert!(OtpFactor::live(Some(&ready), at(100_000), ttl).is_some());
+        assert_eq!(
+            OtpFactor::ready_for_check(Some(&pending)),
+            Err(FactorError::NothingToVerify)
+        );
+        assert!(OtpFactor::ready_for_check(Some(&ready)).is_ok());
+        assert_eq!(ready.used(TimeStep(7)).last_used_step, Some(TimeStep(7)));
+    }
+
+    #[test]
+    fn locked_says_when_it_ends() {
+        let error = FactorError::Locked { until: at(300) };
+        assert_eq!(
+            error.to_string(),
+            "User is locked until 1970-01-01T00:05:00Z"
+        );
     }
 
     #[test]

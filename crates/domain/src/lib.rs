@@ -4,13 +4,15 @@
 
 pub mod event;
 pub mod factor;
+pub mod guard;
 pub mod identity;
 pub mod totp;
 
 pub use event::{EventKind, FactorEvent};
 pub use factor::{FactorError, FactorState, OtpFactor, SealedSecret};
+pub use guard::{AttemptPolicy, Attempts, Judgement, judge};
 pub use identity::{IdentityError, LoginName, OrgId, UserId};
 pub use totp::{
-    SubmittedCode, TimeStep, TotpAlgorithm, TotpKey, TotpParams, TotpParamsError, TotpSecret,
-    otpauth_url,
+    CodeCheck, SubmittedCode, TimeStep, TotpAlgorithm, TotpKey, TotpParams, TotpParamsError,
+    TotpSecret, otpauth_url,
 };

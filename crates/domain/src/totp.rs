@@ -266,13 +266,17 @@ impl TotpKey {
     }
 
     fn totp(&self) -> totp_rs::Totp {
+        self.totp_with_skew(self.params.skew)
+    }
+
+    fn totp_with_skew(&self, skew: u8) -> totp_rs::Totp {
         // Every value was checked by TotpParams / TotpSecret, so the RFC
         // checks of `build()` add nothing; `build_noncompliant` cannot fail.
         totp_rs::Builder::new()
             .with_algorithm(self.params.algorithm.to_totp_rs())
             .with_digits(self.params.digits)
             .with_step_duration(u64::from(self.params.period))
-            .with_skew(u16::from(self.params.skew))
+            .with_skew(u16::from(skew))
             .with_secret(self.secret.expose_bytes())
             .build_noncompliant()
     }
@@ -296,6 +300,53 @@ impl TotpKey {
     pub fn verify(&self, code: &SubmittedCode, unix_seconds: u64) -> Option<TimeStep> {
         self.totp().check(code.expose(), unix_seconds).map(TimeStep)
     }
+
+    /// Checks a submitted code with replay protection (RFC 6238 section 5.2):
+    /// only a step after `last_used` may be accepted. Every step of the
+    /// window is compared (in constant time per step), so a code that
+    /// matches both a used and a fresh step is accepted at the fresh one.
+    #[must_use]
+    pub fn check(
+        &self,
+        code: &SubmittedCode,
+        unix_seconds: u64,
+        last_used: Option<TimeStep>,
+    ) -> CodeCheck {
+        let exact = self.totp_with_skew(0);
+        let period = u64::from(self.params.period);
+        let now = self.step_at(unix_seconds).0;
+        let skew = u64::from(self.params.skew);
+        let mut reused = false;
+        for step in now.saturating_sub(skew)..=now.saturating_add(skew) {
+            let Some(at) = step.checked_mul(period) else {
+                continue;
+            };
+            if exact.check(code.expose(), at).is_none() {
+                continue;
+            }
+            if last_used.is_some_and(|used| TimeStep(step) <= used) {
+                reused = true;
+            } else {
+                return CodeCheck::Accepted(TimeStep(step));
+            }
+        }
+        if reused {
+            CodeCheck::Reused
+        } else {
+            CodeCheck::Invalid
+        }
+    }
+}
+
+/// The outcome of [`TotpKey::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// The code matches this step, later than any step used before.
+    Accepted(TimeStep),
+    /// The code matches only steps at or before the last accepted one.
+    Reused,
+    /// The code matches no step of the window.
+    Invalid,
 }
 
 /// Characters kept as they are in the otpauth URL: RFC 3986 unreserved
@@ -358,6 +409,44 @@ mod tests {
     const SEED_SHA1: &[u8] = b"12345678901234567890";
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
     const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
+
+    #[test]
+    fn check_refuses_steps_at_or_before_the_last_used_one() {
+        let key = key(SEED_SHA1, TotpAlgorithm::Sha1, 6);
+        let now = 1_000_020; // step 33334
+        let step = key.step_at(now);
+        let code = SubmittedCode::parse(key.code_at(now).expose_secret()).unwrap();
+        assert_eq!(key.check(&code, now, None), CodeCheck::Accepted(step));
+        assert_eq!(key.check(&code, now, Some(step)), CodeCheck::Reused);
+        assert_eq!(
+            key.check(&code, now, Some(TimeStep(step.0 + 5))),
+            CodeCheck::Reused
+        );
+        assert_eq!(
+            key.check(&code, now, Some(TimeStep(step.0 - 1))),
+            CodeCheck::Accepted(step)
+        );
+        // The previous step's code is still inside the window, but used.
+        let previous = SubmittedCode::parse(key.code_at(now - 30).expose_secret()).unwrap();
+        assert_eq!(key.check(&previous, now, Some(step)), CodeCheck::Reused);
+        // The next step's code passes once the current one was used.
+        let next = SubmittedCode::parse(key.code_at(now + 30).expose_secret()).unwrap();
+        assert_eq!(
+            key.check(&next, now, Some(step)),
+            CodeCheck::Accepted(TimeStep(step.0 + 1))
+        );
+        let wrong = SubmittedCode::parse("000000").unwrap();
+        let wrong = if key.verify(&wrong, now).is_some() {
+            SubmittedCode::parse("000001").unwrap()
+        } else {
+            wrong
+        };
+        assert_eq!(key.check(&wrong, now, None), CodeCheck::Invalid);
+        assert_eq!(
+            key.check(&SubmittedCode::parse("12345").unwrap(), now, None),
+            CodeCheck::Invalid
+        );
+    }
 
     #[test]
     fn rfc6238_appendix_b_vectors() {

@@ -1,4 +1,5 @@
-//! `/auth/v1/users/me/auth_factors/...`: the four OTP calls.
+//! `/auth/v1/users/me/auth_factors/...`: the four OTP calls; and
+//! `/v1/users/{user_id}/otp/_check`, the login check for trusted callers.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,6 +15,7 @@ use crate::json::{AddResponse, DetailsResponse, EmptyRequest, ListResponse, Veri
 const OTP: &str = "/auth/v1/users/me/auth_factors/otp";
 const VERIFY: &str = "/auth/v1/users/me/auth_factors/otp/_verify";
 const SEARCH: &str = "/auth/v1/users/me/auth_factors/_search";
+const CHECK: &str = "/v1/users/{user_id}/otp/_check";
 
 pub(crate) fn register(config: &mut web::ServiceConfig) {
     config
@@ -32,10 +34,15 @@ pub(crate) fn register(config: &mut web::ServiceConfig) {
             web::resource(SEARCH)
                 .route(web::post().to(list))
                 .default_service(web::to(|| async { method_not_allowed("POST") })),
+        )
+        .service(
+            web::resource(CHECK)
+                .route(web::post().to(check))
+                .default_service(web::to(|| async { method_not_allowed("POST") })),
         );
 }
 
-/// The signed-in user ("me") of this request.
+/// The signed-in user ("me"), or the calling service, of this request.
 async fn me(state: &HttpState, request: &HttpRequest) -> Result<Principal, ApiError> {
     let header = request
         .headers()
@@ -89,4 +96,25 @@ async fn list(
     message::<EmptyRequest>("ListMyAuthFactorsRequest", &request, payload).await?;
     let factors = state.factors.list_factors(&principal).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from(factors)))
+}
+
+/// The login check: the caller is a trusted service (its token needs the
+/// check scope), the user comes from the path.
+async fn check(
+    state: web::Data<HttpState>,
+    request: HttpRequest,
+    user_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let caller = me(&state, &request).await?;
+    let body = message::<VerifyRequest>("CheckOTPRequest", &request, payload).await?;
+    let details = state
+        .factors
+        .check_otp(
+            &caller,
+            &user_id.into_inner(),
+            body.code.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
 }

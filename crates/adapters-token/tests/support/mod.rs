@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod idp;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,13 +24,44 @@ pub const RSA1_JWK: &str = include_str!("../fixtures/rsa1.jwk.json");
 pub const RSA2_KEY: &[u8] = include_bytes!("../fixtures/rsa2.key.pem");
 pub const RSA2_JWK: &str = include_str!("../fixtures/rsa2.jwk.json");
 
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body's `application/x-www-form-urlencoded` pairs.
+    pub fn form(&self) -> HashMap<String, String> {
+        form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+/// Answers a request: status and body.
+pub type Handler = Arc<dyn Fn(&Request) -> (u16, String) + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     routes: HashMap<String, (u16, String)>,
+    handlers: HashMap<String, Handler>,
     hits: HashMap<String, usize>,
 }
 
-/// An HTTP/1.1 server on 127.0.0.1 answering GETs from a route table.
+/// An HTTP/1.1 server on 127.0.0.1 answering from a route table (any
+/// method, fixed answers) or from handlers (computed answers).
 #[derive(Clone)]
 pub struct Server {
     addr: SocketAddr,
@@ -84,6 +117,19 @@ impl Server {
             .insert(path.to_owned(), (status, body.to_owned()));
     }
 
+    /// Answers requests to `path` with `handler` (over any fixed route).
+    pub fn handle(
+        &self,
+        path: &str,
+        handler: impl Fn(&Request) -> (u16, String) + Send + Sync + 'static,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .handlers
+            .insert(path.to_owned(), Arc::new(handler));
+    }
+
     pub fn set_jwks(&self, jwks: &Value) {
         self.set("/jwks", 200, &jwks.to_string());
     }
@@ -115,29 +161,59 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let mut request = Vec::new();
+    let mut raw = Vec::new();
     let mut buf = [0_u8; 4096];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+    let head_end = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut request_line = lines.next().unwrap_or("").split(' ');
+    let method = request_line.next().unwrap_or("").to_owned();
+    let path = request_line.next().unwrap_or("/").to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = raw[head_end..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
         }
     }
-    let request = String::from_utf8_lossy(&request);
-    let path = request
-        .lines()
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .unwrap_or("/")
-        .to_owned();
-    let (status, body) = {
+    let request = Request {
+        method,
+        path: path.clone(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let (route, handler) = {
         let mut state = state.lock().unwrap();
         *state.hits.entry(path.clone()).or_default() += 1;
-        state
-            .routes
-            .get(&path)
-            .cloned()
-            .unwrap_or((404, String::new()))
+        (
+            state
+                .routes
+                .get(&path)
+                .cloned()
+                .unwrap_or((404, String::new())),
+            state.handlers.get(&path).cloned(),
+        )
+    };
+    let (status, body) = match handler {
+        Some(handler) => handler(&request),
+        None => route,
     };
     let response = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

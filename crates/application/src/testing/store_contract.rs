@@ -7,13 +7,24 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use domain::{
-    EventKind, FactorError, FactorState, OrgId, OtpFactor, SealedSecret, TotpAlgorithm, TotpParams,
-    UserId,
+    Attempts, EventKind, FactorError, FactorState, OrgId, OtpFactor, SealedSecret, TimeStep,
+    TotpAlgorithm, TotpParams, UserId,
 };
 
 use super::unique_user;
 use crate::error::ApplicationError;
-use crate::ports::{Change, ChangeContext, FactorStore};
+use crate::ports::{
+    Change, ChangeContext, Committed, Current, FactorStore, FactorWrite, Reseal, SecretStore,
+};
+
+/// The sequence of the last event a successful change appended.
+fn last_sequence(committed: Result<Committed, ApplicationError>) -> Result<u64, ApplicationError> {
+    let committed = committed?;
+    if let Some(refusal) = committed.refusal {
+        return Err(refusal);
+    }
+    Ok(committed.events.last().map_or(0, |event| event.sequence))
+}
 
 fn t0() -> DateTime<Utc> {
     // Microsecond precision: what every store keeps.
@@ -44,16 +55,13 @@ async fn add(
     at: DateTime<Utc>,
 ) -> Result<u64, ApplicationError> {
     let params = TotpParams::new(TotpAlgorithm::Sha256, 8, 60, 2).unwrap_or_default();
-    let decide = Box::new(move |current: Option<&OtpFactor>| {
-        Ok(Change {
-            factor: Some(OtpFactor::add(current, sealed(tag), params, at)?),
-            event: EventKind::OtpAdded,
-        })
+    let decide = Box::new(move |current: Current<'_>| {
+        Ok(Change::accepted(
+            FactorWrite::Put(OtpFactor::add(current.factor, sealed(tag), params, at)?),
+            EventKind::OtpAdded,
+        ))
     });
-    Ok(store
-        .change(user, context(user, at), decide)
-        .await?
-        .sequence)
+    last_sequence(store.change(user, context(user, at), decide).await)
 }
 
 async fn verify(
@@ -61,17 +69,14 @@ async fn verify(
     user: &UserId,
     at: DateTime<Utc>,
 ) -> Result<u64, ApplicationError> {
-    let decide = Box::new(move |current: Option<&OtpFactor>| {
-        let pending = OtpFactor::pending_for_verify(current)?;
-        Ok(Change {
-            factor: Some(pending.verified(at)),
-            event: EventKind::OtpVerified,
-        })
+    let decide = Box::new(move |current: Current<'_>| {
+        let pending = OtpFactor::pending_for_verify(current.factor)?;
+        Ok(Change::accepted(
+            FactorWrite::Put(pending.verified(at)),
+            EventKind::OtpVerified,
+        ))
     });
-    Ok(store
-        .change(user, context(user, at), decide)
-        .await?
-        .sequence)
+    last_sequence(store.change(user, context(user, at), decide).await)
 }
 
 async fn remove(
@@ -79,17 +84,11 @@ async fn remove(
     user: &UserId,
     at: DateTime<Utc>,
 ) -> Result<u64, ApplicationError> {
-    let decide = Box::new(|current: Option<&OtpFactor>| {
-        OtpFactor::remove(current)?;
-        Ok(Change {
-            factor: None,
-            event: EventKind::OtpRemoved,
-        })
+    let decide = Box::new(|current: Current<'_>| {
+        OtpFactor::remove(current.factor)?;
+        Ok(Change::accepted(FactorWrite::Delete, EventKind::OtpRemoved))
     });
-    Ok(store
-        .change(user, context(user, at), decide)
-        .await?
-        .sequence)
+    last_sequence(store.change(user, context(user, at), decide).await)
 }
 
 /// An unknown user has no factor.
@@ -112,17 +111,20 @@ pub async fn unknown_user_has_no_factor(store: Arc<dyn FactorStore>) {
 pub async fn factor_round_trips_with_its_event(store: Arc<dyn FactorStore>) {
     let user = unique_user("contract-roundtrip");
     let at = t0();
-    let decide = Box::new(move |current: Option<&OtpFactor>| {
+    let decide = Box::new(move |current: Current<'_>| {
         let params = TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 0).unwrap_or_default();
-        Ok(Change {
-            factor: Some(OtpFactor::add(current, sealed(7), params, at)?),
-            event: EventKind::OtpAdded,
-        })
+        let factor = OtpFactor::add(current.factor, sealed(7), params, at)?;
+        Ok(Change::accepted(
+            FactorWrite::Put(factor.used(TimeStep(u64::MAX >> 2))),
+            EventKind::OtpAdded,
+        ))
     });
-    let event = store
+    let committed = store
         .change(&user, context(&user, at), decide)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(committed.refusal.is_none());
+    let event = committed.events[0];
     assert_eq!(
         (event.kind, event.sequence, event.at),
         (EventKind::OtpAdded, 1, at)
@@ -140,6 +142,116 @@ pub async fn factor_round_trips_with_its_event(store: Arc<dyn FactorStore>) {
         TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 0).unwrap_or_default()
     );
     assert_eq!((stored.created_at, stored.changed_at), (at, at));
+    assert_eq!(stored.last_used_step, Some(TimeStep(u64::MAX >> 2)));
+}
+
+/// A decision may commit writes and still refuse the call: the wrong-code
+/// count is stored per user (it outlives the factor), and every event gets
+/// its own sequence number in order.
+///
+/// # Panics
+/// When the store breaks the property.
+pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
+    let user = unique_user("contract-attempts");
+    let s = store.as_ref();
+    assert_eq!(add(s, &user, 1, t0()).await, Ok(1));
+    let failed_at = t0() + Duration::seconds(3);
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let decide = Box::new(move |current: Current<'_>| {
+        *record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(current.attempts);
+        Ok(Change {
+            factor: FactorWrite::Keep,
+            attempts: Some(current.attempts.failed(failed_at).failed(failed_at)),
+            events: vec![EventKind::CheckFailed, EventKind::Locked],
+            refusal: Some(FactorError::InvalidCode.into()),
+        })
+    });
+    let committed = s
+        .change(&user, context(&user, failed_at), decide)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        seen.lock().ok().and_then(|g| *g),
+        Some(Attempts::default()),
+        "a new user has no wrong codes"
+    );
+    assert_eq!(committed.refusal, Some(FactorError::InvalidCode.into()));
+    let events: Vec<_> = committed
+        .events
+        .iter()
+        .map(|e| (e.kind, e.sequence, e.at))
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (EventKind::CheckFailed, 2, failed_at),
+            (EventKind::Locked, 3, failed_at)
+        ]
+    );
+    // The factor was kept; the count outlives its removal.
+    assert_eq!(
+        s.find(&user).await.ok().flatten().map(|f| f.state),
+        Some(FactorState::NotReady)
+    );
+    assert_eq!(remove(s, &user, t0()).await, Ok(4));
+    let decide = Box::new(|current: Current<'_>| {
+        Err(ApplicationError::InvalidRequest(
+            format!("failures={}", current.attempts.failures).into(),
+        ))
+    });
+    let answer = s.change(&user, context(&user, t0()), decide).await;
+    assert_eq!(
+        answer.err(),
+        Some(ApplicationError::InvalidRequest("failures=2".into()))
+    );
+    let decide = Box::new(move |current: Current<'_>| {
+        assert_eq!(current.attempts.last_failure_at, Some(failed_at));
+        Ok(Change {
+            factor: FactorWrite::Keep,
+            attempts: Some(Attempts::default()),
+            events: vec![EventKind::CheckSucceeded],
+            refusal: None,
+        })
+    });
+    assert_eq!(
+        last_sequence(s.change(&user, context(&user, t0()), decide).await),
+        Ok(5)
+    );
+}
+
+/// Purging deletes pending factors added before the cut-off and nothing
+/// else; the users' streams go on.
+///
+/// # Panics
+/// When the store breaks the property.
+pub async fn purge_removes_only_stale_pending_factors(store: Arc<dyn FactorStore>) {
+    let s = store.as_ref();
+    // Far in the past, so factors other tests leave behind are newer.
+    let old = Utc
+        .timestamp_opt(1_000_000_000, 0)
+        .single()
+        .unwrap_or_default();
+    let (stale, fresh, ready) = (
+        unique_user("contract-purge-stale"),
+        unique_user("contract-purge-fresh"),
+        unique_user("contract-purge-ready"),
+    );
+    assert_eq!(add(s, &stale, 1, old).await, Ok(1));
+    assert_eq!(add(s, &fresh, 2, old + Duration::seconds(60)).await, Ok(1));
+    assert_eq!(add(s, &ready, 3, old).await, Ok(1));
+    assert_eq!(verify(s, &ready, old).await, Ok(2));
+    let purged = s
+        .purge_pending(old + Duration::seconds(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(purged >= 1, "purged {purged}");
+    assert_eq!(s.find(&stale).await, Ok(None));
+    assert!(s.find(&fresh).await.ok().flatten().is_some());
+    assert!(s.find(&ready).await.ok().flatten().is_some());
+    assert_eq!(add(s, &stale, 4, t0()).await, Ok(2));
 }
 
 /// Sequences count 1, 2, 3, ... per user across add, verify, remove and add
@@ -260,5 +372,99 @@ pub async fn run_all(store: Arc<dyn FactorStore>) {
     sequences_count_per_user_without_gaps(store.clone()).await;
     refused_decision_writes_nothing(store.clone()).await;
     concurrent_changes_are_serialised(store.clone()).await;
-    concurrent_verifies_succeed_once(store).await;
+    concurrent_verifies_succeed_once(store.clone()).await;
+    refusals_commit_attempts_and_events(store.clone()).await;
+    purge_removes_only_stale_pending_factors(store).await;
+}
+
+/// Key rotation's view of the store: secrets under other keys, page by
+/// page in user id order, and compare-and-swap re-sealing.
+///
+/// # Panics
+/// When the store breaks the property.
+pub async fn secrets_page_and_reseal<S>(store: Arc<S>)
+where
+    S: FactorStore + SecretStore + 'static,
+{
+    // Key ids unique to this run, so other tests' factors do not interfere.
+    let run = unique_user("rot");
+    let old_key = format!("old-{run}");
+    let new_key = format!("new-{run}");
+    let sealed_with = |key: &str, tag: u8| SealedSecret {
+        key_id: key.to_owned(),
+        sealed: vec![tag; 40],
+    };
+    let mut users = Vec::new();
+    for tag in 0..5_u8 {
+        let user = unique_user(&format!("contract-rotate-{tag}"));
+        let secret = sealed_with(&old_key, tag);
+        let decide = Box::new(move |current: Current<'_>| {
+            let factor = OtpFactor::add(current.factor, secret, TotpParams::default(), t0())?;
+            Ok(Change::accepted(
+                FactorWrite::Put(factor),
+                EventKind::OtpAdded,
+            ))
+        });
+        assert_eq!(
+            last_sequence(store.change(&user, context(&user, t0()), decide).await),
+            Ok(1)
+        );
+        users.push(user);
+    }
+    users.sort();
+
+    // Page through everything not under `new_key`, keeping only this run's.
+    let mut after: Option<UserId> = None;
+    let mut mine = Vec::new();
+    loop {
+        let page = store
+            .sealed_under_other_keys(&new_key, after.as_ref(), 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.user.clone());
+        mine.extend(page.into_iter().filter(|s| s.sealed.key_id == old_key));
+    }
+    let found: Vec<_> = mine.iter().map(|s| s.user.clone()).collect();
+    assert_eq!(found, users, "every secret once, in user id order");
+
+    // The first user's secret changes meanwhile: its re-seal must not land.
+    let changed = users[0].clone();
+    let replacement = sealed_with(&old_key, 99);
+    let decide = Box::new(move |current: Current<'_>| {
+        let factor = OtpFactor::add(current.factor, replacement, TotpParams::default(), t0())?;
+        Ok(Change::accepted(
+            FactorWrite::Put(factor),
+            EventKind::OtpAdded,
+        ))
+    });
+    assert_eq!(
+        last_sequence(
+            store
+                .change(&changed, context(&changed, t0()), decide)
+                .await
+        ),
+        Ok(2)
+    );
+
+    let batch = mine
+        .iter()
+        .map(|stored| Reseal {
+            user: stored.user.clone(),
+            old: stored.sealed.clone(),
+            new: sealed_with(&new_key, stored.sealed.sealed[0].wrapping_add(100)),
+        })
+        .collect();
+    assert_eq!(store.reseal(batch).await, Ok(4));
+    for (i, user) in users.iter().enumerate() {
+        let stored = store.find(user).await.ok().flatten().map(|f| f.secret);
+        let expected = if i == 0 {
+            sealed_with(&old_key, 99)
+        } else {
+            sealed_with(&new_key, u8::try_from(i).unwrap_or(0).wrapping_add(100))
+        };
+        assert_eq!(stored, Some(expected), "user {i}");
+    }
+    assert_eq!(store.reseal(Vec::new()).await, Ok(0));
 }

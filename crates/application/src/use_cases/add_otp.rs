@@ -4,10 +4,10 @@ use secrecy::SecretString;
 
 use domain::{EventKind, OtpFactor, TotpKey, otpauth_url};
 
-use super::{ObjectDetails, OtpFactors};
+use super::{ObjectDetails, Operation, OtpFactors};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::{Change, CipherError};
+use crate::ports::{Change, CipherError, Current, FactorWrite};
 
 /// The answer to Add: the otpauth URL and the base32 secret (both secret),
 /// and the details of the `otp.added` event.
@@ -23,15 +23,17 @@ pub struct AddedOtp {
 
 impl OtpFactors {
     /// Adds a pending OTP factor for the signed-in user, replacing a pending
-    /// one (whose secret stops working).
+    /// one (whose secret stops working). A READY factor refuses; a pending
+    /// one past `pending_ttl` counts as absent.
     ///
     /// # Errors
     /// `AlreadySetUp` when a READY factor exists; store failures.
     #[tracing::instrument(name = "AddOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn add_otp(&self, principal: &Principal) -> Result<AddedOtp, ApplicationError> {
-        let context = self.context(principal);
+        let context = self.context(principal, principal.org_id.clone());
         let at = context.at;
         let params = self.settings.params;
+        let pending_ttl = self.settings.pending_ttl;
         let key = TotpKey::new(self.secrets.generate(), params);
         let sealed = self
             .cipher
@@ -41,14 +43,17 @@ impl OtpFactors {
                 ApplicationError::Internal
             })?;
 
-        let decide = Box::new(move |current: Option<&OtpFactor>| {
-            let factor = OtpFactor::add(current, sealed, params, at)?;
-            Ok(Change {
-                factor: Some(factor),
-                event: EventKind::OtpAdded,
-            })
+        let decide = Box::new(move |current: Current<'_>| {
+            let live = OtpFactor::live(current.factor, at, pending_ttl);
+            let factor = OtpFactor::add(live, sealed, params, at)?;
+            Ok(Change::accepted(
+                FactorWrite::Put(factor),
+                EventKind::OtpAdded,
+            ))
         });
-        let event = self.commit(principal, context, decide).await?;
+        let event = self
+            .commit(Operation::Enroll, &principal.user_id, context, decide)
+            .await?;
 
         let mut details = ObjectDetails::of_change(event, principal);
         details.creation_date = Some(event.at);

@@ -1,31 +1,79 @@
-//! The four calls of the contract, one file each, sharing the ports held by
-//! [`OtpFactors`].
+//! The four calls of the contract and the trusted login check, one file
+//! each, sharing the ports held by [`OtpFactors`]; and key rotation.
 
 mod add_otp;
+mod check_otp;
 mod list_factors;
 mod remove_otp;
+mod rotate_keys;
 mod verify_otp;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-use domain::{FactorEvent, OrgId, TotpParams};
+use domain::{
+    AttemptPolicy, Attempts, EventKind, FactorError, FactorEvent, Judgement, OrgId, OtpFactor,
+    SubmittedCode, TimeStep, TotpKey, TotpParams, UserId, judge,
+};
 
 pub use add_otp::AddedOtp;
 pub use list_factors::ListedFactor;
+pub use rotate_keys::{KeyRotation, RotationReport};
 
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::{ChangeContext, Clock, Decide, FactorStore, SecretCipher, SecretSource};
+use crate::ports::{
+    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SecretCipher, SecretSource,
+};
 
-/// Deployment settings of new factors.
+/// Deployment settings: parameters of new factors and the security policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpSettings {
     /// The otpauth URL's issuer (the name apps show).
     pub issuer: String,
     /// Parameters of new factors; enrolled factors keep their own.
     pub params: TotpParams,
+    /// How long an added factor may stay unverified before it counts as absent.
+    pub pending_ttl: TimeDelta,
+    /// Wrong codes in a row that lock, and for how long.
+    pub attempts: AttemptPolicy,
+    /// The scope a trusted caller's token needs for the login check.
+    pub check_scope: String,
+}
+
+impl Default for TotpSettings {
+    /// Issuer `otp-service`, SHA1/6/30s/skew 1, pending factors expire after
+    /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`.
+    fn default() -> Self {
+        Self {
+            issuer: "otp-service".to_owned(),
+            params: TotpParams::default(),
+            pending_ttl: TimeDelta::minutes(10),
+            attempts: AttemptPolicy::DEFAULT,
+            check_scope: "otp.check".to_owned(),
+        }
+    }
+}
+
+/// Which call an outcome counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Enroll,
+    Verify,
+    Check,
+    Remove,
+}
+
+impl Operation {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enroll => "enroll",
+            Self::Verify => "verify",
+            Self::Check => "check",
+            Self::Remove => "remove",
+        }
+    }
 }
 
 /// The contract's `zitadel.v1.ObjectDetails` of a change.
@@ -95,44 +143,182 @@ impl OtpFactors {
         self.clock.now().trunc_subsecs(6)
     }
 
-    /// Runs `decide` in the store for the principal's factor, and writes the
-    /// audit line of the event it appended.
+    /// Runs `decide` in the store for `user`'s factor, writes the audit line
+    /// of every appended event, counts the outcome, and answers the last
+    /// event (or the decision's refusal, after its writes committed).
     async fn commit(
         &self,
-        principal: &Principal,
+        operation: Operation,
+        user: &UserId,
         context: ChangeContext,
         decide: Decide,
     ) -> Result<FactorEvent, ApplicationError> {
-        let event = self
-            .store
-            .change(&principal.user_id, context, decide)
-            .await?;
-        audit(principal, &event);
-        Ok(event)
+        let actor = context.actor.clone();
+        let committed = match self.store.change(user, context, decide).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                count(operation, Some(&error));
+                return Err(error);
+            }
+        };
+        for event in &committed.events {
+            audit(user, &actor, event);
+            if event.kind == EventKind::Locked {
+                tracing::info!(
+                    target: "otp.metrics",
+                    operation = operation.as_str(),
+                    monotonic_counter.otp.lockouts = 1_u64
+                );
+            }
+        }
+        count(operation, committed.refusal.as_ref());
+        if let Some(refusal) = committed.refusal {
+            return Err(refusal);
+        }
+        committed.events.last().copied().ok_or_else(|| {
+            tracing::error!("a change committed without an event");
+            ApplicationError::Internal
+        })
     }
 
-    fn context(&self, principal: &Principal) -> ChangeContext {
+    fn context(&self, actor: &Principal, resource_owner: Option<OrgId>) -> ChangeContext {
         ChangeContext {
             at: self.now(),
-            actor: principal.user_id.clone(),
-            resource_owner: principal.org_id.clone(),
+            actor: actor.user_id.clone(),
+            resource_owner,
         }
     }
 }
 
 /// One structured audit line per appended event (never a secret or a code).
-fn audit(principal: &Principal, event: &FactorEvent) {
+fn audit(user: &UserId, actor: &UserId, event: &FactorEvent) {
     tracing::info!(
         target: "audit",
         event = event.kind.as_str(),
-        user_id = %principal.user_id,
+        user_id = %user,
+        actor = %actor,
         sequence = event.sequence,
         at = %event.at.to_rfc3339(),
         "factor event appended"
     );
 }
 
+/// The metric label of a call's outcome.
+fn outcome(error: Option<&ApplicationError>) -> &'static str {
+    match error {
+        None => "ok",
+        Some(ApplicationError::Factor(error)) => match error {
+            FactorError::InvalidCode => "invalid_code",
+            FactorError::Reused => "reused",
+            FactorError::Locked { .. } => "locked",
+            FactorError::NothingToVerify | FactorError::NothingToRemove => "not_found",
+            FactorError::AlreadySetUp | FactorError::AlreadyVerified => "already_exists",
+        },
+        Some(ApplicationError::InvalidRequest(_)) => "invalid_request",
+        Some(_) => "error",
+    }
+}
+
+/// Counts a call by outcome, as an event the OpenTelemetry metrics layer
+/// turns into a counter (`otp.enrollments`, `otp.verifications`, ...).
+fn count(operation: Operation, error: Option<&ApplicationError>) {
+    let outcome = outcome(error);
+    match operation {
+        Operation::Enroll => {
+            tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.enrollments = 1_u64);
+        }
+        Operation::Verify => {
+            tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.verifications = 1_u64);
+        }
+        Operation::Check => {
+            tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.checks = 1_u64);
+        }
+        Operation::Remove => {
+            tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.removals = 1_u64);
+        }
+    }
+}
+
 /// Unix seconds of a time; times before 1970 count as 0 (TOTP has no steps there).
 fn unix_seconds(at: DateTime<Utc>) -> u64 {
     u64::try_from(at.timestamp()).unwrap_or(0)
+}
+
+/// What trying a code against a factor came to.
+enum CodeAttempt {
+    /// Right and fresh: the step to record and the count to store (`None`:
+    /// already zero).
+    Accepted {
+        step: TimeStep,
+        attempts: Option<Attempts>,
+    },
+    /// Wrong or replayed: the change to commit before refusing.
+    Refused(Change),
+}
+
+/// Tries `code` against `factor` for `owner` under the attempt limits: locked
+/// users are refused without the code being looked at; a wrong or replayed
+/// code raises the count, appends `failed_event` (if any) and, when the count
+/// reaches the limit, `otp.locked`.
+#[allow(clippy::too_many_arguments)]
+fn attempt_code(
+    cipher: &dyn SecretCipher,
+    owner: &UserId,
+    factor: &OtpFactor,
+    code: &SubmittedCode,
+    attempts: Attempts,
+    policy: &AttemptPolicy,
+    at: DateTime<Utc>,
+    failed_event: Option<EventKind>,
+) -> Result<CodeAttempt, ApplicationError> {
+    if let Some(until) = attempts.locked_until(policy, at) {
+        return Err(FactorError::Locked { until }.into());
+    }
+    let secret = cipher
+        .open(owner, &factor.secret)
+        .map_err(|error| add_otp::cipher_failure(&error))?;
+    let key = TotpKey::new(secret, factor.params);
+    match judge(&attempts, policy, at, || {
+        key.check(code, unix_seconds(at), factor.last_used_step)
+    }) {
+        Judgement::Accepted(step) => Ok(CodeAttempt::Accepted {
+            step,
+            attempts: (attempts != Attempts::default()).then(Attempts::default),
+        }),
+        Judgement::Locked { until } => Err(FactorError::Locked { until }.into()),
+        Judgement::Refused {
+            error,
+            attempts,
+            locked_now,
+        } => {
+            let events = failed_event
+                .into_iter()
+                .chain(locked_now.then_some(EventKind::Locked))
+                .collect();
+            Ok(CodeAttempt::Refused(Change {
+                factor: FactorWrite::Keep,
+                attempts: Some(attempts),
+                events,
+                refusal: Some(error.into()),
+            }))
+        }
+    }
+}
+
+/// The refusal of a call that found only an expired pending factor: it is
+/// deleted on the way (it counts as absent already).
+fn refuse_expired(
+    stored: Option<&OtpFactor>,
+    live: Option<&OtpFactor>,
+    error: FactorError,
+) -> Result<Change, ApplicationError> {
+    if stored.is_some() && live.is_none() {
+        return Ok(Change {
+            factor: FactorWrite::Delete,
+            attempts: None,
+            events: Vec::new(),
+            refusal: Some(error.into()),
+        });
+    }
+    Err(error.into())
 }

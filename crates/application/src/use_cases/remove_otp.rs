@@ -2,13 +2,14 @@
 
 use domain::{EventKind, OtpFactor};
 
-use super::{ObjectDetails, OtpFactors};
+use super::{ObjectDetails, Operation, OtpFactors, refuse_expired};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::Change;
+use crate::ports::{Change, Current, FactorWrite};
 
 impl OtpFactors {
-    /// Removes the signed-in user's OTP factor, pending or READY.
+    /// Removes the signed-in user's OTP factor, pending or READY (a pending
+    /// one past `pending_ttl` counts as absent, and goes).
     ///
     /// # Errors
     /// `NothingToRemove` without a factor; store failures.
@@ -17,15 +18,19 @@ impl OtpFactors {
         &self,
         principal: &Principal,
     ) -> Result<ObjectDetails, ApplicationError> {
-        let context = self.context(principal);
-        let decide = Box::new(|current: Option<&OtpFactor>| {
-            OtpFactor::remove(current)?;
-            Ok(Change {
-                factor: None,
-                event: EventKind::OtpRemoved,
-            })
+        let context = self.context(principal, principal.org_id.clone());
+        let at = context.at;
+        let pending_ttl = self.settings.pending_ttl;
+        let decide = Box::new(move |current: Current<'_>| {
+            let live = OtpFactor::live(current.factor, at, pending_ttl);
+            if let Err(error) = OtpFactor::remove(live) {
+                return refuse_expired(current.factor, live, error);
+            }
+            Ok(Change::accepted(FactorWrite::Delete, EventKind::OtpRemoved))
         });
-        let event = self.commit(principal, context, decide).await?;
+        let event = self
+            .commit(Operation::Remove, &principal.user_id, context, decide)
+            .await?;
         Ok(ObjectDetails::of_change(event, principal))
     }
 }

@@ -2,21 +2,22 @@
 
 use std::borrow::Cow;
 
-use domain::{EventKind, FactorError, OtpFactor, SubmittedCode, TotpKey};
+use domain::{EventKind, OtpFactor, SubmittedCode};
 
-use super::add_otp::cipher_failure;
-use super::{ObjectDetails, OtpFactors, unix_seconds};
+use super::{CodeAttempt, ObjectDetails, Operation, OtpFactors, attempt_code, refuse_expired};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::Change;
+use crate::ports::{Change, Current, FactorWrite};
 
 impl OtpFactors {
     /// Checks `code` against the pending factor (time steps T-skew..=T+skew)
-    /// and marks it READY.
+    /// and marks it READY, recording the accepted step so the code can never
+    /// be replayed at login. Wrong codes count towards the attempt limit.
     ///
     /// # Errors
-    /// `InvalidRequest` for a code outside 1..=200 characters; `NothingToVerify`,
-    /// `AlreadyVerified`, `InvalidCode` per the contract; store failures.
+    /// `InvalidRequest` for a code outside 1..=200 characters; `NothingToVerify`
+    /// (also for a pending factor past `pending_ttl`), `AlreadyVerified`,
+    /// `InvalidCode`, `Locked` per the contract and the policy; store failures.
     #[tracing::instrument(name = "VerifyOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn verify_otp(
         &self,
@@ -28,25 +29,41 @@ impl OtpFactors {
                 "invalid VerifyMyAuthFactorOTPRequest.Code: value length must be between 1 and 200 runes",
             ))
         })?;
-        let context = self.context(principal);
+        let context = self.context(principal, principal.org_id.clone());
         let at = context.at;
         let cipher = self.cipher.clone();
         let owner = principal.user_id.clone();
+        let settings = self.settings.clone();
 
-        let decide = Box::new(move |current: Option<&OtpFactor>| {
-            let pending = OtpFactor::pending_for_verify(current)?;
-            let secret = cipher
-                .open(&owner, &pending.secret)
-                .map_err(|e| cipher_failure(&e))?;
-            let key = TotpKey::new(secret, pending.params);
-            key.verify(&code, unix_seconds(at))
-                .ok_or(FactorError::InvalidCode)?;
-            Ok(Change {
-                factor: Some(pending.verified(at)),
-                event: EventKind::OtpVerified,
+        let decide = Box::new(move |current: Current<'_>| {
+            let live = OtpFactor::live(current.factor, at, settings.pending_ttl);
+            let pending = match OtpFactor::pending_for_verify(live) {
+                Ok(pending) => pending,
+                Err(error) => return refuse_expired(current.factor, live, error),
+            };
+            let attempt = attempt_code(
+                cipher.as_ref(),
+                &owner,
+                pending,
+                &code,
+                current.attempts,
+                &settings.attempts,
+                at,
+                None,
+            )?;
+            Ok(match attempt {
+                CodeAttempt::Accepted { step, attempts } => Change {
+                    factor: FactorWrite::Put(pending.verified(at).used(step)),
+                    attempts,
+                    events: vec![EventKind::OtpVerified],
+                    refusal: None,
+                },
+                CodeAttempt::Refused(change) => change,
             })
         });
-        let event = self.commit(principal, context, decide).await?;
+        let event = self
+            .commit(Operation::Verify, &principal.user_id, context, decide)
+            .await?;
         Ok(ObjectDetails::of_change(event, principal))
     }
 }

@@ -83,8 +83,18 @@ impl OtelConfig {
     /// The transport of spans (the exporter reads the same variables).
     #[must_use]
     pub fn traces_protocol(&self) -> Protocol {
+        self.protocol("TRACES")
+    }
+
+    /// The transport of metrics.
+    #[must_use]
+    pub fn metrics_protocol(&self) -> Protocol {
+        self.protocol("METRICS")
+    }
+
+    fn protocol(&self, signal: &str) -> Protocol {
         match self
-            .var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .var(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
             .or_else(|| self.var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         {
             Some("grpc") => Protocol::Grpc,

@@ -1,80 +1,67 @@
-//! The database connection pool as the semantic conventions' DB-client
-//! metrics, read when the metric reader collects: `db.client.connection.count`
-//! by `db.client.connection.state` (`used`, `idle`),
-//! `db.client.connection.max` and `db.client.connection.pending_requests`.
+//! Connection pool gauges, per the database client semantic conventions.
 
 use std::sync::Arc;
 
+use adapters_postgres::PgFactorStore;
 use opentelemetry::KeyValue;
 
-/// The pool's numbers at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolNumbers {
-    /// The most connections the pool opens.
-    pub max_size: usize,
-    /// Connections open now (used and idle).
-    pub size: usize,
-    /// Idle connections.
-    pub available: usize,
-    /// Requests waiting for a connection.
-    pub waiting: usize,
-}
-
-fn count(value: usize) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Registers the pool metrics on the global meter, reading `numbers` at
-/// each collection; `pool_name` (`db.client.connection.pool.name`) says which
-/// pool, e.g. `host:port/database` (never a URL with credentials). A no-op
-/// while no meter provider is installed.
-pub fn observe_pool(pool_name: String, numbers: impl Fn() -> PoolNumbers + Send + Sync + 'static) {
+/// Registers `db.client.connection.count` (by `db.client.connection.state`
+/// = `used` | `idle`), `db.client.connection.max` and
+/// `db.client.connection.pending_requests`, read from `store`'s pool at each
+/// collection. Without a meter provider (no metrics endpoint) this does
+/// nothing.
+pub fn observe_pool(store: &Arc<PgFactorStore>) {
     let meter = opentelemetry::global::meter("otp-service");
-    let numbers = Arc::new(numbers);
-    let pool = KeyValue::new("db.client.connection.pool.name", pool_name);
-
-    let (read, name) = (numbers.clone(), pool.clone());
+    let pool = |name: &'static str| KeyValue::new("db.client.connection.pool.name", name);
+    let counts = store.clone();
     meter
         .i64_observable_up_down_counter("db.client.connection.count")
         .with_unit("{connection}")
-        .with_description("Connections of the pool, by state.")
+        .with_description("Connections of the pool, by state")
         .with_callback(move |observer| {
-            let now = read();
-            let idle = now.available.min(now.size);
+            let status = counts.pool_status();
+            let used = status.size.saturating_sub(status.available);
+            let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
             observer.observe(
-                count(now.size - idle),
+                as_i64(used),
                 &[
-                    name.clone(),
+                    pool("otp"),
                     KeyValue::new("db.client.connection.state", "used"),
                 ],
             );
             observer.observe(
-                count(idle),
+                as_i64(status.available),
                 &[
-                    name.clone(),
+                    pool("otp"),
                     KeyValue::new("db.client.connection.state", "idle"),
                 ],
             );
         })
         .build();
-
-    let (read, name) = (numbers.clone(), pool.clone());
+    let max = store.clone();
     meter
         .i64_observable_up_down_counter("db.client.connection.max")
         .with_unit("{connection}")
-        .with_description("The most connections the pool opens.")
+        .with_description("Most connections the pool opens")
         .with_callback(move |observer| {
-            observer.observe(count(read().max_size), std::slice::from_ref(&name))
+            let status = max.pool_status();
+            observer.observe(
+                i64::try_from(status.max_size).unwrap_or(i64::MAX),
+                &[pool("otp")],
+            );
         })
         .build();
-
-    let (read, name) = (numbers, pool);
+    let waiting = store.clone();
     meter
         .i64_observable_up_down_counter("db.client.connection.pending_requests")
         .with_unit("{request}")
-        .with_description("Requests waiting for a connection.")
+        .with_description("Requests waiting for a connection")
         .with_callback(move |observer| {
-            observer.observe(count(read().waiting), std::slice::from_ref(&name))
+            let status = waiting.pool_status();
+            observer.observe(
+                i64::try_from(status.waiting).unwrap_or(i64::MAX),
+                &[pool("otp")],
+            );
         })
         .build();
 }

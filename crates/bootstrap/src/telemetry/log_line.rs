@@ -1,57 +1,41 @@
-//! `trace_id` and `span_id` (W3C hex) on every log line written inside a span
-//! that has an OpenTelemetry context, sampled or not, so a line leads to its
-//! trace and a trace to its lines.
+//! Log lines carry the W3C `trace_id` and `span_id` of the span they were
+//! written in, so a log line leads to its trace and back.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
 
-use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
-use tracing::dispatcher::WeakDispatch;
+use opentelemetry::trace::TraceContextExt;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The global dispatcher, known once the subscriber is installed; the
-/// OpenTelemetry context of a span is reached through it.
-pub(super) type DispatchSlot = Arc<OnceLock<WeakDispatch>>;
-
-/// An event format that appends the ids of the event's span to each line of
-/// the format it wraps: as two more members of a JSON object, or as
-/// ` trace_id=… span_id=…` on a text line.
-#[derive(Debug)]
-pub(super) struct WithTraceIds<F> {
+/// Wraps an event format: JSON lines get `"trace_id"` and `"span_id"` keys
+/// first, text lines ` trace_id=… span_id=…` at the end. Lines outside a span
+/// (or with OpenTelemetry off) are left as they are.
+pub struct WithTraceIds<F> {
     inner: F,
-    dispatch: DispatchSlot,
     json: bool,
 }
 
 impl<F> WithTraceIds<F> {
-    pub(super) const fn new(inner: F, dispatch: DispatchSlot, json: bool) -> Self {
-        Self {
-            inner,
-            dispatch,
-            json,
-        }
+    /// Wraps `inner`, which writes JSON objects when `json`.
+    pub const fn new(inner: F, json: bool) -> Self {
+        Self { inner, json }
     }
+}
 
-    /// The ids of the nearest span around `event` that has a valid
-    /// OpenTelemetry context.
-    fn ids<S, N>(&self, ctx: &FmtContext<'_, S, N>) -> Option<(TraceId, SpanId)>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-        N: for<'a> FormatFields<'a> + 'static,
-    {
-        let dispatch = self.dispatch.get()?.upgrade()?;
-        ctx.event_scope()?.find_map(|span| {
-            let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
-            let span = cx.span();
-            let context = span.span_context();
-            context
-                .is_valid()
-                .then(|| (context.trace_id(), context.span_id()))
-        })
-    }
+/// The ids of the OpenTelemetry span active on this thread: the tracing
+/// layer activates a span's context when the span is entered.
+fn current_ids() -> Option<(String, String)> {
+    let context = opentelemetry::Context::current();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        (
+            span_context.trace_id().to_string(),
+            span_context.span_id().to_string(),
+        )
+    })
 }
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
@@ -66,23 +50,27 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let Some((trace_id, span_id)) = self.ids(ctx) else {
+        let Some((trace_id, span_id)) = current_ids() else {
             return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::new();
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
-        let body = line.trim_end_matches('\n');
-        if self.json
-            && let Some(object) = body.strip_suffix('}')
-        {
-            let separator = if object.ends_with('{') { "" } else { "," };
-            writeln!(
-                writer,
-                r#"{object}{separator}"trace_id":"{trace_id}","span_id":"{span_id}"}}"#
-            )
-        } else {
-            writeln!(writer, "{body} trace_id={trace_id} span_id={span_id}")
+        if self.json {
+            if let Some(rest) = line.strip_prefix('{') {
+                let separator = if rest.trim_start().starts_with('}') {
+                    ""
+                } else {
+                    ","
+                };
+                return write!(
+                    writer,
+                    "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"{separator}{rest}"
+                );
+            }
+            return writer.write_str(&line);
         }
+        let body = line.strip_suffix('\n').unwrap_or(&line);
+        writeln!(writer, "{body} trace_id={trace_id} span_id={span_id}")
     }
 }

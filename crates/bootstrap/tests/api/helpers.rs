@@ -29,6 +29,50 @@ pub struct Issuer {
     pub jwks_hits: Arc<AtomicUsize>,
 }
 
+/// Client credentials the stand-in introspection endpoint accepts.
+pub const INTROSPECTION_CLIENT: (&str, &str) = ("otp-service-api", "introspection-secret");
+
+/// RFC 7662 stand-in: `opaque-active-<sub>` is active for `sub` (scope
+/// `openid otp.check` when `<sub>` starts with `svc`), `opaque-expired-*` is
+/// active but past its `exp`, anything else inactive; wrong client
+/// credentials are 401.
+async fn introspect(
+    request: actix_web::HttpRequest,
+    form: web::Form<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    use data_encoding::BASE64;
+    let expected = format!(
+        "Basic {}",
+        BASE64.encode(format!("{}:{}", INTROSPECTION_CLIENT.0, INTROSPECTION_CLIENT.1).as_bytes())
+    );
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .is_some_and(|value| value.as_bytes() == expected.as_bytes());
+    if !authorized {
+        return HttpResponse::Unauthorized().json(json!({"error": "invalid_client"}));
+    }
+    let issuer = format!("http://{}", request.connection_info().host());
+    let token = form.get("token").cloned().unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    let answer = |sub: &str, exp: i64| {
+        let scope = if sub.starts_with("svc") {
+            "openid otp.check"
+        } else {
+            "openid"
+        };
+        json!({"active": true, "sub": sub, "aud": [AUDIENCE], "iss": issuer, "exp": exp,
+               "scope": scope, "token_type": "Bearer"})
+    };
+    if let Some(sub) = token.strip_prefix("opaque-active-") {
+        HttpResponse::Ok().json(answer(sub, now + 600))
+    } else if let Some(sub) = token.strip_prefix("opaque-expired-") {
+        HttpResponse::Ok().json(answer(sub, now - 600))
+    } else {
+        HttpResponse::Ok().json(json!({"active": false}))
+    }
+}
+
 pub async fn spawn_issuer() -> Issuer {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -41,9 +85,14 @@ pub async fn spawn_issuer() -> Issuer {
                 "/.well-known/openid-configuration",
                 web::get().to(move || {
                     let issuer = issuer.clone();
-                    async move { HttpResponse::Ok().json(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/oauth/v2/keys")})) }
+                    async move { HttpResponse::Ok().json(json!({
+                        "issuer": issuer,
+                        "jwks_uri": format!("{issuer}/oauth/v2/keys"),
+                        "introspection_endpoint": format!("{issuer}/oauth/v2/introspect"),
+                    })) }
                 }),
             )
+            .route("/oauth/v2/introspect", web::post().to(introspect))
             .route(
                 "/oauth/v2/keys",
                 web::get().to(move || {
@@ -74,6 +123,11 @@ pub struct TestApp {
 
 /// Settings of an app on port 0 over `db`, trusting `issuer`.
 pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
+    settings_with(db_url, issuer, &[])
+}
+
+/// [`settings`] plus (or overriding with) `extra` `OTP__*` variables.
+pub fn settings_with(db_url: &SecretString, issuer: &str, extra: &[(&str, &str)]) -> Settings {
     let env = [
         ("OTP__HTTP__ADDR", "127.0.0.1:0"),
         ("OTP__HTTP__WORKERS", "2"),
@@ -87,7 +141,9 @@ pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
     ];
     Settings::load(
         None,
-        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        env.iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     )
     .unwrap()
 }
@@ -95,9 +151,14 @@ pub fn settings(db_url: &SecretString, issuer: &str) -> Settings {
 /// Starts the service on a fresh database, or `None` (after one printed
 /// line) when PostgreSQL is not reachable outside CI.
 pub async fn spawn_app() -> Option<TestApp> {
+    spawn_app_with(&[]).await
+}
+
+/// [`spawn_app`] with extra `OTP__*` settings.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> Option<TestApp> {
     let db = TestDatabase::create().await?;
     let issuer = spawn_issuer().await;
-    let app = start(&settings(&db.url, &issuer.url));
+    let app = start(&settings_with(&db.url, &issuer.url, extra));
     let address = format!("http://127.0.0.1:{}", app.port());
     let grpc_address = format!("http://127.0.0.1:{}", app.grpc_port());
     tokio::spawn(app.run_until_stopped());
@@ -157,6 +218,31 @@ impl TestApp {
         sign(&claims(&self.issuer.url, sub))
     }
 
+    /// A trusted caller's token: a service account granted `otp.check`.
+    pub fn service_token(&self, sub: &str) -> String {
+        let mut claims = claims(&self.issuer.url, sub);
+        claims["scope"] = json!("openid otp.check");
+        sign(&claims)
+    }
+
+    /// `POST /v1/users/{user}/otp/_check` with `code`.
+    pub async fn check(&self, token: &str, user: &str, code: &str) -> Answer {
+        self.check_at(&self.address, token, user, code).await
+    }
+
+    /// [`TestApp::check`] against another replica at `address`.
+    pub async fn check_at(&self, address: &str, token: &str, user: &str, code: &str) -> Answer {
+        let body = json!({ "code": code }).to_string();
+        self.call_at(
+            address,
+            reqwest::Method::POST,
+            &format!("/v1/users/{user}/otp/_check"),
+            Some(&format!("Bearer {token}")),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -164,9 +250,19 @@ impl TestApp {
         auth: Option<&str>,
         body: Option<String>,
     ) -> Answer {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.address));
+        self.call_at(&self.address, method, path, auth, body).await
+    }
+
+    /// [`TestApp::call`] against another replica at `address`.
+    pub async fn call_at(
+        &self,
+        address: &str,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<String>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{address}{path}"));
         if let Some(auth) = auth {
             request = request.header("Authorization", auth);
         }
@@ -265,4 +361,23 @@ pub fn assert_error(answer: &Answer, status: u16, code: i64, id: &str) {
     );
     let text = answer.body["details"][0]["message"].as_str().unwrap();
     assert_eq!(answer.body["message"], format!("{text} ({id})"));
+}
+
+/// Asserts that of the error answers `bodies`, `checked` were wrong codes
+/// (`EVENT-8isk2`) and `locked` found the user locked (`COMMAND-SF3fg`).
+pub fn assert_checked_then_locked<'a>(
+    bodies: impl IntoIterator<Item = &'a Value>,
+    checked: usize,
+    locked: usize,
+) {
+    let ids: Vec<&str> = bodies
+        .into_iter()
+        .map(|body| body["details"][0]["id"].as_str().unwrap_or("?"))
+        .collect();
+    let count = |id: &str| ids.iter().filter(|seen| **seen == id).count();
+    assert_eq!(
+        (count("EVENT-8isk2"), count("COMMAND-SF3fg")),
+        (checked, locked),
+        "{ids:?}"
+    );
 }

@@ -6,10 +6,12 @@ use crate::helpers::{settled_now, spawn_app, user};
 
 /// `oathtool` is installed by `.ci/run`; elsewhere the test says it skipped.
 fn oathtool(secret: &str) -> Option<String> {
-    match Command::new("oathtool")
-        .args(["--totp", "-b", secret])
-        .output()
-    {
+    oathtool_with(&["--totp", "-b", secret])
+}
+
+/// `oathtool` with `args`: its code, or `None` (skipped) outside CI.
+pub fn oathtool_with(args: &[&str]) -> Option<String> {
+    match Command::new("oathtool").args(args).output() {
         Ok(output) if output.status.success() => {
             Some(String::from_utf8(output.stdout).unwrap().trim().to_owned())
         }

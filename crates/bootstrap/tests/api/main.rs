@@ -13,4 +13,7 @@ mod dev;
 mod helpers;
 mod interop;
 mod parity;
+mod processes;
+mod security;
 mod storage;
+mod telemetry;

@@ -1,0 +1,52 @@
+//! `otp.v1.OtpCheckService`: this service's own login-time check for
+//! trusted callers (not part of ZITADEL's API).
+
+use tonic::{Request, Response, Status};
+
+use application::{Authenticator, OtpFactors};
+
+use crate::convert;
+use crate::error::status_of;
+use crate::proto::otp::v1::otp_check_service_server::{OtpCheckService, OtpCheckServiceServer};
+use crate::proto::otp::v1::{CheckOtpRequest, CheckOtpResponse};
+use crate::service::{MAX_MESSAGE_BYTES, authenticate};
+
+/// The `OtpCheckService` implementation over the check use case.
+#[derive(Debug, Clone)]
+pub struct OtpCheckServiceImpl {
+    factors: OtpFactors,
+    auth: Authenticator,
+}
+
+impl OtpCheckServiceImpl {
+    /// Serves the check to the callers `auth` authenticates.
+    #[must_use]
+    pub fn new(factors: OtpFactors, auth: Authenticator) -> Self {
+        Self { factors, auth }
+    }
+
+    /// The tonic service, refusing request messages over [`MAX_MESSAGE_BYTES`].
+    #[must_use]
+    pub fn into_server(self) -> OtpCheckServiceServer<Self> {
+        OtpCheckServiceServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl OtpCheckService for OtpCheckServiceImpl {
+    async fn check_otp(
+        &self,
+        request: Request<CheckOtpRequest>,
+    ) -> Result<Response<CheckOtpResponse>, Status> {
+        let caller = authenticate(&self.auth, &request).await?;
+        let message = request.get_ref();
+        let details = self
+            .factors
+            .check_otp(&caller, &message.user_id, &message.code)
+            .await
+            .map_err(|error| status_of(&error))?;
+        Ok(Response::new(CheckOtpResponse {
+            details: Some(convert::details(details)),
+        }))
+    }
+}

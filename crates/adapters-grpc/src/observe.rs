@@ -1,0 +1,160 @@
+//! Server spans and `rpc.server.duration` for every gRPC (and, after
+//! tonic-web's translation, gRPC-web) call, per the RPC semantic
+//! conventions; the caller's W3C `traceparent` / `tracestate` are continued.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use opentelemetry::propagation::Extractor;
+use tonic::body::Body;
+use tonic::codegen::Service;
+use tower_layer::Layer;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Bucket boundaries (seconds) of the duration histograms, as the HTTP and
+/// RPC semantic conventions recommend.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+fn duration() -> &'static Histogram<f64> {
+    static DURATION: OnceLock<Histogram<f64>> = OnceLock::new();
+    DURATION.get_or_init(|| {
+        opentelemetry::global::meter("otp-service")
+            .f64_histogram("rpc.server.duration")
+            .with_unit("s")
+            .with_description("Duration of gRPC calls, until the answer's headers")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
+            .build()
+    })
+}
+
+/// Reads `traceparent` / `tracestate` from request headers.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Wraps a service in [`Observe`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObserveLayer;
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe { inner }
+    }
+}
+
+/// One server span and one duration measurement per call.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for Observe<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // `/package.Service/Method`; anything else is named by the system only.
+        let (service, method) = request
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split_once('/')
+            .map_or((String::new(), String::new()), |(s, m)| {
+                (s.to_owned(), m.to_owned())
+            });
+        let known = !service.is_empty() && !method.is_empty() && !method.contains('/');
+        let name = if known {
+            format!("{service}/{method}")
+        } else {
+            "grpc".to_owned()
+        };
+        let span = tracing::info_span!(
+            "gRPC call",
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = Empty,
+            rpc.method = Empty,
+            rpc.grpc.status_code = Empty,
+            error.type = Empty,
+            otp.error_id = Empty,
+        );
+        if known {
+            span.record("rpc.service", service.as_str());
+            span.record("rpc.method", method.as_str());
+        }
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&Headers(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+        let started = Instant::now();
+        let answer = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(
+            async move {
+                let answer = answer.await;
+                // Unary errors are trailers-only: the status is in the headers.
+                // An answer without one succeeded (its status comes in trailers).
+                let status: i64 = match &answer {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| value.parse().ok())
+                        .unwrap_or(0),
+                    Err(_) => 2,
+                };
+                let span = tracing::Span::current();
+                span.record("rpc.grpc.status_code", status);
+                // Server errors per the conventions: UNKNOWN, DEADLINE_EXCEEDED,
+                // UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+                if matches!(status, 2 | 4 | 12 | 13 | 14 | 15) {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", status.to_string().as_str());
+                }
+                let mut attributes = vec![
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.grpc.status_code", status),
+                ];
+                if known {
+                    attributes.push(KeyValue::new("rpc.service", service));
+                    attributes.push(KeyValue::new("rpc.method", method));
+                }
+                duration().record(started.elapsed().as_secs_f64(), &attributes);
+                answer
+            }
+            .instrument(span),
+        )
+    }
+}

@@ -1,0 +1,85 @@
+//! The login-time check for trusted callers: another service's login flow
+//! asks whether a user's code is right, here, where the secret lives.
+
+use std::borrow::Cow;
+
+use domain::{EventKind, OtpFactor, SubmittedCode, UserId};
+
+use super::{CodeAttempt, ObjectDetails, Operation, OtpFactors, attempt_code};
+use crate::authenticate::Principal;
+use crate::error::ApplicationError;
+use crate::ports::{Change, Current, FactorWrite};
+
+impl OtpFactors {
+    /// Checks `code` against `user_id`'s READY factor for `caller`, whose
+    /// token must grant the configured check scope. A right code is accepted
+    /// once (its step is recorded: neither it nor an earlier one passes
+    /// again); wrong or replayed codes count towards the attempt limit.
+    /// Appends `otp.check.succeeded` or `otp.check.failed` (and `otp.locked`
+    /// when the limit is reached), acted by the caller.
+    ///
+    /// # Errors
+    /// `PermissionDenied` without the scope; `InvalidRequest` for a bad user
+    /// id or a code outside 1..=200 characters; `NothingToVerify` without a
+    /// READY factor; `InvalidCode`, `Reused`, `Locked`; store failures.
+    #[tracing::instrument(name = "CheckOtp", skip_all, fields(user_id = %user_id, caller = %caller.user_id))]
+    pub async fn check_otp(
+        &self,
+        caller: &Principal,
+        user_id: &str,
+        code: &str,
+    ) -> Result<ObjectDetails, ApplicationError> {
+        if !caller.has_scope(&self.settings.check_scope) {
+            tracing::info!(caller = %caller.user_id, "login check without the check scope");
+            return Err(ApplicationError::PermissionDenied);
+        }
+        let user = UserId::parse(user_id).map_err(|error| {
+            ApplicationError::InvalidRequest(Cow::Owned(format!(
+                "invalid CheckOTPRequest.UserId: {error}"
+            )))
+        })?;
+        let code = SubmittedCode::parse(code).map_err(|_| {
+            ApplicationError::InvalidRequest(Cow::Borrowed(
+                "invalid CheckOTPRequest.Code: value length must be between 1 and 200 runes",
+            ))
+        })?;
+        // The caller acts; the user's organisation is not known to it.
+        let context = self.context(caller, None);
+        let at = context.at;
+        let cipher = self.cipher.clone();
+        let owner = user.clone();
+        let policy = self.settings.attempts;
+
+        let decide = Box::new(move |current: Current<'_>| {
+            let factor = OtpFactor::ready_for_check(current.factor)?;
+            let attempt = attempt_code(
+                cipher.as_ref(),
+                &owner,
+                factor,
+                &code,
+                current.attempts,
+                &policy,
+                at,
+                Some(EventKind::CheckFailed),
+            )?;
+            Ok(match attempt {
+                CodeAttempt::Accepted { step, attempts } => Change {
+                    factor: FactorWrite::Put(factor.used(step)),
+                    attempts,
+                    events: vec![EventKind::CheckSucceeded],
+                    refusal: None,
+                },
+                CodeAttempt::Refused(change) => change,
+            })
+        });
+        let event = self
+            .commit(Operation::Check, &user, context, decide)
+            .await?;
+        Ok(ObjectDetails {
+            sequence: event.sequence,
+            creation_date: None,
+            change_date: event.at,
+            resource_owner: None,
+        })
+    }
+}

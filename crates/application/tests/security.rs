@@ -1,0 +1,450 @@
+//! Issue 4's rules on the in-memory store with a fixed clock: replay
+//! protection, attempt limits, pending expiry, the trusted login check and
+//! key rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
+
+use std::sync::Arc;
+
+use adapters_crypto::AesGcmCipher;
+use adapters_memory::{MemoryFactorStore, kinds};
+use application::testing::{FixedClock, SeededSecrets, principal};
+use application::{
+    ApplicationError, Clock, FactorStore, KeyRotation, OtpFactors, Principal, RotationReport,
+    SecretCipher, StatusCode, TotpSettings,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::{AttemptPolicy, EventKind, FactorError, TotpKey, TotpParams, TotpSecret};
+use secrecy::{ExposeSecret, SecretString};
+
+const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
+struct World {
+    factors: OtpFactors,
+    store: Arc<MemoryFactorStore>,
+    clock: Arc<FixedClock>,
+}
+
+fn t0() -> DateTime<Utc> {
+    // 10 seconds into a 30-second step, so +-1 step is unambiguous.
+    Utc.timestamp_opt(1_800_000_010, 0).unwrap()
+}
+
+fn settings() -> TotpSettings {
+    TotpSettings {
+        issuer: "ZITADEL".into(),
+        attempts: AttemptPolicy::new(3, Duration::minutes(5)).unwrap(),
+        ..TotpSettings::default()
+    }
+}
+
+fn world_over(store: Arc<MemoryFactorStore>, keys: &str, settings: TotpSettings) -> World {
+    let clock = FixedClock::at(t0());
+    let cipher = Arc::new(AesGcmCipher::from_config(&SecretString::from(keys)).unwrap());
+    World {
+        factors: OtpFactors::new(
+            store.clone(),
+            cipher,
+            Arc::new(SeededSecrets::default()),
+            clock.clone(),
+            settings,
+        ),
+        store,
+        clock,
+    }
+}
+
+fn world() -> World {
+    world_over(Arc::new(MemoryFactorStore::new()), K1, settings())
+}
+
+/// A trusted caller: a service account whose token grants `otp.check`.
+fn login_service() -> Principal {
+    let mut caller = principal("login-service");
+    caller.scopes = vec!["openid".into(), "otp.check".into()];
+    caller
+}
+
+impl World {
+    fn code(&self, secret: &SecretString, offset_steps: i64) -> String {
+        let key = TotpKey::new(
+            TotpSecret::from_base32(secret.expose_secret()).unwrap(),
+            TotpParams::default(),
+        );
+        let at = self.clock.now() + Duration::seconds(30 * offset_steps);
+        key.code_at(at.timestamp() as u64)
+            .expose_secret()
+            .to_owned()
+    }
+
+    fn wrong(&self, secret: &SecretString) -> String {
+        let window: Vec<String> = (-1..=1).map(|o| self.code(secret, o)).collect();
+        (0..10)
+            .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+            .find(|c| !window.contains(c))
+            .unwrap()
+    }
+
+    /// Adds and verifies a factor; answers its secret.
+    async fn enrolled(&self, user: &Principal) -> SecretString {
+        let added = self.factors.add_otp(user).await.unwrap();
+        self.factors
+            .verify_otp(user, &self.code(&added.secret, 0))
+            .await
+            .unwrap();
+        added.secret
+    }
+
+    fn events(&self, user: &Principal) -> Vec<EventKind> {
+        kinds(&self.store.events(&user.user_id))
+    }
+}
+
+#[tokio::test]
+async fn the_setup_code_can_never_be_replayed_at_login() {
+    let w = world();
+    let user = principal("replay-setup");
+    let added = w.factors.add_otp(&user).await.unwrap();
+    let setup_code = w.code(&added.secret, 0);
+    w.factors.verify_otp(&user, &setup_code).await.unwrap();
+
+    let replayed = w
+        .factors
+        .check_otp(&login_service(), user.user_id.as_str(), &setup_code)
+        .await
+        .unwrap_err();
+    assert_eq!(replayed, FactorError::Reused.into());
+    assert_eq!(
+        (replayed.code(), replayed.id()),
+        (StatusCode::InvalidArgument, Some("TOTP-Auw0a"))
+    );
+    // Nor the previous step's code, which is still inside the window.
+    let earlier = w.code(&added.secret, -1);
+    assert_eq!(
+        w.factors
+            .check_otp(&login_service(), user.user_id.as_str(), &earlier)
+            .await,
+        Err(FactorError::Reused.into())
+    );
+}
+
+#[tokio::test]
+async fn a_login_code_is_accepted_once_and_the_next_step_passes() {
+    let w = world();
+    let user = principal("replay-login");
+    let secret = w.enrolled(&user).await;
+    w.clock.advance(Duration::seconds(30));
+    let code = w.code(&secret, 0);
+    let caller = login_service();
+    let details = w
+        .factors
+        .check_otp(&caller, user.user_id.as_str(), &code)
+        .await
+        .unwrap();
+    assert_eq!(details.sequence, 3);
+    assert_eq!(details.change_date, w.clock.now());
+    assert_eq!(details.resource_owner, None);
+    assert_eq!(
+        w.factors
+            .check_otp(&caller, user.user_id.as_str(), &code)
+            .await,
+        Err(FactorError::Reused.into()),
+        "replay within the window"
+    );
+    // The next step's code (an authenticator a little ahead) passes.
+    let next = w.code(&secret, 1);
+    assert!(
+        w.factors
+            .check_otp(&caller, user.user_id.as_str(), &next)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        w.events(&user),
+        [
+            EventKind::OtpAdded,
+            EventKind::OtpVerified,
+            EventKind::CheckSucceeded,
+            EventKind::CheckFailed,
+            EventKind::CheckSucceeded,
+        ]
+    );
+    let actors: Vec<_> = w
+        .store
+        .events(&user.user_id)
+        .iter()
+        .map(|e| e.actor.as_str().to_owned())
+        .collect();
+    assert_eq!(actors[2], "login-service", "the caller acted");
+}
+
+#[tokio::test]
+async fn max_attempts_failures_lock_until_the_lockout_has_passed() {
+    let w = world();
+    let user = principal("lockout");
+    let secret = w.enrolled(&user).await;
+    let caller = login_service();
+    let id = user.user_id.as_str();
+    w.clock.advance(Duration::seconds(60));
+    let wrong = w.wrong(&secret);
+    for _ in 0..3 {
+        assert_eq!(
+            w.factors.check_otp(&caller, id, &wrong).await,
+            Err(FactorError::InvalidCode.into())
+        );
+    }
+    let locked_at = w.clock.now();
+    // The right code during the lockout is refused, and says until when.
+    w.clock.advance(Duration::seconds(60));
+    let right = w.code(&secret, 0);
+    let error = w.factors.check_otp(&caller, id, &right).await.unwrap_err();
+    let until = locked_at + Duration::minutes(5);
+    assert_eq!(error, FactorError::Locked { until }.into());
+    assert_eq!(
+        (error.code(), error.id()),
+        (StatusCode::FailedPrecondition, Some("COMMAND-SF3fg"))
+    );
+    assert!(error.text().starts_with("User is locked until "));
+    // Setup verification of the same user is locked too (it is per user).
+    assert_eq!(
+        w.factors.verify_otp(&user, &right).await,
+        Err(FactorError::AlreadyVerified.into()),
+        "state rules come first"
+    );
+    w.clock.advance(Duration::seconds(239));
+    assert!(matches!(
+        w.factors.check_otp(&caller, id, &w.code(&secret, 0)).await,
+        Err(ApplicationError::Factor(FactorError::Locked { .. }))
+    ));
+    // Over: the right code works and resets the count.
+    w.clock.advance(Duration::seconds(1));
+    w.factors
+        .check_otp(&caller, id, &w.code(&secret, 0))
+        .await
+        .unwrap();
+    w.clock.advance(Duration::seconds(30));
+    for _ in 0..2 {
+        assert_eq!(
+            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            Err(FactorError::InvalidCode.into())
+        );
+    }
+    w.factors
+        .check_otp(&caller, id, &w.code(&secret, 0))
+        .await
+        .unwrap();
+    let events = w.events(&user);
+    assert_eq!(
+        events.iter().filter(|k| **k == EventKind::Locked).count(),
+        1
+    );
+    assert_eq!(
+        events[2..6],
+        [
+            EventKind::CheckFailed,
+            EventKind::CheckFailed,
+            EventKind::CheckFailed,
+            EventKind::Locked
+        ]
+    );
+}
+
+#[tokio::test]
+async fn setup_verification_counts_wrong_codes_too() {
+    let w = world();
+    let user = principal("setup-lockout");
+    let added = w.factors.add_otp(&user).await.unwrap();
+    let wrong = w.wrong(&added.secret);
+    for _ in 0..3 {
+        assert_eq!(
+            w.factors.verify_otp(&user, &wrong).await,
+            Err(FactorError::InvalidCode.into())
+        );
+    }
+    let right = w.code(&added.secret, 0);
+    assert!(matches!(
+        w.factors.verify_otp(&user, &right).await,
+        Err(ApplicationError::Factor(FactorError::Locked { .. }))
+    ));
+    // Setup failures append no event of their own; the lock does.
+    assert_eq!(w.events(&user), [EventKind::OtpAdded, EventKind::Locked]);
+    // A fresh factor does not reset the count: adding again is no way around it.
+    let again = w.factors.add_otp(&user).await.unwrap();
+    assert!(matches!(
+        w.factors.verify_otp(&user, &w.code(&again.secret, 0)).await,
+        Err(ApplicationError::Factor(FactorError::Locked { .. }))
+    ));
+    w.clock.advance(Duration::minutes(5));
+    w.factors
+        .verify_otp(&user, &w.code(&again.secret, 0))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pending_factors_expire_after_their_time_to_live() {
+    let w = world();
+    let user = principal("expiry");
+    let added = w.factors.add_otp(&user).await.unwrap();
+    w.clock.advance(Duration::minutes(10));
+    let late = w.code(&added.secret, 0);
+    assert_eq!(
+        w.factors.verify_otp(&user, &late).await,
+        Err(FactorError::NothingToVerify.into())
+    );
+    assert_eq!(
+        w.store.find(&user.user_id).await.unwrap(),
+        None,
+        "the stale factor was cleaned up"
+    );
+    // Add creates a fresh one, whatever was there.
+    let fresh = w.factors.add_otp(&user).await.unwrap();
+    assert_ne!(fresh.secret.expose_secret(), added.secret.expose_secret());
+    w.clock
+        .advance(Duration::minutes(10) - Duration::seconds(1));
+    w.factors
+        .verify_otp(&user, &w.code(&fresh.secret, 0))
+        .await
+        .unwrap();
+    // READY factors never expire.
+    w.clock.advance(Duration::days(400));
+    assert_eq!(w.factors.list_factors(&user).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_pending_factor_cannot_be_removed_and_add_over_it_works() {
+    let w = world();
+    let user = principal("expiry-remove");
+    w.factors.add_otp(&user).await.unwrap();
+    w.clock.advance(Duration::minutes(11));
+    assert_eq!(
+        w.factors.remove_otp(&user).await,
+        Err(FactorError::NothingToRemove.into())
+    );
+    let other = principal("expiry-add");
+    w.factors.add_otp(&other).await.unwrap();
+    w.clock.advance(Duration::minutes(11));
+    assert_eq!(w.factors.add_otp(&other).await.unwrap().details.sequence, 2);
+    // The purge removes what nobody came back for.
+    let idle = principal("expiry-idle");
+    w.factors.add_otp(&idle).await.unwrap();
+    w.clock.advance(Duration::minutes(11));
+    let purged = w
+        .store
+        .purge_pending(w.clock.now() - Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(purged, 2, "idle and other");
+    assert_eq!(w.store.find(&idle.user_id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_check_needs_the_scope_a_ready_factor_and_valid_input() {
+    let w = world();
+    let user = principal("check-rules");
+    let id = user.user_id.as_str();
+    let error = w
+        .factors
+        .check_otp(&principal("plain-user"), id, "123456")
+        .await
+        .unwrap_err();
+    assert_eq!(error, ApplicationError::PermissionDenied);
+    assert_eq!(error.code(), StatusCode::PermissionDenied);
+    let caller = login_service();
+    assert_eq!(
+        w.factors.check_otp(&caller, id, "123456").await,
+        Err(FactorError::NothingToVerify.into())
+    );
+    let added = w.factors.add_otp(&user).await.unwrap();
+    assert_eq!(
+        w.factors
+            .check_otp(&caller, id, &w.code(&added.secret, 0))
+            .await,
+        Err(FactorError::NothingToVerify.into()),
+        "a pending factor cannot log in"
+    );
+    for (user_id, code) in [("", "123456"), (id, ""), (id, &"1".repeat(201))] {
+        let error = w
+            .factors
+            .check_otp(&caller, user_id, code)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ApplicationError::InvalidRequest(_)),
+            "{error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rotation_reseals_under_the_new_key_and_resumes_after_an_interruption() {
+    let store = Arc::new(MemoryFactorStore::new());
+    let before = world_over(store.clone(), K1, settings());
+    let users: Vec<Principal> = (0..5).map(|i| principal(&format!("rotate-{i}"))).collect();
+    let mut secrets = Vec::new();
+    for user in &users {
+        secrets.push(before.enrolled(user).await);
+    }
+
+    // k2 first: it seals; k1 still opens.
+    let both =
+        Arc::new(AesGcmCipher::from_config(&SecretString::from(format!("{K2},{K1}"))).unwrap());
+    assert_eq!(both.active_key_id(), "k2");
+    let rotation = KeyRotation::new(store.clone(), both);
+    let mut progress = Vec::new();
+    let first = rotation
+        .run(2, Some(1), &mut |report: &RotationReport| {
+            progress.push(*report)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.batches, first.resealed),
+        (1, 2),
+        "interrupted after one batch"
+    );
+    let rest = rotation
+        .run(2, None, &mut |report: &RotationReport| {
+            progress.push(*report)
+        })
+        .await
+        .unwrap();
+    assert_eq!((rest.examined, rest.resealed, rest.failed), (3, 3, 0));
+    assert!(rest.complete());
+    assert_eq!(progress.len(), 3);
+    let again = rotation
+        .run(2, None, &mut |_: &RotationReport| {})
+        .await
+        .unwrap();
+    assert_eq!(again, RotationReport::default(), "nothing left to do");
+
+    // k1 removed: every factor still verifies.
+    let after = world_over(store, K2, settings());
+    after.clock.advance(Duration::seconds(30));
+    for (user, secret) in users.iter().zip(&secrets) {
+        after
+            .factors
+            .check_otp(
+                &login_service(),
+                user.user_id.as_str(),
+                &after.code(secret, 0),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn rotation_reports_secrets_it_cannot_open_and_leaves_them() {
+    let store = Arc::new(MemoryFactorStore::new());
+    let before = world_over(store.clone(), K1, settings());
+    before.enrolled(&principal("rotate-lost")).await;
+    // k1 is gone before the rotation: the secret cannot be re-sealed.
+    let only_k2 = Arc::new(AesGcmCipher::from_config(&SecretString::from(K2)).unwrap());
+    let report = KeyRotation::new(store, only_k2)
+        .run(10, None, &mut |_: &RotationReport| {})
+        .await
+        .unwrap();
+    assert_eq!((report.examined, report.resealed, report.failed), (1, 0, 1));
+    assert!(!report.complete());
+}
