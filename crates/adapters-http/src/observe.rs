@@ -11,6 +11,7 @@ use std::time::Instant;
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use opentelemetry::KeyValue;
@@ -67,6 +68,47 @@ impl Extractor for Headers<'_> {
     }
 }
 
+/// The method as the conventions name it: a known method, else `_OTHER`
+/// (actix accepts any token as a method; each must not become a new span
+/// name or metric series).
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+/// Counts a request in flight until it is answered or dropped (a client
+/// that goes away drops the request's future before it completes).
+struct InFlight {
+    counter: UpDownCounter<i64>,
+    attributes: [KeyValue; 2],
+}
+
+impl InFlight {
+    fn start(counter: &UpDownCounter<i64>, attributes: [KeyValue; 2]) -> Self {
+        counter.add(1, &attributes);
+        Self {
+            counter: counter.clone(),
+            attributes,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counter.add(-1, &self.attributes);
+    }
+}
+
 /// The middleware: `App::new().wrap(actix_web::middleware::from_fn(adapters_http::observe))`.
 ///
 /// # Errors
@@ -75,14 +117,15 @@ pub async fn observe(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let method = request.method().as_str().to_owned();
+    let method = method_name(request.method());
     let scheme = request.connection_info().scheme().to_owned();
     let span = tracing::info_span!(
         "HTTP request",
         otel.name = %method,
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = %method,
+        http.request.method = method,
+        http.request.method_original = Empty,
         http.route = Empty,
         http.response.status_code = Empty,
         url.path = %request.path(),
@@ -94,16 +137,21 @@ pub async fn observe(
         propagator.extract(&Headers(request.headers()))
     });
     let _ = span.set_parent(parent);
+    if method == "_OTHER" {
+        span.record("http.request.method_original", request.method().as_str());
+    }
 
     let instruments = instruments();
-    let in_flight = [
-        KeyValue::new("http.request.method", method.clone()),
-        KeyValue::new("url.scheme", scheme.clone()),
-    ];
-    instruments.active.add(1, &in_flight);
+    let in_flight = InFlight::start(
+        &instruments.active,
+        [
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("url.scheme", scheme.clone()),
+        ],
+    );
     let started = Instant::now();
     let answer = next.call(request).instrument(span.clone()).await;
-    instruments.active.add(-1, &in_flight);
+    drop(in_flight);
 
     let (status, route) = match &answer {
         Ok(response) => (
@@ -113,7 +161,7 @@ pub async fn observe(
         Err(error) => (error.as_response_error().status_code().as_u16(), None),
     };
     let mut attributes = vec![
-        KeyValue::new("http.request.method", method.clone()),
+        KeyValue::new("http.request.method", method),
         KeyValue::new("url.scheme", scheme),
         KeyValue::new("http.response.status_code", i64::from(status)),
     ];
@@ -136,4 +184,19 @@ pub async fn observe(
         .duration
         .record(started.elapsed().as_secs_f64(), &attributes);
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_methods_keep_their_names() {
+        assert_eq!(method_name(&Method::POST), "POST");
+        assert_eq!(method_name(&Method::DELETE), "DELETE");
+        for unknown in ["PROPFIND", "FOO", "post"] {
+            let method = Method::from_bytes(unknown.as_bytes()).unwrap();
+            assert_eq!(method_name(&method), "_OTHER", "{unknown}");
+        }
+    }
 }
