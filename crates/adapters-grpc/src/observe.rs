@@ -11,12 +11,16 @@ use std::time::Instant;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
 use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt as _;
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tower_layer::Layer;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
+use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 
 /// Bucket boundaries (seconds) of the duration histograms, as the HTTP and
 /// RPC semantic conventions recommend.
@@ -34,6 +38,33 @@ fn duration() -> &'static Histogram<f64> {
             .with_boundaries(DURATION_BUCKETS.to_vec())
             .build()
     })
+}
+
+/// The services of this port: only their names (and plausible method names)
+/// name spans and metric series, so no caller can invent new ones.
+const SERVICES: [&str; 5] = [
+    SERVICE_NAME,
+    CHECK_SERVICE_NAME,
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// A method of a served service that the service does not know answers
+/// UNIMPLEMENTED; its series is named `_OTHER`.
+const OTHER_METHOD: &str = "_OTHER";
+
+/// `(service, method)` of a request path `/package.Service/Method` when the
+/// service is one of [`SERVICES`]; `None` for anything else.
+fn call_of(path: &str) -> Option<(&'static str, String)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let service = SERVICES.iter().find(|known| **known == service)?;
+    let plausible = !method.is_empty()
+        && method.len() <= 64
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    plausible.then(|| (*service, method.to_owned()))
 }
 
 /// Reads `traceparent` / `tracestate` from request headers.
@@ -81,21 +112,13 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // `/package.Service/Method`; anything else is named by the system only.
-        let (service, method) = request
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .split_once('/')
-            .map_or((String::new(), String::new()), |(s, m)| {
-                (s.to_owned(), m.to_owned())
-            });
-        let known = !service.is_empty() && !method.is_empty() && !method.contains('/');
-        let name = if known {
-            format!("{service}/{method}")
-        } else {
-            "grpc".to_owned()
-        };
+        // `/package.Service/Method` of a served service; anything else is
+        // named by the system only.
+        let call = call_of(request.uri().path());
+        let name = call.as_ref().map_or_else(
+            || "grpc".to_owned(),
+            |(service, method)| format!("{service}/{method}"),
+        );
         let span = tracing::info_span!(
             "gRPC call",
             otel.name = %name,
@@ -108,9 +131,10 @@ where
             error.type = Empty,
             otp.error_id = Empty,
         );
-        if known {
-            span.record("rpc.service", service.as_str());
-            span.record("rpc.method", method.as_str());
+        // `rpc.method` is recorded with the status: an unknown method of a
+        // served service turns out `_OTHER` only then.
+        if let Some((service, _)) = &call {
+            span.record("rpc.service", *service);
         }
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&Headers(request.headers()))
@@ -147,7 +171,15 @@ where
                     KeyValue::new("rpc.system", "grpc"),
                     KeyValue::new("rpc.grpc.status_code", status),
                 ];
-                if known {
+                if let Some((service, mut method)) = call {
+                    if status == 12 {
+                        method = OTHER_METHOD.to_owned();
+                        // The span has started: rename the OpenTelemetry span itself.
+                        span.context()
+                            .span()
+                            .update_name(format!("{service}/{OTHER_METHOD}"));
+                    }
+                    span.record("rpc.method", method.as_str());
                     attributes.push(KeyValue::new("rpc.service", service));
                     attributes.push(KeyValue::new("rpc.method", method));
                 }
@@ -156,5 +188,32 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_served_services_name_calls() {
+        assert_eq!(
+            call_of("/zitadel.auth.v1.AuthService/AddMyAuthFactorOTP"),
+            Some((SERVICE_NAME, "AddMyAuthFactorOTP".to_owned()))
+        );
+        assert_eq!(
+            call_of("/grpc.health.v1.Health/Check"),
+            Some(("grpc.health.v1.Health", "Check".to_owned()))
+        );
+        for path in [
+            "/made.up.Service/Method",
+            "/zitadel.auth.v1.AuthService/",
+            "/zitadel.auth.v1.AuthService/a/b",
+            "/zitadel.auth.v1.AuthService/with space",
+            "/",
+            "",
+        ] {
+            assert_eq!(call_of(path), None, "{path}");
+        }
     }
 }
