@@ -307,6 +307,27 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
         .send()
         .await
         .unwrap();
+    // A method actix accepts but the conventions do not name: `_OTHER`.
+    client
+        .request(reqwest::Method::from_bytes(b"PROPFIND").unwrap(), &otp)
+        .send()
+        .await
+        .unwrap();
+    // gRPC-web calls to a service this port does not serve, and to a method
+    // a served service does not have: neither names a span or a series.
+    for path in [
+        "/made.up.Service/Method",
+        "/zitadel.auth.v1.AuthService/NoSuchMethod",
+    ] {
+        client
+            .post(format!("{}{path}", process.grpc_address))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .body(vec![0_u8, 0, 0, 0, 0])
+            .send()
+            .await
+            .unwrap();
+    }
     // A gRPC call.
     {
         use adapters_grpc::proto::zitadel::auth::v1::ListMyAuthFactorsRequest;
@@ -399,6 +420,39 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
     assert_eq!(unknown.len(), 1);
     assert_eq!(unknown[0].name, "POST");
     assert_eq!(attribute(unknown[0], "http.route"), None);
+    // An unknown method: `_OTHER`, the original kept as its own attribute.
+    let other = named(&spans, "_OTHER /auth/v1/users/me/auth_factors/otp");
+    assert_eq!(
+        other.len(),
+        1,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        attribute(other[0], "http.request.method").as_deref(),
+        Some("_OTHER")
+    );
+    assert_eq!(
+        attribute(other[0], "http.request.method_original").as_deref(),
+        Some("PROPFIND")
+    );
+    // Unknown gRPC services and methods do not name spans.
+    let invented: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name.contains("made.up") || s.name.contains("NoSuchMethod"))
+        .map(|s| (&s.name, &s.attributes))
+        .collect();
+    assert!(invented.is_empty(), "{invented:?}");
+    let unimplemented: Vec<_> = spans
+        .iter()
+        .filter(|s| attribute(s, "rpc.grpc.status_code").as_deref() == Some("12"))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(unimplemented.contains(&"grpc"), "{unimplemented:?}");
+    assert!(
+        unimplemented.contains(&"zitadel.auth.v1.AuthService/_OTHER"),
+        "{unimplemented:?}"
+    );
     // gRPC per the RPC conventions, also continuing the caller's trace.
     let grpc = named(&spans, "zitadel.auth.v1.AuthService/ListMyAuthFactors")[0];
     assert_eq!(hex(&grpc.trace_id), TRACE_ID);
@@ -474,6 +528,17 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
             .iter()
             .any(|(n, ..)| n == "http.server.active_requests")
     );
+    // Metric series carry only the conventions' names for methods.
+    for (name, _, attributes, _) in &points {
+        for (key, value) in attributes {
+            assert!(
+                !value.contains("PROPFIND")
+                    && !value.contains("made.up")
+                    && !value.contains("NoSuchMethod"),
+                "{name}: {key}={value}"
+            );
+        }
+    }
 
     // Log lines: JSON, with the trace ids of the span they were written in.
     let logs = process.logs();
@@ -493,7 +558,6 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
     let everything = format!("{}{logs}", receiver.dump());
     for (what, needle) in [
         ("the TOTP secret", secret.as_str()),
-        ("the code", right.as_str()),
         ("the token", token.as_str()),
         ("the database password", password),
     ] {
@@ -502,6 +566,36 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
             "{what} leaked into telemetry or logs"
         );
     }
+    for code in [right.as_str(), wrong] {
+        assert!(
+            !contains_code(&everything, code),
+            "the code {code} leaked into telemetry or logs"
+        );
+    }
+}
+
+/// Whether `code` stands in `text` on its own: not as six digits inside a
+/// longer number (nanosecond timestamps, durations), nor as the fraction
+/// of a timestamp (`…:30.123456Z`), where a random code turns up by chance.
+fn contains_code(text: &str, code: &str) -> bool {
+    text.match_indices(code).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + code.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
+            && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+#[test]
+fn a_code_counts_only_where_it_stands_alone() {
+    assert!(contains_code(r#"{"code":"123456"}"#, "123456"));
+    assert!(contains_code("code=123456 rejected", "123456"));
+    assert!(!contains_code(
+        "time_unix_nano: 1795926926123456789",
+        "123456"
+    ));
+    assert!(!contains_code("2026-11-29T04:35:30.123456Z", "123456"));
+    assert!(!contains_code("sum: 0.0123456", "123456"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
