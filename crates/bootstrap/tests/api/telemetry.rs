@@ -599,13 +599,14 @@ fn a_code_counts_only_where_it_stands_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn spans_reach_an_otlp_http_protobuf_receiver() {
+async fn http_protobuf_export_with_a_parent_based_ratio_sampler() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
     let issuer = spawn_issuer().await;
     let receiver = Receiver::default();
     let endpoint = receiver.http();
+    // Ratio 0: new traces are never sampled, a sampled caller's always are.
     let mut process = serve_url(
         db.url.expose_secret(),
         &issuer,
@@ -613,22 +614,35 @@ async fn spans_reach_an_otlp_http_protobuf_receiver() {
             ("OTEL_SDK_DISABLED", "false"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.0"),
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
         ],
     )
     .await;
-    let token = sign(&claims(&issuer.url, &user("otel-http")));
-    reqwest::Client::new()
-        .post(format!(
-            "{}/auth/v1/users/me/auth_factors/otp",
-            process.address
-        ))
-        .header("Authorization", format!("Bearer {token}"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let client = reqwest::Client::new();
+    let add = |sub: &str, traceparent: Option<String>| {
+        let token = sign(&claims(&issuer.url, sub));
+        let mut request = client
+            .post(format!(
+                "{}/auth/v1/users/me/auth_factors/otp",
+                process.address
+            ))
+            .header("Authorization", format!("Bearer {token}"))
+            .body("{}");
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.send()
+    };
+    add(&user("otel-unsampled"), None).await.unwrap();
+    add(
+        &user("otel-sampled"),
+        Some(format!("00-{TRACE_ID}-{PARENT_ID}-01")),
+    )
+    .await
+    .unwrap();
     wait_for(|| !named(&receiver.spans(), "AddOtp").is_empty()).await;
     wait_for(|| {
         receiver
@@ -639,7 +653,18 @@ async fn spans_reach_an_otlp_http_protobuf_receiver() {
     .await;
     assert_eq!(process.stop().await.code(), Some(0));
     let spans = receiver.spans();
-    let server = named(&spans, "POST /auth/v1/users/me/auth_factors/otp")[0];
+    let servers = named(&spans, "POST /auth/v1/users/me/auth_factors/otp");
+    assert_eq!(
+        servers.len(),
+        1,
+        "only the sampled caller's trace is exported"
+    );
+    assert_eq!(hex(&servers[0].trace_id), TRACE_ID);
+    assert!(
+        named(&spans, "AddOtp")
+            .iter()
+            .all(|s| s.parent_span_id == servers[0].span_id)
+    );
     let resource = format!(
         "{:?}",
         receiver.0.lock().unwrap().traces[0].resource_spans[0].resource
@@ -648,11 +673,14 @@ async fn spans_reach_an_otlp_http_protobuf_receiver() {
         resource.contains("\"otp-service\""),
         "default service name: {resource}"
     );
-    assert!(
-        named(&spans, "AddOtp")
-            .iter()
-            .any(|s| s.parent_span_id == server.span_id)
-    );
+    // Metrics do not depend on sampling: both adds are counted.
+    let enrollments: f64 = receiver
+        .points()
+        .iter()
+        .filter(|(n, ..)| n == "otp.enrollments")
+        .map(|(.., value)| *value)
+        .fold(0.0, f64::max);
+    assert_eq!(enrollments, 2.0);
 }
 
 /// Median latency (ms) of `n` List calls.
