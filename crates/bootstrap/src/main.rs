@@ -74,7 +74,18 @@ async fn main() -> ExitCode {
     if matches!(cli.command, Command::Dev) && std::env::var_os("OTP__LOG__FORMAT").is_none() {
         log.format = "text".into();
     }
-    let telemetry = telemetry::init(&log);
+    // Commands that only print an answer export no telemetry.
+    let telemetry = if matches!(
+        cli.command,
+        Command::Config
+            | Command::Keys {
+                command: KeysCommand::Generate { .. }
+            }
+    ) {
+        telemetry::init_from(&log, &telemetry::OtelConfig::disabled())
+    } else {
+        telemetry::init(&log)
+    };
     let code = match run(cli.command, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -116,11 +116,14 @@ pub fn init_from(settings: &LogSettings, otel: &OtelConfig) -> Telemetry {
     for problem in problems {
         tracing::warn!(%problem, "OpenTelemetry export is off");
     }
-    if otel.enabled() {
+    // Said only when something is exported: one-shot commands (`keys
+    // generate`, `config`) print their answer alone on stdout.
+    let exporting_traces = otel.export_traces() && telemetry.tracer.is_some();
+    if exporting_traces || telemetry.meter.is_some() {
         tracing::info!(
-            traces = otel.export_traces() && telemetry.tracer.is_some(),
+            traces = exporting_traces,
             metrics = telemetry.meter.is_some(),
-            "OpenTelemetry ready"
+            "OpenTelemetry export ready"
         );
     }
     telemetry

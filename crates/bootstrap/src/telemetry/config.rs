@@ -39,6 +39,12 @@ impl OtelConfig {
         }
     }
 
+    /// OpenTelemetry off, whatever the environment says.
+    #[must_use]
+    pub fn disabled() -> Self {
+        Self::from_env([("OTEL_SDK_DISABLED".to_owned(), "true".to_owned())])
+    }
+
     fn var(&self, key: &str) -> Option<&str> {
         self.vars
             .get(key)
