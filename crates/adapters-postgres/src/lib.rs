@@ -63,6 +63,11 @@ pub struct PgSettings {
     pub max_connections: usize,
     /// How long opening a connection, or waiting for a free one, may take.
     pub connect_timeout: Duration,
+    /// How long any statement may run, waiting for row locks included
+    /// (PostgreSQL's `statement_timeout` for the pool's connections; zero =
+    /// no limit). A statement over it fails the call with 503, so a stuck
+    /// lock never hangs a request.
+    pub statement_timeout: Duration,
 }
 
 /// A snapshot of the connection pool.
@@ -102,6 +107,17 @@ impl PgFactorStore {
         let mut config = parse_url(&settings.url)?;
         // Bounds the TCP connect of each new connection (the pool's create timeout bounds the whole login).
         config.connect_timeout(settings.connect_timeout);
+        // Every statement of the pool's connections, lock waits included, is
+        // bounded: set at login, so it costs no round trip per request.
+        let bound = format!(
+            "-c statement_timeout={}",
+            settings.statement_timeout.as_millis()
+        );
+        let options = match config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {bound}"),
+            _ => bound,
+        };
+        config.options(options);
         let redactor = Redactor::new(&config);
 
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();

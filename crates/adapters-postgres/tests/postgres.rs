@@ -21,6 +21,7 @@ fn store_at(url: &SecretString) -> PgFactorStore {
         url: url.clone(),
         max_connections: 4,
         connect_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(10),
     })
     .unwrap()
 }
@@ -218,6 +219,7 @@ async fn no_password_in_debug_output_or_errors() {
         url: url.clone(),
         max_connections: 1,
         connect_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(10),
     };
     assert!(!format!("{settings:?}").contains(PASSWORD));
 
@@ -260,7 +262,54 @@ fn a_pool_needs_at_least_one_connection() {
         url: SecretString::from("postgres://postgres@127.0.0.1/postgres"),
         max_connections: 0,
         connect_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(10),
     })
     .unwrap_err();
     assert!(matches!(error, PgError::InvalidSettings(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_row_lock_fails_the_change_with_unavailable_instead_of_hanging() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgFactorStore::connect(&PgSettings {
+        url: db.url.clone(),
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_millis(300),
+    })
+    .unwrap();
+    let user = unique_user("stuck-lock");
+    // Another session holds the user's stream row and does not let go.
+    let mut holder = raw(&db).await;
+    let transaction = holder.transaction().await.unwrap();
+    transaction
+        .execute(
+            "INSERT INTO otp_user_streams (user_id, last_sequence) VALUES ($1, 0)",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ApplicationError::Unavailable("Errors.Store.Unavailable")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Once the lock is gone, the same change goes through.
+    transaction.rollback().await.unwrap();
+    let committed = store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
+    assert_eq!(committed.events[0].sequence, 1);
 }

@@ -19,6 +19,7 @@ fn store(db: &TestDatabase, max_connections: usize) -> PgFactorStore {
         url: db.url.clone(),
         max_connections,
         connect_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_secs(10),
     })
     .unwrap()
 }

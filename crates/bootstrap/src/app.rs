@@ -75,6 +75,7 @@ impl Ports {
                 url: settings.database.url.clone(),
                 max_connections: settings.database.max_connections,
                 connect_timeout: settings.database.connect_timeout,
+                statement_timeout: settings.database.statement_timeout,
             })
             .map_err(|e| StartError::Adapter(e.to_string()))?,
         );

@@ -155,6 +155,7 @@ async fn rotate_keys(
             url: settings.database.url.clone(),
             max_connections: 2,
             connect_timeout: settings.database.connect_timeout,
+            statement_timeout: settings.database.statement_timeout,
         },
     )?);
     let active = application::SecretCipher::active_key_id(cipher.as_ref()).to_owned();

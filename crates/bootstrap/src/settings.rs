@@ -131,6 +131,9 @@ pub struct DatabaseSettings {
     /// How long to wait for a new connection.
     #[serde(deserialize_with = "duration")]
     pub connect_timeout: Duration,
+    /// How long any statement may run, row-lock waits included (0 = no limit).
+    #[serde(deserialize_with = "duration")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for DatabaseSettings {
@@ -140,6 +143,7 @@ impl Default for DatabaseSettings {
             url_file: None,
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
         }
     }
 }
