@@ -25,6 +25,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use diesel::connection::CacheSize;
 use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::Integer;
 use diesel::{ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, SelectableHelper};
@@ -32,7 +33,7 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::SecretString;
 
 use application::{
@@ -81,6 +82,9 @@ pub struct PgSettings {
     /// no limit). A statement over it fails the call with 503, so a stuck
     /// lock never hangs a request.
     pub statement_timeout: Duration,
+    /// Keep statements prepared per connection (diesel's statement cache);
+    /// off, every statement is prepared anew (an extra round trip each).
+    pub prepared_statements: bool,
 }
 
 /// A snapshot of the connection pool.
@@ -132,12 +136,19 @@ impl PgFactorStore {
         };
         config.options(options);
         let redactor = Redactor::new(&config);
+        let prepared_statements = settings.prepared_statements;
 
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // New connections come from the parsed config, so the URL itself never reaches diesel or its instrumentation.
         manager_config.custom_setup = Box::new(move |_unused_url| {
             let config = config.clone();
-            Box::pin(async move { establish(&config).await })
+            Box::pin(async move {
+                let mut connection = establish(&config).await?;
+                if !prepared_statements {
+                    connection.set_prepared_statement_cache_size(CacheSize::Disabled);
+                }
+                Ok(connection)
+            })
         });
         // Recycle check: no query per checkout. A connection whose socket
         // closed (its driver task ended) is replaced; one that dies between
