@@ -13,6 +13,8 @@
 //! server (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! `BENCH_SCALE=1` adds the scale run: Add on a database already holding
 //! 1M enrolled users and 10M events, against Add on the empty one.
+//! `BENCH_PROFILE="REST Add"` (any call's name) records a `perf` profile of
+//! the service during that call's run.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -406,6 +408,28 @@ fn wrk(
     (serde_json::from_str(result).unwrap(), elapsed)
 }
 
+/// With `BENCH_PROFILE` naming this call (e.g. `REST Add`), `perf record`
+/// samples the service (software clock, call graphs) for the run, into
+/// `target/bench/<call>.perf.data` (`perf report -i ...` reads it).
+fn profiler(service: &Service, call: &str, seconds: u64) -> Option<Child> {
+    let wanted = std::env::var("BENCH_PROFILE").ok()?;
+    if wanted != call {
+        return None;
+    }
+    let file = workspace()
+        .join("target/bench")
+        .join(format!("{}.perf.data", call.replace(' ', "-")));
+    Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
+        .arg(&file)
+        .args(["-p", &service.child.id().to_string(), "--", "sleep"])
+        .arg(seconds.saturating_sub(1).max(1).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
 /// A wrk run as a [`Run`], with the service's CPU over it.
 fn measured(
     service: &Service,
@@ -416,9 +440,13 @@ fn measured(
     seconds: u64,
     pace_ms: u64,
 ) -> Run {
+    let profile = profiler(service, call, seconds);
     let before = service.figures().2;
     let (result, _) = wrk(&service.http, lines, clients, seconds, pace_ms, call);
     let cpu = service.figures().2 - before;
+    if let Some(mut perf) = profile {
+        let _ = perf.wait();
+    }
     let number = |key: &str| result[key].as_u64().unwrap_or(0);
     let requests = number("requests");
     let mut note = String::new();
