@@ -125,6 +125,14 @@ async fn service_run(
         .arg("serve")
         .env("OTP__HTTP__ADDR", format!("127.0.0.1:{http}"))
         .env("OTP__GRPC__ADDR", format!("127.0.0.1:{grpc}"))
+        .env(
+            "OTP__HTTP__INTERNAL_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "OTP__GRPC__INTERNAL_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("OTP__DATABASE__URL", db.url.expose_secret())
         .env("OTP__DATABASE__MAX_CONNECTIONS", concurrency.to_string())
         .env("OTP__AUTH__ISSUER", &issuer_url)
