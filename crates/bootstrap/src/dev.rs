@@ -139,32 +139,6 @@ fn refuse_non_loopback(settings: &Settings) -> Result<(), StartError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_addresses_are_loopback() {
-        for addr in [
-            "127.0.0.1:8080",
-            "[::1]:8080",
-            "localhost:8080",
-            "127.1.2.3:0",
-        ] {
-            assert!(is_loopback(addr), "{addr}");
-        }
-        for addr in [
-            "0.0.0.0:8080",
-            "[::]:8080",
-            "192.168.1.10:8080",
-            "dev.example.com:8080",
-            "localhost.example.com:8080",
-        ] {
-            assert!(!is_loopback(addr), "{addr}");
-        }
-    }
-}
-
 /// The banner `dev` prints: the warning, the token and ready-to-paste curls.
 #[must_use]
 pub fn banner(port: u16, grpc_port: u16, token: &SecretString) -> String {
@@ -202,4 +176,30 @@ curl -sS -X DELETE {base}/otp -H \"Authorization: Bearer $TOKEN\"
 gRPC and gRPC-web (zitadel.auth.v1.AuthService, reflection enabled) on 127.0.0.1:{grpc_port}.
 "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_are_loopback() {
+        for addr in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "127.1.2.3:0",
+        ] {
+            assert!(is_loopback(addr), "{addr}");
+        }
+        for addr in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.168.1.10:8080",
+            "dev.example.com:8080",
+            "localhost.example.com:8080",
+        ] {
+            assert!(!is_loopback(addr), "{addr}");
+        }
+    }
 }

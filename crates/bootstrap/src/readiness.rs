@@ -72,7 +72,7 @@ mod tests {
         async fn ready(&self) -> Result<(), String> {
             let calls = self.0.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if calls % 2 == 0 {
+            if calls.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err("database down".into())
