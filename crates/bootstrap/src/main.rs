@@ -116,6 +116,8 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             tracing::info!(
                 http_port = app.port(),
                 grpc_port = app.grpc_port(),
+                internal_http_port = app.internal_port(),
+                internal_grpc_port = app.internal_grpc_port(),
                 "serving"
             );
             app.run_until_stopped().await?;
