@@ -45,7 +45,7 @@ impl OtpFactors {
 
         let decide = Box::new(move |current: Current<'_>| {
             let live = OtpFactor::live(current.factor, at, pending_ttl);
-            let factor = OtpFactor::add(live, sealed, params, at)?;
+            let factor = OtpFactor::add(live, sealed.clone(), params, at)?;
             Ok(Change::accepted(
                 FactorWrite::Put(factor),
                 EventKind::OtpAdded,
