@@ -1,7 +1,9 @@
 //! gRPC and gRPC-web adapter (tonic): ZITADEL's `zitadel.auth.v1.AuthService`
 //! for the signed-in user's OTP factor, with the contract's status codes,
 //! messages and `zitadel.v1.ErrorDetail`s, plus the standard health and
-//! reflection services, all on one port. Handlers only read the
+//! reflection services. [`Services`] splits the trusted login check
+//! (`otp.v1.OtpCheckService`) onto its own listener; [`GrpcLimits`] bounds
+//! streams, resets, calls and connections. Handlers only read the
 //! `authorization` metadata, call a use case and render; every rule lives in
 //! the application and domain crates.
 //!
@@ -14,6 +16,7 @@
 //!
 //! let settings = GrpcSettings {
 //!     cors_allowed_origins: vec!["https://console.example.com".into()],
+//!     ..GrpcSettings::default()
 //! };
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8081").await?;
 //! // Health turns NOT_SERVING on the first Ctrl-C; the listener closes 5 s later.
@@ -50,7 +53,10 @@ mod web;
 pub use check::OtpCheckServiceImpl;
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
 pub use observe::{DURATION_BUCKETS, Observe, ObserveLayer};
-pub use server::{GrpcError, GrpcLayers, GrpcRouter, GrpcSettings, router, serve};
+pub use server::{
+    GrpcError, GrpcLayers, GrpcLimits, GrpcRouter, GrpcSettings, MAX_SMALL_MESSAGE_BYTES, Services,
+    router, serve,
+};
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
 pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
 

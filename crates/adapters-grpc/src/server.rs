@@ -3,6 +3,7 @@
 //! (gRPC-web) alike.
 
 use std::future::Future;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
@@ -25,12 +26,107 @@ use crate::service::AuthServiceImpl;
 use crate::web::GrpcWebStatusFrameLayer;
 
 /// Settings of the gRPC port.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcSettings {
     /// Browser origins allowed to call over gRPC-web (CORS), e.g.
     /// `https://console.example.com`; `"*"` allows any. Empty: none.
     pub cors_allowed_origins: Vec<String>,
+    /// Which of the API's services this listener serves.
+    pub services: Services,
+    /// Whether server reflection (v1 and v1alpha) is served.
+    pub reflection: bool,
+    /// HTTP/2 and per-call limits.
+    pub limits: GrpcLimits,
 }
+
+impl Default for GrpcSettings {
+    /// No CORS origins, every service, reflection on, [`GrpcLimits::default`].
+    fn default() -> Self {
+        Self {
+            cors_allowed_origins: Vec::new(),
+            services: Services::All,
+            reflection: true,
+            limits: GrpcLimits::default(),
+        }
+    }
+}
+
+/// Which services a gRPC listener serves (health and, when enabled,
+/// reflection are served on every listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Services {
+    /// `zitadel.auth.v1.AuthService` and `otp.v1.OtpCheckService`.
+    All,
+    /// Only the signed-in user's `zitadel.auth.v1.AuthService`: the public
+    /// listener when the trusted calls have their own.
+    UserFacing,
+    /// Only the trusted callers' `otp.v1.OtpCheckService`: the internal listener.
+    Trusted,
+}
+
+impl Services {
+    const fn user_facing(self) -> bool {
+        matches!(self, Self::All | Self::UserFacing)
+    }
+
+    const fn trusted(self) -> bool {
+        matches!(self, Self::All | Self::Trusted)
+    }
+}
+
+/// Limits of the gRPC listener, so one connection or one slow client cannot
+/// hold the server's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcLimits {
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: streams a client may have
+    /// open on one connection; more are refused (`REFUSED_STREAM`).
+    pub max_concurrent_streams: u32,
+    /// Streams the server may reset because of the client's errors (refused
+    /// streams included) before it closes the connection with
+    /// `ENHANCE_YOUR_CALM`: the guard against "made you reset" floods.
+    pub max_local_error_reset_streams: usize,
+    /// Streams reset by the client but not yet accepted before the
+    /// connection is closed: the guard against rapid-reset floods.
+    pub max_pending_accept_reset_streams: usize,
+    /// Calls handled at once per connection; further calls wait (within
+    /// `request_timeout`).
+    pub concurrency_limit_per_connection: usize,
+    /// The longest a call may take from its headers to its answer, reading
+    /// its request body included: a call whose body never comes is answered
+    /// `CANCELLED` ("Timeout expired") after this. A shorter `grpc-timeout`
+    /// from the client wins.
+    pub request_timeout: Duration,
+    /// HTTP/2 PING interval on idle connections; zero turns pings off.
+    pub keepalive_interval: Duration,
+    /// A PING not answered within this closes the connection.
+    pub keepalive_timeout: Duration,
+    /// Connections are asked to close (GOAWAY) after this long: streaming
+    /// calls (reflection, health `Watch`) cannot stay forever, and clients
+    /// spread over new replicas.
+    pub max_connection_age: Duration,
+    /// Then they get this long to finish before they are cut.
+    pub max_connection_age_grace: Duration,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 100,
+            max_local_error_reset_streams: 1024,
+            max_pending_accept_reset_streams: 20,
+            concurrency_limit_per_connection: 32,
+            request_timeout: Duration::from_secs(15),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(30 * 60),
+            max_connection_age_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Largest request message the health and reflection services accept, in
+/// bytes: their requests are a service or symbol name.
+pub const MAX_SMALL_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Why the gRPC port could not be built or served.
 #[derive(Debug, thiserror::Error)]
@@ -95,36 +191,81 @@ async fn build(
     factors: OtpFactors,
     auth: Authenticator,
     cors: CorsLayer,
+    settings: &GrpcSettings,
 ) -> Result<(GrpcRouter, HealthReporter), GrpcError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    health
-        .set_service_status(CHECK_SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    health.set_service_status("", ServingStatus::Serving).await;
+    for name in served_names(settings.services) {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) = if settings.reflection {
+        (
+            Some(
+                reflection()
+                    .build_v1()?
+                    .max_decoding_message_size(MAX_SMALL_MESSAGE_BYTES),
+            ),
+            Some(
+                reflection()
+                    .build_v1alpha()?
+                    .max_decoding_message_size(MAX_SMALL_MESSAGE_BYTES),
+            ),
+        )
+    } else {
+        (None, None)
+    };
+    let services = settings.services;
+    let limits = &settings.limits;
+    let keepalive = Some(limits.keepalive_interval).filter(|every| !every.is_zero());
 
     let router = Server::builder()
         .accept_http1(true)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
+        .http2_max_pending_accept_reset_streams(Some(limits.max_pending_accept_reset_streams))
+        .concurrency_limit_per_connection(limits.concurrency_limit_per_connection.max(1))
+        .timeout(limits.request_timeout)
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(limits.max_connection_age_grace)
         .layer(cors)
         .layer(GrpcWebStatusFrameLayer)
         .layer(GrpcWebLayer::new())
         .layer(ObserveLayer)
-        .add_service(AuthServiceImpl::new(factors.clone(), auth.clone()).into_server())
-        .add_service(OtpCheckServiceImpl::new(factors, auth).into_server())
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_optional_service(
+            services
+                .user_facing()
+                .then(|| AuthServiceImpl::new(factors.clone(), auth.clone()).into_server()),
+        )
+        .add_optional_service(
+            services
+                .trusted()
+                .then(|| OtpCheckServiceImpl::new(factors, auth).into_server()),
+        )
+        .add_service(health_service.max_decoding_message_size(MAX_SMALL_MESSAGE_BYTES))
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha);
     Ok((router, health))
+}
+
+/// The health service names a listener reports: its services and `""`.
+fn served_names(services: Services) -> Vec<&'static str> {
+    let mut names = vec![""];
+    if services.user_facing() {
+        names.push(SERVICE_NAME);
+    }
+    if services.trusted() {
+        names.push(CHECK_SERVICE_NAME);
+    }
+    names
 }
 
 /// The complete router of the gRPC port: `zitadel.auth.v1.AuthService`,
@@ -141,7 +282,7 @@ pub async fn router(
     auth: Authenticator,
     settings: &GrpcSettings,
 ) -> Result<GrpcRouter, GrpcError> {
-    Ok(build(factors, auth, cors(settings)?).await?.0)
+    Ok(build(factors, auth, cors(settings)?, settings).await?.0)
 }
 
 /// Serves [`router`] on `listener`. When `draining` completes, health turns
@@ -161,8 +302,9 @@ pub fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> impl Future<Output = Result<(), GrpcError>> + Send + 'static {
     let cors = cors(settings);
+    let settings = settings.clone();
     async move {
-        let (router, health) = build(factors, auth, cors?).await?;
+        let (router, health) = build(factors, auth, cors?, &settings).await?;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let signal = async move {
             // Health turns NOT_SERVING as soon as draining starts (or at the
@@ -173,15 +315,11 @@ pub fn serve(
                 () = draining => false,
                 () = &mut shutdown => true,
             };
-            health
-                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            health
-                .set_service_status(CHECK_SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            for name in served_names(settings.services) {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
             if !stopped_first {
                 shutdown.await;
             }
@@ -201,10 +339,12 @@ mod tests {
     fn origins_must_be_header_values() {
         let settings = GrpcSettings {
             cors_allowed_origins: vec!["https://ok.example".into(), "bad\norigin".into()],
+            ..GrpcSettings::default()
         };
         assert!(matches!(cors(&settings), Err(GrpcError::InvalidOrigin(o)) if o == "bad\norigin"));
         let any = GrpcSettings {
             cors_allowed_origins: vec!["*".into()],
+            ..GrpcSettings::default()
         };
         assert!(cors(&any).is_ok());
         assert!(cors(&GrpcSettings::default()).is_ok());

@@ -74,6 +74,7 @@ impl TestServer {
         let auth = Authenticator::new(Arc::new(tokens));
         let settings = GrpcSettings {
             cors_allowed_origins: vec![ALLOWED_ORIGIN.into()],
+            ..GrpcSettings::default()
         };
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

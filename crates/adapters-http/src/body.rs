@@ -6,14 +6,21 @@ use actix_web::{HttpRequest, web};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::MAX_BODY_BYTES;
 use crate::error::ApiError;
+use crate::{BodyTimeout, MAX_BODY_BYTES};
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
-async fn read_limited(
-    request: &HttpRequest,
-    mut payload: web::Payload,
-) -> Result<Vec<u8>, ApiError> {
+/// Reads the whole body within the [`BodyTimeout`], refusing more than
+/// [`MAX_BODY_BYTES`].
+async fn read_limited(request: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, ApiError> {
+    let timeout = request
+        .app_data::<web::Data<BodyTimeout>>()
+        .map_or_else(BodyTimeout::default, |timeout| *timeout.get_ref());
+    tokio::time::timeout(timeout.0, read_all(request, payload))
+        .await
+        .unwrap_or_else(|_| Err(ApiError::body_timeout()))
+}
+
+async fn read_all(request: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, ApiError> {
     let too_large =
         || ApiError::bad_request(format!("request body exceeds {MAX_BODY_BYTES} bytes"));
     let declared = request

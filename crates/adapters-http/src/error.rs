@@ -55,6 +55,16 @@ impl ApiError {
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::plain(3, message, StatusCode::BAD_REQUEST)
     }
+
+    /// A request body that did not arrive within the body timeout: 408,
+    /// code 4 (DEADLINE_EXCEEDED); the connection is closed after it.
+    pub(crate) fn body_timeout() -> Self {
+        Self::plain(
+            4,
+            "request body not received in time",
+            StatusCode::REQUEST_TIMEOUT,
+        )
+    }
 }
 
 impl From<ApplicationError> for ApiError {
@@ -119,6 +129,10 @@ impl ResponseError for ApiError {
             })
             .collect();
         let mut response = HttpResponse::build(self.http);
+        if self.http == StatusCode::REQUEST_TIMEOUT {
+            // The unread rest of the body must not be taken for a next request.
+            response.force_close();
+        }
         if let Some(challenge) = self.challenge {
             response.insert_header((
                 header::WWW_AUTHENTICATE,

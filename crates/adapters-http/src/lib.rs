@@ -1,7 +1,8 @@
 //! REST/JSON adapter (actix-web): the contract's paths under
 //! `/auth/v1/users/me/auth_factors`, proto3 JSON bodies, google.rpc.Status
 //! errors, and the health endpoints. Handlers only extract, call a use case
-//! and render.
+//! and render. [`public_routes`] and [`internal_routes`] split the trusted
+//! login check onto a listener of its own.
 
 mod body;
 mod error;
@@ -10,6 +11,7 @@ mod observe;
 mod routes;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 
@@ -20,6 +22,22 @@ pub use observe::observe;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a handler waits for the whole request body, unless a
+/// [`BodyTimeout`] is registered: a client that announces a body and never
+/// sends it is answered 408 (code 4) and its connection closed.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request body read deadline, as app data:
+/// `App::new().app_data(web::Data::new(BodyTimeout(d)))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+impl Default for BodyTimeout {
+    fn default() -> Self {
+        Self(DEFAULT_BODY_TIMEOUT)
+    }
+}
 
 /// What the handlers need: the use cases, the authenticator, and the
 /// readiness check.
@@ -39,13 +57,38 @@ impl std::fmt::Debug for HttpState {
     }
 }
 
-/// Registers every route on an actix `App`:
-/// `App::new().configure(adapters_http::routes(state))`.
+/// Registers every route on an actix `App`, the trusted login check
+/// included: `App::new().configure(adapters_http::routes(state))`.
 pub fn routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
         config
             .app_data(web::Data::new(state))
             .configure(routes::otp::register)
+            .configure(routes::otp::register_trusted)
+            .configure(routes::health::register)
+            .default_service(web::to(routes::not_found));
+    }
+}
+
+/// The public listener's routes when the trusted calls have their own
+/// listener: the user's OTP calls and the probes; the login check is 404.
+pub fn public_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .app_data(web::Data::new(state))
+            .configure(routes::otp::register)
+            .configure(routes::health::register)
+            .default_service(web::to(routes::not_found));
+    }
+}
+
+/// The internal listener's routes: the trusted login check
+/// (`POST /v1/users/{user_id}/otp/_check`) and the probes.
+pub fn internal_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .app_data(web::Data::new(state))
+            .configure(routes::otp::register_trusted)
             .configure(routes::health::register)
             .default_service(web::to(routes::not_found));
     }

@@ -86,6 +86,19 @@ fn method_name(method: &Method) -> &'static str {
     }
 }
 
+/// Longest `url.path` a span records, in bytes.
+const MAX_RECORDED_PATH: usize = 256;
+
+/// `path`, cut to [`MAX_RECORDED_PATH`] bytes at a character boundary (the
+/// raw path is still percent-encoded: no line breaks).
+fn bounded(path: &str) -> &str {
+    let mut end = path.len().min(MAX_RECORDED_PATH);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
 /// Counts a request in flight until it is answered or dropped (a client
 /// that goes away drops the request's future before it completes).
 struct InFlight {
@@ -128,7 +141,7 @@ pub async fn observe(
         http.request.method_original = Empty,
         http.route = Empty,
         http.response.status_code = Empty,
-        url.path = %request.path(),
+        url.path = bounded(request.path()),
         url.scheme = %scheme,
         error.type = Empty,
         otp.error_id = Empty,
@@ -189,6 +202,14 @@ pub async fn observe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_paths_are_bounded() {
+        assert_eq!(bounded("/healthz"), "/healthz");
+        let long = format!("/v1/users/{}/otp/_check", "é".repeat(300));
+        assert!(bounded(&long).len() <= MAX_RECORDED_PATH);
+        assert!(long.starts_with(bounded(&long)));
+    }
 
     #[test]
     fn only_known_methods_keep_their_names() {

@@ -309,6 +309,10 @@ impl Service {
             .arg("serve")
             .env("OTP__HTTP__ADDR", format!("127.0.0.1:{http}"))
             .env("OTP__GRPC__ADDR", format!("127.0.0.1:{grpc}"))
+            // The login check on the same listeners as the rest: one port
+            // per protocol to drive (production splits it off).
+            .env("OTP__HTTP__INTERNAL_ADDR", "")
+            .env("OTP__GRPC__INTERNAL_ADDR", "")
             .env("OTP__DATABASE__URL", db.url.expose_secret())
             .env("OTP__DATABASE__MAX_CONNECTIONS", clients.to_string())
             .env("OTP__AUTH__ISSUER", issuer)

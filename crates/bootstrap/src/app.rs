@@ -14,6 +14,7 @@ use adapters_token::{
 };
 use application::{Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier};
 
+use crate::readiness::CachedReadiness;
 use crate::settings::{Settings, SettingsError, ShutdownSettings};
 use crate::shutdown::{self, DrainAwareReadiness, Draining};
 
@@ -140,10 +141,12 @@ pub fn claim_names(settings: &Settings) -> ClaimNames {
 pub struct Application {
     port: u16,
     grpc_port: u16,
-    server: actix_web::dev::Server,
-    grpc: tokio::task::JoinHandle<Result<(), adapters_grpc::GrpcError>>,
-    stop_grpc: tokio::sync::oneshot::Sender<()>,
-    drain_grpc: tokio::sync::oneshot::Sender<()>,
+    internal_port: Option<u16>,
+    internal_grpc_port: Option<u16>,
+    servers: Vec<actix_web::dev::Server>,
+    grpc: Vec<tokio::task::JoinHandle<Result<(), adapters_grpc::GrpcError>>>,
+    stop_grpc: tokio::sync::watch::Sender<bool>,
+    drain_grpc: tokio::sync::watch::Sender<bool>,
     purge: tokio::task::JoinHandle<()>,
     draining: Draining,
     shutdown: ShutdownSettings,
@@ -153,13 +156,39 @@ impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
             .field("port", &self.port)
+            .field("internal_port", &self.internal_port)
             .finish_non_exhaustive()
     }
 }
 
+/// Binds `addr` (port 0 picks a free port): the listener and its port.
+fn bind(addr: &str) -> Result<(TcpListener, u16), StartError> {
+    let bind_error = |source| StartError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).map_err(bind_error)?;
+    let port = listener.local_addr().map_err(bind_error)?.port();
+    Ok((listener, port))
+}
+
+/// Which routes a REST listener serves.
+#[derive(Debug, Clone, Copy)]
+enum RestRoutes {
+    /// Everything (no internal listener).
+    All,
+    /// The user's calls and the probes.
+    Public,
+    /// The trusted calls and the probes.
+    Internal,
+}
+
 impl Application {
-    /// Binds `http.addr` and `grpc.addr` (port 0 picks a free port) and
-    /// starts both servers. Must be called inside a Tokio runtime.
+    /// Binds `http.addr` and `grpc.addr`, and `http.internal_addr` /
+    /// `grpc.internal_addr` when set (port 0 picks a free port), and starts
+    /// the servers. The trusted calls (the login check) are served on the
+    /// internal listeners when those are configured, else on the public
+    /// ones. Must be called inside a Tokio runtime.
     ///
     /// # Errors
     /// [`StartError`] for bad TOTP settings or an address that cannot be bound.
@@ -177,70 +206,87 @@ impl Application {
         );
         let draining = Draining::default();
         let auth = Authenticator::new(ports.verifier);
-        let grpc_addr = settings.grpc.addr.clone();
-        let bind_error = |source| StartError::Bind {
-            addr: grpc_addr.clone(),
-            source,
+        let (stop_grpc, stopped) = tokio::sync::watch::channel(false);
+        let (drain_grpc, drain_started) = tokio::sync::watch::channel(false);
+
+        let grpc_internal = settings.grpc.internal();
+        let mut grpc = Vec::new();
+        let mut grpc_ports = Vec::new();
+        let public_services = if grpc_internal.is_some() {
+            adapters_grpc::Services::UserFacing
+        } else {
+            adapters_grpc::Services::All
         };
-        let grpc_listener = TcpListener::bind(&grpc_addr).map_err(bind_error)?;
-        grpc_listener.set_nonblocking(true).map_err(bind_error)?;
-        let grpc_port = grpc_listener.local_addr().map_err(bind_error)?.port();
-        let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener).map_err(bind_error)?;
-        let (stop_grpc, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (drain_grpc, drain_started) = tokio::sync::oneshot::channel::<()>();
-        let grpc = tokio::spawn(adapters_grpc::serve(
-            grpc_listener,
-            factors.clone(),
-            auth.clone(),
-            &adapters_grpc::GrpcSettings {
-                cors_allowed_origins: settings.grpc.origins(),
-            },
-            async move {
-                // A dropped sender (the process ends without a drain) is no drain.
-                if drain_started.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            },
-            async move {
-                let _ = stopped.await;
-            },
+        let listeners = std::iter::once((settings.grpc.addr.as_str(), public_services))
+            .chain(grpc_internal.map(|addr| (addr, adapters_grpc::Services::Trusted)));
+        for (addr, services) in listeners {
+            let (listener, port) = bind(addr)?;
+            let bind_error = |source| StartError::Bind {
+                addr: addr.to_owned(),
+                source,
+            };
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+            let (mut drain_started, mut stopped) = (drain_started.clone(), stopped.clone());
+            grpc.push(tokio::spawn(adapters_grpc::serve(
+                listener,
+                factors.clone(),
+                auth.clone(),
+                &adapters_grpc::GrpcSettings {
+                    cors_allowed_origins: settings.grpc.origins(),
+                    services,
+                    reflection: settings.grpc.reflection,
+                    limits: settings.grpc.limits(),
+                },
+                async move {
+                    // A dropped sender (the process ends without a drain) is no drain.
+                    if drain_started.wait_for(|started| *started).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                },
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )));
+            grpc_ports.push(port);
+        }
+
+        let readiness: Arc<dyn Readiness> = Arc::new(CachedReadiness::new(
+            ports.readiness,
+            settings.http.readiness_cache,
         ));
         let state = HttpState {
             factors,
             auth,
-            readiness: Arc::new(DrainAwareReadiness::new(ports.readiness, draining.clone())),
+            readiness: Arc::new(DrainAwareReadiness::new(readiness, draining.clone())),
         };
-        let addr = settings.http.addr.clone();
-        let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?
-            .port();
-        let mut server = actix_web::HttpServer::new(move || {
-            actix_web::App::new()
-                .wrap(actix_web::middleware::from_fn(adapters_http::observe))
-                .configure(adapters_http::routes(state.clone()))
-        })
-        // Signals are ours: the drain delay comes before actix stops accepting.
-        .disable_signals()
-        .shutdown_timeout(settings.shutdown.timeout.as_secs().max(1));
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
+        let http_internal = settings.http.internal();
+        let public_routes = if http_internal.is_some() {
+            RestRoutes::Public
+        } else {
+            RestRoutes::All
+        };
+        let listeners = std::iter::once((settings.http.addr.as_str(), public_routes))
+            .chain(http_internal.map(|addr| (addr, RestRoutes::Internal)));
+        let mut servers = Vec::new();
+        let mut http_ports = Vec::new();
+        for (addr, routes) in listeners {
+            let (listener, port) = bind(addr)?;
+            servers.push(http_server(
+                listener,
+                addr,
+                routes,
+                state.clone(),
+                settings,
+            )?);
+            http_ports.push(port);
         }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartError::Bind {
-                addr: settings.http.addr.clone(),
-                source,
-            })?
-            .run();
         Ok(Self {
-            port,
-            grpc_port,
-            server,
+            port: http_ports[0],
+            grpc_port: grpc_ports[0],
+            internal_port: http_ports.get(1).copied(),
+            internal_grpc_port: grpc_ports.get(1).copied(),
+            servers,
             grpc,
             stop_grpc,
             drain_grpc,
@@ -262,6 +308,18 @@ impl Application {
         self.grpc_port
     }
 
+    /// The bound internal REST port (the trusted calls), if configured.
+    #[must_use]
+    pub const fn internal_port(&self) -> Option<u16> {
+        self.internal_port
+    }
+
+    /// The bound internal gRPC port (the trusted calls), if configured.
+    #[must_use]
+    pub const fn internal_grpc_port(&self) -> Option<u16> {
+        self.internal_grpc_port
+    }
+
     /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully (see
     /// [`Application::run_until`]); a second signal ends the process at once.
     ///
@@ -277,19 +335,19 @@ impl Application {
     }
 
     /// Serves until `stop` completes, then: readiness fails at once; after
-    /// `shutdown.drain_delay` both listeners stop accepting; in-flight REST
+    /// `shutdown.drain_delay` every listener stops accepting; in-flight REST
     /// and gRPC requests get `shutdown.timeout` to finish. `abort` completing
     /// at any point after `stop` cuts the drain short.
     ///
     /// # Errors
-    /// Either server's I/O error.
+    /// Any server's I/O error.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send,
         abort: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         let Self {
-            server,
+            servers,
             grpc,
             stop_grpc,
             drain_grpc,
@@ -298,19 +356,22 @@ impl Application {
             shutdown,
             ..
         } = self;
-        let handle = server.handle();
-        let mut http = tokio::spawn(server);
+        let handles: Vec<_> = servers.iter().map(actix_web::dev::Server::handle).collect();
+        let mut http = tokio::task::JoinSet::new();
+        for server in servers {
+            http.spawn(server);
+        }
         tokio::select! {
             // A server that ends by itself (an I/O error) ends the process.
-            result = &mut http => {
+            Some(result) = http.join_next() => {
                 purge.abort();
-                let _ = stop_grpc.send(());
+                let _ = stop_grpc.send(true);
                 return result.map_err(std::io::Error::other)?;
             }
             () = stop => {}
         }
         draining.start();
-        let _ = drain_grpc.send(());
+        let _ = drain_grpc.send(true);
         tracing::info!(
             drain_delay = ?shutdown.drain_delay,
             timeout = ?shutdown.timeout,
@@ -320,17 +381,29 @@ impl Application {
         let drain = async {
             tokio::time::sleep(shutdown.drain_delay).await;
             tracing::info!("no longer accepting; finishing in-flight requests");
-            let _ = stop_grpc.send(());
+            let _ = stop_grpc.send(true);
             let (http, grpc) = tokio::join!(
                 async {
-                    handle.stop(true).await;
-                    http.await.map_err(std::io::Error::other)?
+                    for handle in handles {
+                        tokio::spawn(handle.stop(true));
+                    }
+                    while let Some(result) = http.join_next().await {
+                        result.map_err(std::io::Error::other)??;
+                    }
+                    Ok::<(), std::io::Error>(())
                 },
                 async {
-                    match tokio::time::timeout(shutdown.timeout, grpc).await {
-                        Ok(joined) => joined
-                            .map_err(std::io::Error::other)?
-                            .map_err(std::io::Error::other),
+                    let all = async {
+                        for server in grpc {
+                            server
+                                .await
+                                .map_err(std::io::Error::other)?
+                                .map_err(std::io::Error::other)?;
+                        }
+                        Ok::<(), std::io::Error>(())
+                    };
+                    match tokio::time::timeout(shutdown.timeout, all).await {
+                        Ok(result) => result,
                         Err(_) => {
                             tracing::warn!(
                                 "gRPC calls still open after shutdown.timeout; leaving them"
@@ -350,6 +423,41 @@ impl Application {
             () = abort => Ok(()),
         }
     }
+}
+
+/// The REST server on `listener` with `routes`.
+fn http_server(
+    listener: TcpListener,
+    addr: &str,
+    routes: RestRoutes,
+    state: HttpState,
+    settings: &Settings,
+) -> Result<actix_web::dev::Server, StartError> {
+    let body_timeout = adapters_http::BodyTimeout(settings.http.body_timeout);
+    let mut server = actix_web::HttpServer::new(move || {
+        let app = actix_web::App::new()
+            .app_data(actix_web::web::Data::new(body_timeout))
+            .wrap(actix_web::middleware::from_fn(adapters_http::observe));
+        let state = state.clone();
+        match routes {
+            RestRoutes::All => app.configure(adapters_http::routes(state)),
+            RestRoutes::Public => app.configure(adapters_http::public_routes(state)),
+            RestRoutes::Internal => app.configure(adapters_http::internal_routes(state)),
+        }
+    })
+    // Signals are ours: the drain delay comes before actix stops accepting.
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown.timeout.as_secs().max(1));
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok(server
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?
+        .run())
 }
 
 /// Deletes pending factors past their time to live, once a minute (they

@@ -30,12 +30,27 @@ pub struct DevService {
 }
 
 /// Starts the development service: memory store, an ephemeral key unless
-/// `crypto.keys` is set, and a freshly generated token issuer.
+/// `crypto.keys` is set, and a freshly generated token issuer. Listens on
+/// loopback only: see [`start_with`].
 ///
 /// # Errors
-/// [`StartError`] when the address cannot be bound or settings are wrong.
+/// [`StartError`] when an address is not loopback, cannot be bound, or
+/// settings are wrong.
 pub fn start(settings: &Settings) -> Result<DevService, StartError> {
+    start_with(settings, false)
+}
+
+/// [`start`]; with `allow_non_loopback` (`otp-service dev
+/// --allow-non-loopback`) it also listens where a configured address says
+/// when that is not loopback (`0.0.0.0`, a LAN address, a host name).
+///
+/// # Errors
+/// As [`start`].
+pub fn start_with(settings: &Settings, allow_non_loopback: bool) -> Result<DevService, StartError> {
     let settings = &loopback_by_default(settings);
+    if !allow_non_loopback {
+        refuse_non_loopback(settings)?;
+    }
     let issuer = DevIssuer::generate(DEV_ISSUER, DEV_AUDIENCE)
         .map_err(|e| StartError::Adapter(e.to_string()))?;
     let token = issuer
@@ -73,7 +88,55 @@ fn loopback_by_default(settings: &Settings) -> Settings {
     if settings.grpc.addr == GrpcConfig::default().addr {
         settings.grpc.addr = "127.0.0.1:8081".into();
     }
+    if settings.http.internal_addr == HttpSettings::default().internal_addr {
+        settings.http.internal_addr = "127.0.0.1:8082".into();
+    }
+    if settings.grpc.internal_addr == GrpcConfig::default().internal_addr {
+        settings.grpc.internal_addr = "127.0.0.1:8083".into();
+    }
     settings
+}
+
+/// Whether `addr` (`host:port`) can only be reached from this machine: a
+/// loopback IP or `localhost`. Anything else, host names included, is not.
+fn is_loopback(addr: &str) -> bool {
+    if let Ok(socket) = addr.trim().parse::<std::net::SocketAddr>() {
+        return socket.ip().is_loopback();
+    }
+    addr.trim()
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
+/// Development mode prints a valid token and keeps nothing: it refuses to
+/// listen beyond loopback unless asked to explicitly.
+fn refuse_non_loopback(settings: &Settings) -> Result<(), StartError> {
+    let addrs = [
+        ("http.addr (OTP__HTTP__ADDR)", settings.http.addr.as_str()),
+        ("grpc.addr (OTP__GRPC__ADDR)", settings.grpc.addr.as_str()),
+        (
+            "http.internal_addr (OTP__HTTP__INTERNAL_ADDR)",
+            settings.http.internal().unwrap_or("127.0.0.1:0"),
+        ),
+        (
+            "grpc.internal_addr (OTP__GRPC__INTERNAL_ADDR)",
+            settings.grpc.internal().unwrap_or("127.0.0.1:0"),
+        ),
+    ];
+    let open: Vec<&str> = addrs
+        .iter()
+        .filter(|(_, addr)| !is_loopback(addr))
+        .map(|(key, _)| *key)
+        .collect();
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::Adapter(format!(
+            "dev mode listens on loopback only, but {} is not a loopback address; \
+             pass --allow-non-loopback to serve it anyway (never for production)",
+            open.join(", ")
+        )))
+    }
 }
 
 /// The banner `dev` prints: the warning, the token and ready-to-paste curls.
@@ -113,4 +176,30 @@ curl -sS -X DELETE {base}/otp -H \"Authorization: Bearer $TOKEN\"
 gRPC and gRPC-web (zitadel.auth.v1.AuthService, reflection enabled) on 127.0.0.1:{grpc_port}.
 "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_are_loopback() {
+        for addr in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "127.1.2.3:0",
+        ] {
+            assert!(is_loopback(addr), "{addr}");
+        }
+        for addr in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.168.1.10:8080",
+            "dev.example.com:8080",
+            "localhost.example.com:8080",
+        ] {
+            assert!(!is_loopback(addr), "{addr}");
+        }
+    }
 }

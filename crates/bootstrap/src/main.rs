@@ -32,7 +32,12 @@ enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Development mode: in-memory store, built-in token issuer. Never for production.
-    Dev,
+    Dev {
+        /// Listen on a configured address that is not loopback (e.g.
+        /// `OTP__HTTP__ADDR=0.0.0.0:8080`); refused without this flag.
+        #[arg(long)]
+        allow_non_loopback: bool,
+    },
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
     /// Manage the keys that seal secrets at rest.
@@ -71,7 +76,8 @@ async fn main() -> ExitCode {
         }
     };
     let mut log = settings.log.clone();
-    if matches!(cli.command, Command::Dev) && std::env::var_os("OTP__LOG__FORMAT").is_none() {
+    if matches!(cli.command, Command::Dev { .. }) && std::env::var_os("OTP__LOG__FORMAT").is_none()
+    {
         log.format = "text".into();
     }
     // Commands that only print an answer export no telemetry.
@@ -110,13 +116,15 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             tracing::info!(
                 http_port = app.port(),
                 grpc_port = app.grpc_port(),
+                internal_http_port = app.internal_port(),
+                internal_grpc_port = app.internal_grpc_port(),
                 "serving"
             );
             app.run_until_stopped().await?;
         }
         Command::Migrate => migrate(&settings).await?,
-        Command::Dev => {
-            let service = dev::start(&settings)?;
+        Command::Dev { allow_non_loopback } => {
+            let service = dev::start_with(&settings, allow_non_loopback)?;
             print_out(&dev::banner(
                 service.app.port(),
                 service.app.grpc_port(),

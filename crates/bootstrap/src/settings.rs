@@ -75,6 +75,16 @@ pub struct HttpSettings {
     pub addr: String,
     /// Worker threads; 0 = one per CPU core.
     pub workers: usize,
+    /// Listen address of the trusted calls (the login check), `host:port`;
+    /// they are then not served on `addr`. Empty: served on `addr`.
+    pub internal_addr: String,
+    /// How long a handler waits for the whole request body (408 after).
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    /// How long a `/readyz` answer is reused: probes cost at most one
+    /// database check per this period (0 = every probe checks).
+    #[serde(deserialize_with = "duration")]
+    pub readiness_cache: Duration,
 }
 
 impl Default for HttpSettings {
@@ -82,7 +92,18 @@ impl Default for HttpSettings {
         Self {
             addr: "0.0.0.0:8080".into(),
             workers: 0,
+            internal_addr: "0.0.0.0:8082".into(),
+            body_timeout: Duration::from_secs(10),
+            readiness_cache: Duration::from_secs(1),
         }
+    }
+}
+
+impl HttpSettings {
+    /// The internal listener's address, if one is configured.
+    #[must_use]
+    pub fn internal(&self) -> Option<&str> {
+        Some(self.internal_addr.trim()).filter(|addr| !addr.is_empty())
     }
 }
 
@@ -94,18 +115,80 @@ pub struct GrpcConfig {
     pub addr: String,
     /// Browser origins allowed to call gRPC-web, comma separated; `*` = any; empty = none.
     pub cors_allowed_origins: String,
+    /// Listen address of the trusted calls (`otp.v1.OtpCheckService`);
+    /// they are then not served on `addr`. Empty: served on `addr`.
+    pub internal_addr: String,
+    /// Serve gRPC server reflection (v1 and v1alpha).
+    pub reflection: bool,
+    /// HTTP/2 streams one connection may have open.
+    pub max_concurrent_streams: u32,
+    /// Streams reset for the client's errors before the connection is closed.
+    pub max_local_error_reset_streams: usize,
+    /// Client-reset streams pending accept before the connection is closed.
+    pub max_pending_accept_reset_streams: usize,
+    /// Calls handled at once per connection.
+    pub concurrency_limit_per_connection: usize,
+    /// Longest time from a call's headers to its answer, body read included.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// HTTP/2 PING interval (0 = off).
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_interval: Duration,
+    /// An unanswered PING closes the connection after this.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_timeout: Duration,
+    /// Connections are asked to close (GOAWAY) after this long.
+    #[serde(deserialize_with = "duration")]
+    pub max_connection_age: Duration,
+    /// Then they are cut after this long.
+    #[serde(deserialize_with = "duration")]
+    pub max_connection_age_grace: Duration,
 }
 
 impl Default for GrpcConfig {
     fn default() -> Self {
+        let limits = adapters_grpc::GrpcLimits::default();
         Self {
             addr: "0.0.0.0:8081".into(),
             cors_allowed_origins: String::new(),
+            internal_addr: "0.0.0.0:8083".into(),
+            reflection: true,
+            max_concurrent_streams: limits.max_concurrent_streams,
+            max_local_error_reset_streams: limits.max_local_error_reset_streams,
+            max_pending_accept_reset_streams: limits.max_pending_accept_reset_streams,
+            concurrency_limit_per_connection: limits.concurrency_limit_per_connection,
+            request_timeout: limits.request_timeout,
+            keepalive_interval: limits.keepalive_interval,
+            keepalive_timeout: limits.keepalive_timeout,
+            max_connection_age: limits.max_connection_age,
+            max_connection_age_grace: limits.max_connection_age_grace,
         }
     }
 }
 
 impl GrpcConfig {
+    /// The internal listener's address, if one is configured.
+    #[must_use]
+    pub fn internal(&self) -> Option<&str> {
+        Some(self.internal_addr.trim()).filter(|addr| !addr.is_empty())
+    }
+
+    /// The listener limits.
+    #[must_use]
+    pub fn limits(&self) -> adapters_grpc::GrpcLimits {
+        adapters_grpc::GrpcLimits {
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_local_error_reset_streams: self.max_local_error_reset_streams,
+            max_pending_accept_reset_streams: self.max_pending_accept_reset_streams,
+            concurrency_limit_per_connection: self.concurrency_limit_per_connection,
+            request_timeout: self.request_timeout,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            max_connection_age: self.max_connection_age,
+            max_connection_age_grace: self.max_connection_age_grace,
+        }
+    }
+
     /// The allowed origins as a list.
     #[must_use]
     pub fn origins(&self) -> Vec<String> {
@@ -418,11 +501,34 @@ impl Settings {
                 .source(Some(env)),
         );
         let mut settings: Self = builder.build()?.try_deserialize()?;
+        settings.check_listener_limits()?;
         settings.read_secret_files()?;
         settings
             .totp
             .use_case_settings(&settings.auth.check_scope)?;
         Ok(settings)
+    }
+
+    /// The listener limits that must not be zero.
+    fn check_listener_limits(&self) -> Result<(), SettingsError> {
+        let (http, grpc) = (&self.http, &self.grpc);
+        let zero = [
+            ("http.body_timeout", http.body_timeout.is_zero()),
+            ("grpc.request_timeout", grpc.request_timeout.is_zero()),
+            (
+                "grpc.max_concurrent_streams",
+                grpc.max_concurrent_streams == 0,
+            ),
+            (
+                "grpc.concurrency_limit_per_connection",
+                grpc.concurrency_limit_per_connection == 0,
+            ),
+            ("grpc.max_connection_age", grpc.max_connection_age.is_zero()),
+        ];
+        match zero.iter().find(|(_, is_zero)| *is_zero) {
+            Some((key, _)) => Err(SettingsError::Invalid(format!("{key} must be above zero"))),
+            None => Ok(()),
+        }
     }
 
     /// Replaces each secret whose `<key>_file` is set by that file's content.
@@ -529,6 +635,49 @@ mod tests {
         assert_eq!(settings.totp.issuer, "ACME");
         assert_eq!(settings.totp.digits, 8);
         let _ = std::fs::remove_file(&file.0);
+    }
+
+    #[test]
+    fn the_trusted_calls_have_their_own_listeners_by_default() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings.http.internal(), Some("0.0.0.0:8082"));
+        assert_eq!(settings.grpc.internal(), Some("0.0.0.0:8083"));
+        assert_ne!(settings.http.internal(), Some(settings.http.addr.as_str()));
+        let shared = Settings::load(
+            None,
+            env(&[
+                ("OTP__HTTP__INTERNAL_ADDR", ""),
+                ("OTP__GRPC__INTERNAL_ADDR", " "),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (shared.http.internal(), shared.grpc.internal()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn listener_limits_have_safe_defaults_and_refuse_zero() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        let limits = settings.grpc.limits();
+        assert_eq!(limits.max_concurrent_streams, 100);
+        assert_eq!(limits.max_local_error_reset_streams, 1024);
+        assert_eq!(limits.request_timeout, Duration::from_secs(15));
+        assert!(settings.grpc.reflection);
+        assert_eq!(settings.http.body_timeout, Duration::from_secs(10));
+        assert_eq!(settings.http.readiness_cache, Duration::from_secs(1));
+        for key in [
+            "OTP__HTTP__BODY_TIMEOUT",
+            "OTP__GRPC__REQUEST_TIMEOUT",
+            "OTP__GRPC__MAX_CONCURRENT_STREAMS",
+            "OTP__GRPC__CONCURRENCY_LIMIT_PER_CONNECTION",
+            "OTP__GRPC__MAX_CONNECTION_AGE",
+        ] {
+            assert!(Settings::load(None, env(&[(key, "0")])).is_err(), "{key}");
+        }
+        let off = Settings::load(None, env(&[("OTP__GRPC__REFLECTION", "false")])).unwrap();
+        assert!(!off.grpc.reflection);
     }
 
     #[test]

@@ -4,7 +4,10 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use application::Principal;
+use std::borrow::Cow;
+
+use application::{ApplicationError, Principal};
+use domain::UserId;
 
 use super::method_not_allowed;
 use crate::HttpState;
@@ -34,12 +37,16 @@ pub(crate) fn register(config: &mut web::ServiceConfig) {
             web::resource(SEARCH)
                 .route(web::post().to(list))
                 .default_service(web::to(|| async { method_not_allowed("POST") })),
-        )
-        .service(
-            web::resource(CHECK)
-                .route(web::post().to(check))
-                .default_service(web::to(|| async { method_not_allowed("POST") })),
         );
+}
+
+/// The calls of trusted callers: the login check.
+pub(crate) fn register_trusted(config: &mut web::ServiceConfig) {
+    config.service(
+        web::resource(CHECK)
+            .route(web::post().to(check))
+            .default_service(web::to(|| async { method_not_allowed("POST") })),
+    );
 }
 
 /// The signed-in user ("me"), or the calling service, of this request.
@@ -107,12 +114,19 @@ async fn check(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = me(&state, &request).await?;
+    // Parsed before anything records it: the path is percent-decoded, and a
+    // raw `%0a` in a span field would forge a line in the text log format.
+    let user = UserId::parse(user_id.into_inner()).map_err(|error| {
+        ApplicationError::InvalidRequest(Cow::Owned(format!(
+            "invalid CheckOTPRequest.UserId: {error}"
+        )))
+    })?;
     let body = message::<VerifyRequest>("CheckOTPRequest", &request, payload).await?;
     let details = state
         .factors
         .check_otp(
             &caller,
-            &user_id.into_inner(),
+            user.as_str(),
             body.code.as_deref().unwrap_or_default(),
         )
         .await?;

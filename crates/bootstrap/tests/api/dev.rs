@@ -9,6 +9,8 @@ async fn dev_mode_serves_the_api_with_the_token_it_prints() {
     let env = [
         ("OTP__HTTP__ADDR", "127.0.0.1:0"),
         ("OTP__GRPC__ADDR", "127.0.0.1:0"),
+        ("OTP__HTTP__INTERNAL_ADDR", "127.0.0.1:0"),
+        ("OTP__GRPC__INTERNAL_ADDR", "127.0.0.1:0"),
     ];
     let settings = Settings::load(
         None,
@@ -63,4 +65,42 @@ async fn dev_mode_serves_the_api_with_the_token_it_prints() {
         401,
         "the dev issuer trusts only its own tokens"
     );
+}
+
+fn dev_settings(extra: &[(&str, &str)]) -> Settings {
+    let env = [
+        ("OTP__HTTP__ADDR", "127.0.0.1:0"),
+        ("OTP__GRPC__ADDR", "127.0.0.1:0"),
+        ("OTP__HTTP__INTERNAL_ADDR", "127.0.0.1:0"),
+        ("OTP__GRPC__INTERNAL_ADDR", "127.0.0.1:0"),
+    ];
+    Settings::load(
+        None,
+        env.iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_refuses_non_loopback_addresses_without_the_flag() {
+    for (key, value) in [
+        ("OTP__HTTP__ADDR", "0.0.0.0:0"),
+        ("OTP__GRPC__ADDR", "0.0.0.0:0"),
+        ("OTP__HTTP__INTERNAL_ADDR", "0.0.0.0:0"),
+        ("OTP__GRPC__INTERNAL_ADDR", "0.0.0.0:0"),
+    ] {
+        let settings = dev_settings(&[(key, value)]);
+        let error = dev::start(&settings).unwrap_err().to_string();
+        assert!(
+            error.contains("--allow-non-loopback") && error.contains(key),
+            "{key}={value}: {error}"
+        );
+        // The explicit flag serves it.
+        let service = dev::start_with(&settings, true).unwrap();
+        drop(service);
+    }
+    // Loopback needs no flag.
+    assert!(dev::start(&dev_settings(&[])).is_ok());
 }

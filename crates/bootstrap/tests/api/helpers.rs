@@ -116,6 +116,10 @@ pub async fn spawn_issuer() -> Issuer {
 pub struct TestApp {
     pub address: String,
     pub grpc_address: String,
+    /// The internal REST listener (the trusted check), when configured.
+    pub internal_address: String,
+    /// The internal gRPC listener (the trusted check), when configured.
+    pub internal_grpc_address: String,
     pub issuer: Issuer,
     pub db: TestDatabase,
     pub client: reqwest::Client,
@@ -132,6 +136,8 @@ pub fn settings_with(db_url: &SecretString, issuer: &str, extra: &[(&str, &str)]
         ("OTP__HTTP__ADDR", "127.0.0.1:0"),
         ("OTP__HTTP__WORKERS", "2"),
         ("OTP__GRPC__ADDR", "127.0.0.1:0"),
+        ("OTP__HTTP__INTERNAL_ADDR", "127.0.0.1:0"),
+        ("OTP__GRPC__INTERNAL_ADDR", "127.0.0.1:0"),
         ("OTP__DATABASE__URL", db_url.expose_secret()),
         ("OTP__DATABASE__MAX_CONNECTIONS", "20"),
         ("OTP__AUTH__ISSUER", issuer),
@@ -161,6 +167,15 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> Option<TestApp> {
     let app = start(&settings_with(&db.url, &issuer.url, extra));
     let address = format!("http://127.0.0.1:{}", app.port());
     let grpc_address = format!("http://127.0.0.1:{}", app.grpc_port());
+    // Without internal listeners the check is on the public ones.
+    let internal_address = app.internal_port().map_or_else(
+        || address.clone(),
+        |port| format!("http://127.0.0.1:{port}"),
+    );
+    let internal_grpc_address = app.internal_grpc_port().map_or_else(
+        || grpc_address.clone(),
+        |port| format!("http://127.0.0.1:{port}"),
+    );
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -169,6 +184,8 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> Option<TestApp> {
     Some(TestApp {
         address,
         grpc_address,
+        internal_address,
+        internal_grpc_address,
         issuer,
         db,
         client,
@@ -225,9 +242,10 @@ impl TestApp {
         sign(&claims)
     }
 
-    /// `POST /v1/users/{user}/otp/_check` with `code`.
+    /// `POST /v1/users/{user}/otp/_check` with `code`, on the internal listener.
     pub async fn check(&self, token: &str, user: &str, code: &str) -> Answer {
-        self.check_at(&self.address, token, user, code).await
+        self.check_at(&self.internal_address, token, user, code)
+            .await
     }
 
     /// [`TestApp::check`] against another replica at `address`.

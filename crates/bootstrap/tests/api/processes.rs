@@ -23,6 +23,8 @@ pub struct Process {
     pub address: String,
     /// `http://127.0.0.1:<grpc port>`.
     pub grpc_address: String,
+    /// `http://127.0.0.1:<internal http port>`: the trusted check.
+    pub internal_address: String,
     /// Where its stdout (the log lines) goes.
     log: std::path::PathBuf,
 }
@@ -72,12 +74,18 @@ pub async fn serve(db: &TestDatabase, issuer: &Issuer, extra: &[(&str, &str)]) -
 /// [`serve`] on the database at `url`.
 pub async fn serve_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Process {
     let (http, grpc) = (free_port(), free_port());
+    let (internal, internal_grpc) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!("otp-service-{http}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_otp-service"))
         .arg("serve")
         .env("OTP__HTTP__ADDR", format!("127.0.0.1:{http}"))
         .env("OTP__HTTP__WORKERS", "2")
         .env("OTP__GRPC__ADDR", format!("127.0.0.1:{grpc}"))
+        .env("OTP__HTTP__INTERNAL_ADDR", format!("127.0.0.1:{internal}"))
+        .env(
+            "OTP__GRPC__INTERNAL_ADDR",
+            format!("127.0.0.1:{internal_grpc}"),
+        )
         .env("OTP__DATABASE__URL", url)
         .env("OTP__AUTH__ISSUER", &issuer.url)
         .env("OTP__AUTH__AUDIENCE", AUDIENCE)
@@ -94,6 +102,7 @@ pub async fn serve_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Pr
         child,
         address: format!("http://127.0.0.1:{http}"),
         grpc_address: format!("http://127.0.0.1:{grpc}"),
+        internal_address: format!("http://127.0.0.1:{internal}"),
         log,
     };
     let client = reqwest::Client::new();
@@ -187,10 +196,11 @@ async fn two_processes_on_one_database_keep_every_rule() {
     let mut service_claims = claims(&issuer.url, "svc-login");
     service_claims["scope"] = json!("otp.check");
     let service = sign(&service_claims);
+    let internal = [a.internal_address.clone(), b.internal_address.clone()];
     let check = |address: &str| format!("{address}/v1/users/{sub}/otp/_check");
     let (status, body) = post(
         &client,
-        check(&both[1]),
+        check(&internal[1]),
         &service,
         json!({ "code": code_at(&latest, now) }),
     )
@@ -214,7 +224,7 @@ async fn two_processes_on_one_database_keep_every_rule() {
     let wrongs = (0..16).map(|i| {
         post(
             &client,
-            check(&both[i % 2]),
+            check(&internal[i % 2]),
             &service,
             json!({ "code": bad }),
         )

@@ -85,7 +85,8 @@ async fn the_check_needs_a_token_with_the_check_scope() {
     let denied = app.check(&app.token(&sub), &sub, &code).await;
     assert_error(&denied, 403, 7, "AUTH-5mWD2");
     let missing = app
-        .call(
+        .call_at(
+            &app.internal_address,
             reqwest::Method::POST,
             &format!("/v1/users/{sub}/otp/_check"),
             None,
@@ -94,7 +95,8 @@ async fn the_check_needs_a_token_with_the_check_scope() {
         .await;
     assert_eq!((missing.status, &missing.body["code"]), (401, &json!(16)));
     let get = app
-        .call(
+        .call_at(
+            &app.internal_address,
             reqwest::Method::GET,
             &format!("/v1/users/{sub}/otp/_check"),
             None,
@@ -163,7 +165,7 @@ async fn concurrent_wrong_codes_across_two_replicas_never_exceed_the_limit() {
     };
     // A second replica over the same database.
     let replica = start(&settings_with(&app.db.url, &app.issuer.url, &[]));
-    let replica_address = format!("http://127.0.0.1:{}", replica.port());
+    let replica_address = format!("http://127.0.0.1:{}", replica.internal_port().unwrap());
     tokio::spawn(replica.run_until_stopped());
 
     let sub = user("lockout-race");
@@ -172,7 +174,7 @@ async fn concurrent_wrong_codes_across_two_replicas_never_exceed_the_limit() {
     let bad = wrong(&secret, now);
     let calls = (0..24).map(|i| {
         let address = if i % 2 == 0 {
-            &app.address
+            &app.internal_address
         } else {
             &replica_address
         };
@@ -229,7 +231,7 @@ async fn a_sha256_8_digit_factor_verifies_oathtool_and_survives_a_config_change(
     // The configuration goes back to SHA1/6: a replica started with it still
     // checks this factor with its own parameters.
     let sha1 = start(&settings_with(&app.db.url, &app.issuer.url, &[]));
-    let sha1_address = format!("http://127.0.0.1:{}", sha1.port());
+    let sha1_address = format!("http://127.0.0.1:{}", sha1.internal_port().unwrap());
     tokio::spawn(sha1.run_until_stopped());
     let next = oathtool_with(&[
         "--totp=sha256",
@@ -256,7 +258,7 @@ async fn the_check_over_grpc_answers_as_over_rest() {
     };
     let sub = user("check-grpc");
     let (secret, now) = enrolled(&app, &sub).await;
-    let mut client = OtpCheckServiceClient::connect(app.grpc_address.clone())
+    let mut client = OtpCheckServiceClient::connect(app.internal_grpc_address.clone())
         .await
         .unwrap();
     let call = |token: String, code: String| {
@@ -357,7 +359,7 @@ async fn keys_rotate_reseals_so_the_old_key_can_go() {
         &app.issuer.url,
         &[("OTP__CRYPTO__KEYS", K2)],
     ));
-    let address = format!("http://127.0.0.1:{}", k2_only.port());
+    let address = format!("http://127.0.0.1:{}", k2_only.internal_port().unwrap());
     tokio::spawn(k2_only.run_until_stopped());
     let service = app.service_token("login-service");
     for (sub, (secret, now)) in subs.iter().zip(&enrolled_secrets) {
