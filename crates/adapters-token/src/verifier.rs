@@ -73,7 +73,7 @@ enum Keys {
     /// A fixed set (the development issuer's key): never fetched.
     Static(Arc<KeySet>),
     /// The issuer's JWKS over HTTP.
-    Remote(Remote),
+    Remote(Box<Remote>),
 }
 
 struct Remote {
@@ -326,14 +326,14 @@ impl JwtVerifier {
             claims: settings.claims,
             leeway: settings.leeway.as_secs(),
             allowed_clients: settings.allowed_clients,
-            keys: Keys::Remote(Remote {
+            keys: Keys::Remote(Box::new(Remote {
                 client,
                 jwks_url: settings.jwks_url,
                 discovery,
                 min_refresh_interval: settings.min_refresh_interval,
                 cache: RwLock::new(Cache::default()),
                 fetching: tokio::sync::Mutex::new(None),
-            }),
+            })),
         })
     }
 
