@@ -2,16 +2,22 @@
 //! three tables (see `migrations/`), reached through a deadpool pool of
 //! diesel-async connections (pure Rust, no libpq).
 //!
-//! Every change of a user runs in one READ COMMITTED transaction that first
-//! locks the user's `otp_user_streams` row, so changes of one user are
-//! serialised across any number of processes and sequence numbers have no
-//! gaps.
+//! A change of a user is optimistic: one statement reads the user's stream
+//! head and factor, the use case decides on them, and one conditional
+//! statement in autocommit writes the stream head, the factor and the events
+//! only if the head is still the one read (a compare-and-swap on its
+//! version). A change that lost the race to another change of the same user
+//! reads and decides again. So changes of one user are serialised across any
+//! number of processes, sequence numbers have no gaps, and no lock is held
+//! while the use case decides (or opens a secret). Two round trips and one
+//! commit per change, one round trip per read (see `statements`).
 
 mod connect;
 mod error;
 mod migrate;
 mod rows;
 mod schema;
+mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -19,8 +25,9 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use diesel::connection::CacheSize;
+use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::Integer;
-use diesel::upsert::excluded;
 use diesel::{ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, SelectableHelper};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
@@ -30,16 +37,19 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::SecretString;
 
 use application::{
-    ApplicationError, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
+    ApplicationError, Change, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
     Readiness, Reseal, SecretStore, StoreError, StoredSecret,
 };
 use chrono::{DateTime, Utc};
-use domain::{Attempts, FactorEvent, FactorState, OtpFactor, SealedSecret, UserId};
+use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, SealedSecret, UserId};
 
 use crate::connect::{Redactor, establish, parse_url};
 use crate::error::{pool_error, query_error};
-use crate::rows::{FactorRow, NewEventRow, state_name};
-use crate::schema::{otp_events, otp_factors, otp_user_streams};
+use crate::rows::{FactorRow, state_name};
+use crate::schema::otp_factors;
+use crate::statements::{
+    FactorOp, FactorValues, Head, PurgePending, ReadState, StateRow, WriteChange, WriteReseal,
+};
 
 pub use crate::connect::describe_database;
 pub use crate::error::PgError;
@@ -50,6 +60,10 @@ pub use crate::migrate::run_migrations;
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Readiness answer when the database cannot be queried.
 const UNREACHABLE: &str = "database unreachable";
+/// Answer of a change that lost every round to other changes of the user.
+const CONTENDED: &str = "too many concurrent changes of this user";
+/// Pending factors purged per run (the next run goes on).
+const PURGE_BATCH: i64 = 1000;
 /// Readiness answer when the newest embedded migration is missing.
 const SCHEMA_NOT_CURRENT: &str = "schema not current: run `otp-service migrate`";
 
@@ -68,6 +82,9 @@ pub struct PgSettings {
     /// no limit). A statement over it fails the call with 503, so a stuck
     /// lock never hangs a request.
     pub statement_timeout: Duration,
+    /// Keep statements prepared per connection (diesel's statement cache);
+    /// off, every statement is prepared anew (an extra round trip each).
+    pub prepared_statements: bool,
 }
 
 /// A snapshot of the connection pool.
@@ -119,15 +136,25 @@ impl PgFactorStore {
         };
         config.options(options);
         let redactor = Redactor::new(&config);
+        let prepared_statements = settings.prepared_statements;
 
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // New connections come from the parsed config, so the URL itself never reaches diesel or its instrumentation.
         manager_config.custom_setup = Box::new(move |_unused_url| {
             let config = config.clone();
-            Box::pin(async move { establish(&config).await })
+            Box::pin(async move {
+                let mut connection = establish(&config).await?;
+                if !prepared_statements {
+                    connection.set_prepared_statement_cache_size(CacheSize::Disabled);
+                }
+                Ok(connection)
+            })
         });
-        // Recycle check: `SELECT 1` on an idle connection before it is handed out again, so dead ones are replaced.
-        manager_config.recycling_method = RecyclingMethod::Verified;
+        // Recycle check: no query per checkout. A connection whose socket
+        // closed (its driver task ended) is replaced; one that dies between
+        // the check and the first statement costs that read one retry on a
+        // fresh connection (see `change` and `find`).
+        manager_config.recycling_method = RecyclingMethod::Fast;
         let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);
 
         let pool = Pool::builder(manager)
@@ -197,102 +224,104 @@ impl fmt::Debug for PgFactorStore {
     }
 }
 
-/// Why a change did not commit: the decision refused it, or the store failed.
-enum ChangeError {
-    Refused(ApplicationError),
-    Store(StoreError),
+/// How many times a change reads, decides and tries its write before it
+/// gives up with 503: each lost round means another change of the same user
+/// committed in between, so this bounds the wait of a user who changes their
+/// factor from dozens of clients at once, never a normal call.
+const MAX_ROUNDS: u32 = 64;
+
+/// The user's state as one read found it.
+struct State {
+    head: Head,
+    factor: Option<OtpFactor>,
 }
 
-impl From<diesel::result::Error> for ChangeError {
-    fn from(error: diesel::result::Error) -> Self {
-        Self::Store(query_error(error))
-    }
+/// Whether a failed statement lost its connection (nothing reached the
+/// server, or the server went away), so a fresh connection may succeed.
+fn lost_connection(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+            _
+        )
+    )
 }
 
-impl From<StoreError> for ChangeError {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error)
-    }
+/// Whether a failed write lost a serialization race (SQLSTATE 40001):
+/// nothing was written, so deciding again on fresh state is safe.
+fn lost_race(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
+    )
 }
 
-/// The body of [`FactorStore::change`], inside its transaction.
-async fn change_in_transaction(
+/// Reads the user's stream head and factor in one statement (one snapshot).
+async fn read_state(
     connection: &mut AsyncPgConnection,
     user: &UserId,
-    context: &ChangeContext,
-    decide: Decide,
-) -> Result<Committed, ChangeError> {
-    // Lock the user's stream row (creating it on first use) and read its head
-    // and wrong-code count in one statement. Concurrent changers of this user
-    // wait here until the holder commits; the DO UPDATE then returns the
-    // committed values.
-    let (last_sequence, failed_attempts, last_failure_at): (i64, i32, Option<DateTime<Utc>>) =
-        diesel::insert_into(otp_user_streams::table)
-            .values((
-                otp_user_streams::user_id.eq(user.as_str()),
-                otp_user_streams::last_sequence.eq(0_i64),
-            ))
-            .on_conflict(otp_user_streams::user_id)
-            .do_update()
-            .set(otp_user_streams::user_id.eq(excluded(otp_user_streams::user_id)))
-            .returning((
-                otp_user_streams::last_sequence,
-                otp_user_streams::failed_attempts,
-                otp_user_streams::last_failure_at,
-            ))
-            .get_result(connection)
-            .await?;
-    let attempts = Attempts {
-        failures: u32::try_from(failed_attempts).map_err(|_| {
-            StoreError::Corrupt(format!("negative failed_attempts for user {user}"))
-        })?,
-        last_failure_at,
-    };
-
-    // A separate statement, so its READ COMMITTED snapshot is taken after the
-    // lock was granted and sees every change committed before ours.
-    let current: Option<OtpFactor> = otp_factors::table
-        .find(user.as_str())
-        .select(FactorRow::as_select())
-        .first(connection)
-        .await
-        .optional()?
-        .map(FactorRow::into_factor)
-        .transpose()?;
-
-    let change = decide(Current {
-        factor: current.as_ref(),
-        attempts,
-    })
-    .map_err(ChangeError::Refused)?;
-
-    match change.factor {
-        FactorWrite::Keep => {}
-        FactorWrite::Put(factor) => {
-            let row = FactorRow::new(user, factor);
-            diesel::insert_into(otp_factors::table)
-                .values(&row)
-                .on_conflict(otp_factors::user_id)
-                .do_update()
-                .set(&row)
-                .execute(connection)
-                .await?;
-        }
-        FactorWrite::Delete => {
-            diesel::delete(otp_factors::table.find(user.as_str()))
-                .execute(connection)
-                .await?;
-        }
+) -> Result<State, diesel::result::Error> {
+    let row: Option<StateRow> = ReadState {
+        user: user.as_str(),
     }
+    .get_result(connection)
+    .await
+    .optional()?;
+    let Some(((version, last_sequence, failed_attempts, last_failure_at), columns)) = row else {
+        return Ok(State {
+            head: Head::NONE,
+            factor: None,
+        });
+    };
+    Ok(State {
+        head: Head {
+            version,
+            last_sequence,
+            failed_attempts,
+            last_failure_at,
+        },
+        factor: FactorRow::from_columns(user, columns)
+            .map_err(|error| diesel::result::Error::DeserializationError(error.into()))?,
+    })
+}
 
-    let mut sequence = last_sequence;
+/// What a decision comes to in the store.
+enum Plan<'a> {
+    /// It writes nothing (a refusal without writes): answered as is.
+    Nothing(Committed),
+    /// The conditional write, and what the call answers once it applied.
+    Write(Box<WriteChange<'a>>, Committed),
+}
+
+/// Turns a decision into the conditional write on the head it was made on.
+fn plan<'a>(
+    user: &'a UserId,
+    context: &'a ChangeContext,
+    head: Head,
+    change: Change,
+) -> Result<Plan<'a>, StoreError> {
+    let stored_attempts = attempts_of(user, &head)?;
+    let attempts = change.attempts.unwrap_or(stored_attempts);
+    if matches!(change.factor, FactorWrite::Keep)
+        && change.events.is_empty()
+        && attempts == stored_attempts
+    {
+        return Ok(Plan::Nothing(Committed {
+            events: Vec::new(),
+            refusal: change.refusal,
+        }));
+    }
+    let mut sequence = head.last_sequence;
     let mut events = Vec::with_capacity(change.events.len());
-    let mut rows = Vec::with_capacity(change.events.len());
+    let mut sequences = Vec::with_capacity(change.events.len());
+    let mut kinds = Vec::with_capacity(change.events.len());
     for kind in change.events {
         sequence = sequence.checked_add(1).ok_or_else(|| {
             StoreError::Corrupt(format!("event sequence of user {user} overflows"))
         })?;
-        rows.push(NewEventRow::new(user, sequence, kind, context));
+        sequences.push(sequence);
+        kinds.push(kind.as_str());
         events.push(FactorEvent {
             kind,
             sequence: u64::try_from(sequence).map_err(|_| {
@@ -301,31 +330,53 @@ async fn change_in_transaction(
             at: context.at,
         });
     }
-    if !rows.is_empty() {
-        diesel::insert_into(otp_events::table)
-            .values(&rows)
-            .execute(connection)
-            .await?;
-    }
-    let attempts = change.attempts.unwrap_or(attempts);
-    if sequence != last_sequence
-        || attempts.failures != u32::try_from(failed_attempts).unwrap_or(u32::MAX)
-        || attempts.last_failure_at != last_failure_at
-    {
-        diesel::update(otp_user_streams::table.find(user.as_str()))
-            .set((
-                otp_user_streams::last_sequence.eq(sequence),
-                otp_user_streams::failed_attempts
-                    .eq(i32::try_from(attempts.failures).unwrap_or(i32::MAX)),
-                otp_user_streams::last_failure_at.eq(attempts.last_failure_at),
-            ))
-            .execute(connection)
-            .await?;
-    }
-    Ok(Committed {
-        events,
-        refusal: change.refusal,
+    let (op, factor) = match change.factor {
+        FactorWrite::Keep => (FactorOp::Keep, FactorValues::default()),
+        FactorWrite::Put(factor) => (FactorOp::Put, FactorRow::new(user, factor).into_values()),
+        FactorWrite::Delete => (FactorOp::Delete, FactorValues::default()),
+    };
+    let new_head = Head {
+        version: head.version.checked_add(1).ok_or_else(|| {
+            StoreError::Corrupt(format!("stream version of user {user} overflows"))
+        })?,
+        last_sequence: sequence,
+        failed_attempts: i32::try_from(attempts.failures).unwrap_or(i32::MAX),
+        last_failure_at: attempts.last_failure_at,
+    };
+    Ok(Plan::Write(
+        Box::new(WriteChange {
+            user: user.as_str(),
+            expected: head,
+            new_head,
+            op,
+            factor,
+            sequences,
+            kinds,
+            actor: context.actor.as_str(),
+            resource_owner: context.resource_owner.as_ref().map(OrgId::as_str),
+            at: context.at,
+        }),
+        Committed {
+            events,
+            refusal: change.refusal,
+        },
+    ))
+}
+
+/// The wrong-code count a stream head holds.
+fn attempts_of(user: &UserId, head: &Head) -> Result<Attempts, StoreError> {
+    Ok(Attempts {
+        failures: u32::try_from(head.failed_attempts).map_err(|_| {
+            StoreError::Corrupt(format!("negative failed_attempts for user {user}"))
+        })?,
+        last_failure_at: head.last_failure_at,
     })
+}
+/// A random pause before round `round` of a contended change: up to a
+/// millisecond per round lost, at most 20 ms.
+fn retry_pause(round: u32) -> Duration {
+    let ceiling_us = u64::from(round.min(20)) * 1000;
+    Duration::from_micros(rand::random_range(0..=ceiling_us))
 }
 
 #[async_trait]
@@ -337,13 +388,22 @@ impl FactorStore for PgFactorStore {
     )]
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError> {
         let mut connection = self.connection().await?;
-        otp_factors::table
-            .find(user.as_str())
-            .select(FactorRow::as_select())
-            .first(&mut connection)
-            .await
-            .optional()
-            .map_err(query_error)?
+        let query = || {
+            otp_factors::table
+                .find(user.as_str())
+                .select(FactorRow::as_select())
+        };
+        let row = match query().first(&mut connection).await.optional() {
+            Err(error) if lost_connection(&error) => {
+                // Died while idle in the pool: once more on a fresh one.
+                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
+                drop(Object::take(connection));
+                let mut connection = self.connection().await?;
+                query().first(&mut connection).await.optional()
+            }
+            row => row,
+        };
+        row.map_err(query_error)?
             .map(FactorRow::into_factor)
             .transpose()
     }
@@ -360,18 +420,53 @@ impl FactorStore for PgFactorStore {
         decide: Decide,
     ) -> Result<Committed, ApplicationError> {
         let mut connection = self.connection().await?;
-        // An error from the body rolls the transaction back: nothing written,
-        // no sequence number used.
-        let outcome = connection
-            .transaction(async move |connection| {
-                change_in_transaction(connection, user, &context, decide).await
-            })
-            .await;
-        match outcome {
-            Ok(committed) => Ok(committed),
-            Err(ChangeError::Refused(error)) => Err(error),
-            Err(ChangeError::Store(error)) => Err(error.into()),
+        let mut fresh_connection = false;
+        for round in 0..MAX_ROUNDS {
+            if round > 1 {
+                // Several changes of this user raced: spread the retries.
+                tokio::time::sleep(retry_pause(round)).await;
+            }
+            let state = match read_state(&mut connection, user).await {
+                Ok(state) => state,
+                Err(error) if lost_connection(&error) && !fresh_connection => {
+                    // A connection that died while idle in the pool: drop it
+                    // and read again, once, on a fresh one.
+                    tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
+                    drop(Object::take(connection));
+                    connection = self.connection().await?;
+                    fresh_connection = true;
+                    let state = read_state(&mut connection, user).await;
+                    state.map_err(query_error)?
+                }
+                Err(error) if lost_race(&error) => continue,
+                Err(error) => return Err(query_error(error).into()),
+            };
+            let attempts = attempts_of(user, &state.head)?;
+            let change = decide(Current {
+                factor: state.factor.as_ref(),
+                attempts,
+            })?;
+            let (write, committed) = match plan(user, &context, state.head, change)? {
+                Plan::Nothing(committed) => return Ok(committed),
+                Plan::Write(write, committed) => (write, committed),
+            };
+            match (*write).get_result::<i64>(&mut connection).await {
+                Ok(1) => return Ok(committed),
+                Ok(_) => tracing::debug!(
+                    round,
+                    "another change of the user came first; deciding again"
+                ),
+                Err(error) if lost_race(&error) => {
+                    tracing::debug!(round, "serialization failure; deciding again");
+                }
+                Err(error) => return Err(query_error(error).into()),
+            }
         }
+        tracing::warn!(
+            rounds = MAX_ROUNDS,
+            "a change kept losing races with changes of the same user"
+        );
+        Err(ApplicationError::Unavailable(CONTENDED))
     }
 
     #[tracing::instrument(
@@ -381,15 +476,28 @@ impl FactorStore for PgFactorStore {
     )]
     async fn purge_pending(&self, added_before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut connection = self.connection().await?;
-        let purged = diesel::delete(
-            otp_factors::table
-                .filter(otp_factors::state.eq(state_name(FactorState::NotReady)))
-                .filter(otp_factors::created_at.lt(added_before)),
-        )
-        .execute(&mut connection)
-        .await
-        .map_err(query_error)?;
-        Ok(purged as u64)
+        let stale: Vec<String> = otp_factors::table
+            .filter(otp_factors::state.eq(state_name(FactorState::NotReady)))
+            .filter(otp_factors::created_at.lt(added_before))
+            .select(otp_factors::user_id)
+            .order(otp_factors::user_id.asc())
+            .limit(PURGE_BATCH)
+            .load(&mut connection)
+            .await
+            .map_err(query_error)?;
+        // One statement per user (each a change of one user only), sent
+        // together on the connection as a pipeline.
+        let shared: &AsyncPgConnection = &connection;
+        let purged = futures::future::try_join_all(
+            stale
+                .iter()
+                .map(|user| PurgePending { user, added_before }.get_result::<i64>(&mut &*shared)),
+        );
+        let purged = purged.await.map_err(query_error)?;
+        Ok(purged
+            .into_iter()
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .sum())
     }
 }
 
@@ -440,46 +548,28 @@ impl SecretStore for PgFactorStore {
         skip_all,
         fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "reseal")
     )]
-    async fn reseal(&self, mut batch: Vec<Reseal>) -> Result<u64, StoreError> {
+    async fn reseal(&self, batch: Vec<Reseal>) -> Result<u64, StoreError> {
         if batch.is_empty() {
             return Ok(0);
         }
-        // Lock the users' stream rows in user id order (the order every
-        // transaction that takes several of them uses, so no deadlock), so a
-        // re-seal serialises with the users' changes.
-        batch.sort_by(|a, b| a.user.cmp(&b.user));
-        let mut connection = self.connection().await?;
-        let written = connection
-            .transaction(async move |connection| {
-                let users: Vec<&str> = batch.iter().map(|r| r.user.as_str()).collect();
-                otp_user_streams::table
-                    .filter(otp_user_streams::user_id.eq_any(&users))
-                    .select(otp_user_streams::user_id)
-                    .order(otp_user_streams::user_id.asc())
-                    .for_update()
-                    .load::<String>(connection)
-                    .await?;
-                let mut written = 0_u64;
-                for reseal in &batch {
-                    let updated = diesel::update(
-                        otp_factors::table
-                            .filter(otp_factors::user_id.eq(reseal.user.as_str()))
-                            .filter(otp_factors::key_id.eq(&reseal.old.key_id))
-                            .filter(otp_factors::sealed_secret.eq(&reseal.old.sealed)),
-                    )
-                    .set((
-                        otp_factors::key_id.eq(&reseal.new.key_id),
-                        otp_factors::sealed_secret.eq(&reseal.new.sealed),
-                    ))
-                    .execute(connection)
-                    .await?;
-                    written += updated as u64;
-                }
-                Ok::<u64, diesel::result::Error>(written)
-            })
-            .await
-            .map_err(query_error)?;
-        Ok(written)
+        let connection = self.connection().await?;
+        // One statement per user, pipelined on one connection.
+        let shared: &AsyncPgConnection = &connection;
+        let written = futures::future::try_join_all(batch.iter().map(|reseal| {
+            WriteReseal {
+                user: reseal.user.as_str(),
+                old_key_id: &reseal.old.key_id,
+                old_sealed: &reseal.old.sealed,
+                new_key_id: &reseal.new.key_id,
+                new_sealed: &reseal.new.sealed,
+            }
+            .get_result::<i64>(&mut &*shared)
+        }));
+        let written = written.await.map_err(query_error)?;
+        Ok(written
+            .into_iter()
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .sum())
     }
 }
 

@@ -8,12 +8,11 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::{AsChangeset, Insertable, Queryable, Selectable};
 
-use application::{ChangeContext, StoreError};
-use domain::{
-    EventKind, FactorState, OtpFactor, SealedSecret, TimeStep, TotpAlgorithm, TotpParams, UserId,
-};
+use application::StoreError;
+use domain::{FactorState, OtpFactor, SealedSecret, TimeStep, TotpAlgorithm, TotpParams, UserId};
 
-use crate::schema::{otp_events, otp_factors};
+use crate::schema::otp_factors;
+use crate::statements::{FactorColumns, FactorValues};
 
 const NOT_READY: &str = "not_ready";
 const READY: &str = "ready";
@@ -56,6 +55,65 @@ impl FactorRow {
                 .last_used_step
                 .map(|step| i64::try_from(step.0).unwrap_or(i64::MAX)),
         }
+    }
+
+    /// The values the change statement binds for this row.
+    pub(crate) fn into_values(self) -> FactorValues {
+        FactorValues {
+            state: Some(self.state),
+            key_id: Some(self.key_id),
+            sealed_secret: Some(self.sealed_secret),
+            algorithm: Some(self.algorithm),
+            digits: Some(self.digits),
+            period: Some(self.period),
+            skew: Some(self.skew),
+            created_at: Some(self.created_at),
+            changed_at: Some(self.changed_at),
+            last_used_step: self.last_used_step,
+        }
+    }
+
+    /// The factor of `user` in the columns of the state read: none when the
+    /// user has no factor (the left join found no row).
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when some columns are null and others not, or
+    /// as [`FactorRow::into_factor`].
+    pub(crate) fn from_columns(
+        user: &UserId,
+        columns: FactorColumns,
+    ) -> Result<Option<OtpFactor>, StoreError> {
+        let (
+            state,
+            key_id,
+            sealed_secret,
+            algorithm,
+            digits,
+            period,
+            skew,
+            created_at,
+            changed_at,
+            last_used_step,
+        ) = columns;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let missing = || StoreError::Corrupt(format!("otp_factors row of user {user:?} has nulls"));
+        Self {
+            user_id: user.as_str().to_owned(),
+            state,
+            key_id: key_id.ok_or_else(missing)?,
+            sealed_secret: sealed_secret.ok_or_else(missing)?,
+            algorithm: algorithm.ok_or_else(missing)?,
+            digits: digits.ok_or_else(missing)?,
+            period: period.ok_or_else(missing)?,
+            skew: skew.ok_or_else(missing)?,
+            created_at: created_at.ok_or_else(missing)?,
+            changed_at: changed_at.ok_or_else(missing)?,
+            last_used_step,
+        }
+        .into_factor()
+        .map(Some)
     }
 
     /// The factor this row stores.
@@ -136,40 +194,6 @@ pub(crate) const fn state_name(state: FactorState) -> &'static str {
     match state {
         FactorState::NotReady => NOT_READY,
         FactorState::Ready => READY,
-    }
-}
-
-/// A new row of `otp_events`.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = otp_events, check_for_backend(Pg))]
-pub(crate) struct NewEventRow {
-    pub user_id: String,
-    pub sequence: i64,
-    pub kind: &'static str,
-    pub actor: String,
-    pub resource_owner: Option<String>,
-    pub occurred_at: DateTime<Utc>,
-}
-
-impl NewEventRow {
-    /// The event `kind` of `user`, number `sequence`, made in `context`.
-    pub(crate) fn new(
-        user: &UserId,
-        sequence: i64,
-        kind: EventKind,
-        context: &ChangeContext,
-    ) -> Self {
-        Self {
-            user_id: user.as_str().to_owned(),
-            sequence,
-            kind: kind.as_str(),
-            actor: context.actor.as_str().to_owned(),
-            resource_owner: context
-                .resource_owner
-                .as_ref()
-                .map(|org| org.as_str().to_owned()),
-            occurred_at: context.at,
-        }
     }
 }
 

@@ -13,6 +13,9 @@ diesel::table! {
         failed_attempts -> Integer,
         /// When the last wrong code came.
         last_failure_at -> Nullable<Timestamptz>,
+        /// Moves by one with every write of the user's state (the
+        /// compare-and-swap of optimistic changes).
+        version -> BigInt,
     }
 }
 

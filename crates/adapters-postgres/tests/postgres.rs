@@ -22,6 +22,7 @@ fn store_at(url: &SecretString) -> PgFactorStore {
         max_connections: 4,
         connect_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(10),
+        prepared_statements: true,
     })
     .unwrap()
 }
@@ -69,7 +70,7 @@ async fn migrations_apply_once_and_then_nothing() {
     let Some(db) = TestDatabase::create_empty().await else {
         return;
     };
-    assert_eq!(run_migrations(&db.url).await.unwrap(), 2);
+    assert_eq!(run_migrations(&db.url).await.unwrap(), 3);
     assert_eq!(run_migrations(&db.url).await.unwrap(), 0);
 }
 
@@ -89,7 +90,7 @@ async fn concurrent_migrations_all_succeed_and_apply_once() {
         .into_iter()
         .map(|run| run.unwrap().unwrap())
         .collect();
-    assert_eq!(applied.iter().sum::<usize>(), 2, "{applied:?}");
+    assert_eq!(applied.iter().sum::<usize>(), 3, "{applied:?}");
     let store = store_at(&db.url);
     assert_eq!(store.ready().await, Ok(()));
 }
@@ -220,6 +221,7 @@ async fn no_password_in_debug_output_or_errors() {
         max_connections: 1,
         connect_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(10),
+        prepared_statements: true,
     };
     assert!(!format!("{settings:?}").contains(PASSWORD));
 
@@ -263,6 +265,7 @@ fn a_pool_needs_at_least_one_connection() {
         max_connections: 0,
         connect_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(10),
+        prepared_statements: true,
     })
     .unwrap_err();
     assert!(matches!(error, PgError::InvalidSettings(_)), "{error:?}");
@@ -278,6 +281,7 @@ async fn a_stuck_row_lock_fails_the_change_with_unavailable_instead_of_hanging()
         max_connections: 2,
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_millis(300),
+        prepared_statements: true,
     })
     .unwrap();
     let user = unique_user("stuck-lock");
@@ -312,4 +316,132 @@ async fn a_stuck_row_lock_fails_the_change_with_unavailable_instead_of_hanging()
         .await
         .unwrap();
     assert_eq!(committed.events[0].sequence, 1);
+}
+
+/// Runs `write` (another writer of the user's rows) the first time the
+/// decision is asked, then decides `Put` of whatever factor it was shown
+/// (marked READY): the store must notice the other write, not commit the
+/// stale decision, and ask again on the fresh state.
+fn racing_decision(
+    write: impl Fn() + Send + Sync + 'static,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> application::Decide {
+    Box::new(move |current: Current<'_>| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            write();
+        }
+        let factor = current.factor.cloned().ok_or(ApplicationError::Internal)?;
+        Ok(Change::accepted(
+            FactorWrite::Put(factor.verified(at())),
+            EventKind::OtpVerified,
+        ))
+    })
+}
+
+/// Blocks on `future` from inside a (synchronous) decision.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_decided_before_a_reseal_never_writes_the_old_secret_back() {
+    use application::{Reseal, SecretStore};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = std::sync::Arc::new(store_at(&db.url));
+    let user = unique_user("reseal-race");
+    store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
+    let old = SealedSecret {
+        key_id: "k1".into(),
+        sealed: vec![1; 48],
+    };
+    let new = SealedSecret {
+        key_id: "k2".into(),
+        sealed: vec![2; 48],
+    };
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (rotator, owner, old_secret, new_secret) =
+        (store.clone(), user.clone(), old.clone(), new.clone());
+    let decide = racing_decision(
+        move || {
+            let written = block_on(rotator.reseal(vec![Reseal {
+                user: owner.clone(),
+                old: old_secret.clone(),
+                new: new_secret.clone(),
+            }]))
+            .unwrap();
+            assert_eq!(written, 1);
+        },
+        calls.clone(),
+    );
+    let committed = store.change(&user, context(&user), decide).await.unwrap();
+    assert_eq!(committed.events[0].sequence, 2);
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "decided again"
+    );
+    let stored = store.find(&user).await.unwrap().unwrap();
+    assert_eq!(stored.secret, new, "the re-sealed secret survives");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_decided_before_a_purge_sees_the_factor_gone() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = std::sync::Arc::new(store_at(&db.url));
+    let user = unique_user("purge-race");
+    store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let purger = store.clone();
+    let decide = racing_decision(
+        move || {
+            let purged = block_on(purger.purge_pending(at() + chrono::TimeDelta::seconds(1)));
+            assert_eq!(purged.unwrap(), 1);
+        },
+        calls.clone(),
+    );
+    // The second decision sees no factor and refuses: nothing written.
+    let answer = store.change(&user, context(&user), decide).await;
+    assert_eq!(answer.unwrap_err(), ApplicationError::Internal);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(store.find(&user).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_while_idle_costs_a_read_no_error() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = store_at(&db.url);
+    let user = unique_user("killed");
+    store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
+    // Every idle connection of the pool dies (as in a failover or an idle
+    // timeout of a proxy); the next calls still answer.
+    raw(&db)
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.find(&user).await.unwrap().is_some());
+    store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
 }

@@ -15,13 +15,30 @@ use domain::{EventKind, OtpFactor, SealedSecret, TotpParams, UserId};
 use secrecy::ExposeSecret;
 
 fn store(db: &TestDatabase, max_connections: usize) -> PgFactorStore {
+    store_with(db, max_connections, true)
+}
+
+fn store_with(
+    db: &TestDatabase,
+    max_connections: usize,
+    prepared_statements: bool,
+) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
         url: db.url.clone(),
         max_connections,
         connect_timeout: Duration::from_secs(10),
         statement_timeout: Duration::from_secs(10),
+        prepared_statements,
     })
     .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_without_prepared_statements_meets_the_factor_store_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    application::testing::store_contract::run_all(Arc::new(store_with(&db, 8, false))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -105,7 +105,7 @@ pub enum FactorWrite {
 
 /// What a decision sees: the user's stored factor (expired pending ones
 /// included: the decision applies the time to live) and wrong-code count,
-/// read inside the transaction with the user's stream locked.
+/// as one consistent read of the user's state.
 #[derive(Debug, Clone, Copy)]
 pub struct Current<'a> {
     /// The stored factor, if any.
@@ -150,10 +150,13 @@ pub struct Committed {
     pub refusal: Option<ApplicationError>,
 }
 
-/// A use case's decision, run by the store on the user's state as it is
-/// inside the transaction, with the user's stream locked. It must be quick
-/// and pure: no I/O, no waiting.
-pub type Decide = Box<dyn for<'a> FnOnce(Current<'a>) -> Result<Change, ApplicationError> + Send>;
+/// A use case's decision, run by the store on the user's state as last
+/// committed. It must be quick, pure and re-runnable: a store that lost a
+/// race to another change of the same user runs it again on the fresh state
+/// (no I/O, no waiting; it may open a sealed secret, and a store never holds
+/// a row lock while it runs).
+pub type Decide =
+    Box<dyn for<'a> Fn(Current<'a>) -> Result<Change, ApplicationError> + Send + Sync>;
 
 /// Durable factors and their per-user event stream.
 #[async_trait]
@@ -170,9 +173,11 @@ pub trait FactorStore: Send + Sync {
     /// step.
     ///
     /// Concurrent calls for the same user, from any number of processes, are
-    /// serialised: each `decide` sees the result of every change committed
-    /// before it. When `decide` returns an error, nothing is written and no
-    /// sequence number is used.
+    /// serialised: a change commits only if no other change of the user
+    /// committed after the state its `decide` saw (else `decide` runs again
+    /// on the new state), so each committed decision saw every change
+    /// committed before it. When `decide` returns an error, nothing is
+    /// written and no sequence number is used.
     ///
     /// # Errors
     /// The error `decide` returned, or [`ApplicationError::Unavailable`] /
@@ -229,12 +234,14 @@ pub trait SecretStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<StoredSecret>, StoreError>;
 
-    /// Writes each re-sealed secret whose factor still holds the old one, in
-    /// one transaction that serialises with [`FactorStore::change`] of those
-    /// users; answers how many were written (the rest changed meanwhile).
+    /// Writes each re-sealed secret whose factor still holds the old one
+    /// (one user at a time, each serialised with [`FactorStore::change`] of
+    /// that user: a change decided on the old secret no longer commits);
+    /// answers how many were written (the rest changed meanwhile).
     ///
     /// # Errors
-    /// [`StoreError`]; then nothing was written.
+    /// [`StoreError`]; some of the batch may have been written (each
+    /// write is whole), and running the rotation again goes on.
     async fn reseal(&self, batch: Vec<Reseal>) -> Result<u64, StoreError>;
 }
 

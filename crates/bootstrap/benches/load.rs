@@ -1,33 +1,111 @@
-//! `just bench`: the release `otp-service serve` under concurrent REST load
-//! on PostgreSQL, against a baseline in the same run: the same number of
-//! transactions of the same shape written straight to PostgreSQL with
-//! tokio-postgres (no HTTP, no tokens, no crypto). Prints throughput, the
-//! service/baseline ratio, latency percentiles, and the server's memory and
-//! CPU (the figures the Helm chart's requests and limits come from).
+//! `just bench` (or `cargo bench -p bootstrap --bench load`): the release
+//! `otp-service serve` on a fresh PostgreSQL database under load from `wrk`
+//! (REST) and a tonic client loop (gRPC), with different users per request
+//! (pre-minted tokens, pre-seeded factors), compared in the same run with the
+//! physical limit: `../shared/bench/ceiling.sh`, pgbench running the smallest
+//! durable SQL for each call. Prints one table (call, requests/s, ceiling,
+//! ratio, p50/p99, CPU per request, peak RSS) and writes it as JSON to
+//! `target/bench/load.json`.
 //!
-//! `BENCH_SECONDS` (10) and `BENCH_CONCURRENCY` (16) tune it; `DATABASE_URL`
-//! names the server (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! Needs `wrk` (`apt-get install wrk`) and `pgbench` (PostgreSQL's client
+//! tools). `BENCH_SECONDS` (10) and `BENCH_CLIENTS` (16) tune the runs,
+//! `BENCH_USERS` (100000) the users seeded per call, `DATABASE_URL` the
+//! server (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! `BENCH_SCALE=1` adds the scale run: Add on a database already holding
+//! 1M enrolled users and 10M events, against Add on the empty one.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::print_stdout,
+    clippy::print_stderr,
     clippy::disallowed_methods,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
     reason = "a benchmark program: it prints, and fails loudly"
 )]
 
-use std::process::{Command, Stdio};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use adapters_crypto::AesGcmCipher;
+use adapters_grpc::proto::zitadel::auth::v1::AddMyAuthFactorOtpRequest;
+use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
 use adapters_postgres::testing::TestDatabase;
 use adapters_token::DevIssuer;
-use domain::{TotpKey, TotpParams, TotpSecret};
-use secrecy::ExposeSecret;
+use application::SecretCipher;
+use domain::{TotpKey, TotpParams, TotpSecret, UserId};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "bench";
 const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The trusted caller of the login check (an RS256 service-account token).
+const CALLER: &str = "bench-login-service";
+const RSA_PRIVATE: &str = include_str!("../tests/api/fixtures/rs256-private.pem");
+const RSA_MODULUS: &str = include_str!("../tests/api/fixtures/rs256-jwk-n.txt");
+const RSA_KID: &str = "bench-rsa";
+
+/// The wrk script: each thread takes every n-th line of the request file
+/// (`path \t token \t body`), sends them in order (wrapping), counts
+/// non-200 answers, and prints one JSON line at the end.
+const WRK_SCRIPT: &str = r#"
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  local nthreads = tonumber(args[2])
+  reqs = {}
+  local n = 0
+  for line in io.lines(args[1]) do
+    if n % nthreads == id then
+      local path, token, body = line:match("([^\t]*)\t([^\t]*)\t(.*)")
+      reqs[#reqs + 1] = wrk.format("POST", path, {
+        ["Authorization"] = "Bearer " .. token,
+        ["Content-Type"] = "application/json",
+        ["Accept"] = "application/json"}, body)
+    end
+    n = n + 1
+  end
+  i = 0
+  failures = 0
+  wrapped = 0
+  first_failure = ""
+end
+function request()
+  i = i + 1
+  if i > #reqs then i = 1; wrapped = 1 end
+  return reqs[i]
+end
+function response(status, headers, body)
+  if status ~= 200 then
+    failures = failures + 1
+    if first_failure == "" then first_failure = status .. " " .. string.sub(body, 1, 160) end
+  end
+end
+function done(summary, latency, requests)
+  local failed, wraps, first = 0, 0, ""
+  for _, t in ipairs(threads) do
+    failed = failed + t:get("failures")
+    wraps = wraps + t:get("wrapped")
+    if first == "" then first = t:get("first_failure") end
+  end
+  local e = summary.errors
+  io.write(string.format('\nRESULT {"requests":%d,"duration_us":%d,"failed":%d,"socket_errors":%d,"wrapped":%d,"p50_us":%d,"p99_us":%d,"first_failure":%q}\n',
+    summary.requests, summary.duration, failed, e.connect + e.read + e.write + e.timeout, wraps,
+    latency:percentile(50), latency:percentile(99), first))
+end
+"#;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -44,12 +122,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Serves discovery and the JWKS of a fresh development issuer.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The issuer: discovery and a JWKS with a fresh Ed25519 key (users'
+/// tokens, cheap to mint by the hundred thousand) and the RSA fixture key
+/// (the trusted caller's token).
 fn spawn_issuer() -> (String, Arc<DevIssuer>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let issuer = Arc::new(DevIssuer::generate(&url, AUDIENCE).unwrap());
-    let (jwks, base) = (issuer.public_jwks(), url.clone());
+    let mut jwks = issuer.public_jwks();
+    jwks["keys"].as_array_mut().unwrap().push(json!({
+        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": RSA_KID,
+        "n": RSA_MODULUS.trim(), "e": "AQAB"
+    }));
+    let base = url.clone();
     let server = HttpServer::new(move || {
         let (jwks, base) = (jwks.clone(), base.clone());
         App::new()
@@ -79,16 +168,87 @@ fn spawn_issuer() -> (String, Arc<DevIssuer>) {
     (url, issuer)
 }
 
-/// Percentile of sorted microseconds.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index] as f64 / 1000.0
+/// The trusted caller's token: scope `otp.check`, client id on the allowlist.
+fn caller_token(issuer: &str) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({
+        "iss": issuer, "aud": AUDIENCE, "sub": CALLER, "client_id": CALLER, "azp": CALLER,
+        "scope": "openid otp.check", "iat": now, "nbf": now, "exp": now + 3600,
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(RSA_KID.into());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
-/// `VmRSS`/`VmHWM` (kB) and user+system CPU seconds of `pid`.
+/// Tokens for `users`, minted on every core.
+fn mint(issuer: &DevIssuer, users: &[String]) -> Vec<String> {
+    let chunk = users.len().div_ceil(2).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = users
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|user| {
+                            issuer
+                                .issue(user, Some("org1"), None, Duration::from_secs(3600))
+                                .unwrap()
+                                .expose_secret()
+                                .to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().unwrap()).collect()
+    })
+}
+
+fn users(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Seeds `users` with a factor in `state` whose secret is `secret_of(i)`,
+/// sealed as the service seals, with one `otp.added` event each.
+async fn seed(client: &tokio_postgres::Client, users: &[String], state: &str) -> Vec<TotpKey> {
+    let cipher = AesGcmCipher::from_config(&SecretString::from(KEYS)).unwrap();
+    let mut keys = Vec::with_capacity(users.len());
+    for batch in users.chunks(20_000) {
+        let mut sealed = Vec::with_capacity(batch.len());
+        for user in batch {
+            let secret = TotpSecret::from_bytes(rand::random::<[u8; 20]>().to_vec()).unwrap();
+            sealed.push(
+                cipher
+                    .seal(&UserId::parse(user.clone()).unwrap(), &secret)
+                    .unwrap()
+                    .sealed,
+            );
+            keys.push(TotpKey::new(secret, TotpParams::default()));
+        }
+        client
+            .execute(
+                "WITH u AS (SELECT * FROM unnest($1::text[], $2::bytea[]) AS x(user_id, sealed)),
+                 s AS (INSERT INTO otp_user_streams (user_id, last_sequence, version)
+                       SELECT user_id, 1, 1 FROM u RETURNING user_id),
+                 f AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, algorithm,
+                       digits, period, skew, created_at, changed_at, last_used_step)
+                       SELECT user_id, $3, 'k1', sealed, 'SHA1', 6, 30, 1, now(), now(), NULL FROM u)
+                 INSERT INTO otp_events (user_id, sequence, kind, actor, resource_owner, occurred_at)
+                 SELECT user_id, 1, 'otp.added', user_id, 'org1', now() FROM s",
+                &[&batch, &sealed, &state],
+            )
+            .await
+            .unwrap();
+    }
+    keys
+}
+
+/// `VmRSS`/`VmHWM` (KiB) and user+system CPU seconds of `pid`.
 fn process_figures(pid: u32) -> (u64, u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| {
@@ -112,174 +272,284 @@ fn process_figures(pid: u32) -> (u64, u64, f64) {
     (kb("VmRSS:"), kb("VmHWM:"), ticks / 100.0)
 }
 
-async fn service_run(
-    seconds: u64,
-    concurrency: u64,
-) -> (u64, Vec<u64>, (u64, u64, f64), (u64, f64)) {
-    let db = TestDatabase::create()
-        .await
-        .expect("PostgreSQL is needed for the benchmark");
-    let (issuer_url, issuer) = spawn_issuer();
-    let (http, grpc) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otp-service"))
-        .arg("serve")
-        .env("OTP__HTTP__ADDR", format!("127.0.0.1:{http}"))
-        .env("OTP__GRPC__ADDR", format!("127.0.0.1:{grpc}"))
-        .env("OTP__DATABASE__URL", db.url.expose_secret())
-        .env("OTP__DATABASE__MAX_CONNECTIONS", concurrency.to_string())
-        .env("OTP__AUTH__ISSUER", &issuer_url)
-        .env("OTP__AUTH__AUDIENCE", AUDIENCE)
-        .env("OTP__CRYPTO__KEYS", KEYS)
-        .env("OTP__LOG__FILTER", "warn")
-        .env("OTEL_SDK_DISABLED", "true")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let address = format!("http://127.0.0.1:{http}");
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
-    for _ in 0..300 {
-        if client
-            .get(format!("{address}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let idle = process_figures(child.id());
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let tasks = (0..concurrency).map(|task| {
-        let (client, address, issuer) = (client.clone(), address.clone(), issuer.clone());
-        tokio::spawn(async move {
-            let user = format!("bench-{task}");
-            let token = issuer
-                .issue(&user, Some("org"), None, Duration::from_secs(3600))
-                .unwrap();
-            let auth = format!("Bearer {}", token.expose_secret());
-            let mut latencies = Vec::new();
-            let mut cycles = 0_u64;
-            let call = |method: reqwest::Method, path: &str, body: Value| {
-                client
-                    .request(
-                        method,
-                        format!("{address}/auth/v1/users/me/auth_factors{path}"),
-                    )
-                    .header("Authorization", &auth)
-                    .body(body.to_string())
-            };
-            while Instant::now() < deadline {
-                let started = Instant::now();
-                let added: Value = call(reqwest::Method::POST, "/otp", json!({}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                latencies.push(started.elapsed().as_micros() as u64);
-                let secret = TotpSecret::from_base32(added["secret"].as_str().unwrap()).unwrap();
-                let key = TotpKey::new(secret, TotpParams::default());
-                let now = chrono::Utc::now().timestamp() as u64;
-                let started = Instant::now();
-                let verified = call(
-                    reqwest::Method::POST,
-                    "/otp/_verify",
-                    json!({"code": key.code_at(now).expose_secret()}),
-                )
-                .send()
-                .await
-                .unwrap();
-                assert!(
-                    verified.status().is_success(),
-                    "verify failed: {}",
-                    verified.status()
-                );
-                latencies.push(started.elapsed().as_micros() as u64);
-                let started = Instant::now();
-                let listed = call(reqwest::Method::POST, "/_search", json!({}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(listed.status().is_success());
-                latencies.push(started.elapsed().as_micros() as u64);
-                let started = Instant::now();
-                let removed = call(reqwest::Method::DELETE, "/otp", json!({}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(removed.status().is_success());
-                latencies.push(started.elapsed().as_micros() as u64);
-                cycles += 1;
-            }
-            (cycles, latencies)
-        })
-    });
-    let mut cycles = 0;
-    let mut latencies = Vec::new();
-    for task in futures::future::join_all(tasks).await {
-        let (c, l) = task.unwrap();
-        cycles += c;
-        latencies.extend(l);
-    }
-    let busy = process_figures(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    latencies.sort_unstable();
-    (cycles, latencies, busy, (idle.0, idle.2))
+/// One measured run.
+#[derive(Debug, Clone)]
+struct Run {
+    call: String,
+    ceiling_op: Option<&'static str>,
+    requests: u64,
+    seconds: f64,
+    failed: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_request: f64,
+    note: String,
 }
 
-/// The same writes as one add + verify + remove cycle (three transactions,
-/// each locking a stream row, writing the factor and an event), straight to
-/// PostgreSQL.
-async fn baseline_run(seconds: u64, concurrency: u64) -> u64 {
-    let db = TestDatabase::create_empty()
-        .await
-        .expect("PostgreSQL is needed");
-    let setup = connect(&db).await;
-    setup
-        .batch_execute(
-            "CREATE TABLE s (u TEXT PRIMARY KEY, n BIGINT NOT NULL);
-             CREATE TABLE f (u TEXT PRIMARY KEY, secret BYTEA NOT NULL, state TEXT NOT NULL);
-             CREATE TABLE e (u TEXT NOT NULL, n BIGINT NOT NULL, kind TEXT NOT NULL, at TIMESTAMPTZ NOT NULL, PRIMARY KEY (u, n));",
-        )
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let tasks = (0..concurrency).map(|task| {
-        let db_url = db.url.clone();
-        tokio::spawn(async move {
-            let (mut client, connection) = tokio_postgres::connect(db_url.expose_secret(), tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(connection);
-            let user = format!("bench-{task}");
-            let mut cycles = 0_u64;
-            while Instant::now() < deadline {
-                for (kind, write) in [("added", "INSERT INTO f VALUES ($1, '\\x00', 'not_ready') ON CONFLICT (u) DO UPDATE SET secret = excluded.secret, state = excluded.state"),
-                                      ("verified", "UPDATE f SET state = 'ready' WHERE u = $1"),
-                                      ("removed", "DELETE FROM f WHERE u = $1")] {
-                    let tx = client.transaction().await.unwrap();
-                    let row = tx.query_one("INSERT INTO s VALUES ($1, 0) ON CONFLICT (u) DO UPDATE SET u = excluded.u RETURNING n", &[&user]).await.unwrap();
-                    let n: i64 = row.get(0);
-                    tx.query_one("SELECT state FROM f WHERE u = $1 UNION ALL SELECT 'none' LIMIT 1", &[&user]).await.unwrap();
-                    tx.execute(write, &[&user]).await.unwrap();
-                    tx.execute("INSERT INTO e VALUES ($1, $2, $3, now())", &[&user, &(n + 1), &kind]).await.unwrap();
-                    tx.execute("UPDATE s SET n = $2 WHERE u = $1", &[&user, &(n + 1)]).await.unwrap();
-                    tx.commit().await.unwrap();
-                }
-                cycles += 1;
+impl Run {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// The service under test.
+struct Service {
+    child: Child,
+    http: String,
+    grpc: String,
+}
+
+impl Service {
+    fn start(db: &TestDatabase, issuer: &str, clients: u64, extra: &[(&str, String)]) -> Self {
+        let (http, grpc) = (free_port(), free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_otp-service"));
+        command
+            .arg("serve")
+            .env("OTP__HTTP__ADDR", format!("127.0.0.1:{http}"))
+            .env("OTP__GRPC__ADDR", format!("127.0.0.1:{grpc}"))
+            .env("OTP__DATABASE__URL", db.url.expose_secret())
+            .env("OTP__DATABASE__MAX_CONNECTIONS", clients.to_string())
+            .env("OTP__AUTH__ISSUER", issuer)
+            .env("OTP__AUTH__AUDIENCE", AUDIENCE)
+            .env("OTP__CRYPTO__KEYS", KEYS)
+            .env("OTP__LOG__FILTER", "warn")
+            .env("OTEL_SDK_DISABLED", "true")
+            .stdout(Stdio::null());
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().unwrap();
+        Self {
+            child,
+            http: format!("127.0.0.1:{http}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client
+                .get(format!("http://{}/readyz", self.http))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
             }
-            cycles
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    fn figures(&self) -> (u64, u64, f64) {
+        process_figures(self.child.id())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs wrk against `base` with the request lines; `pace_ms` > 0 makes each
+/// connection wait that long before each request (a paced, open-ended rate).
+fn wrk(
+    base: &str,
+    lines: &[String],
+    clients: u64,
+    seconds: u64,
+    pace_ms: u64,
+    name: &str,
+) -> (Value, f64) {
+    let dir = workspace().join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.requests"));
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let script = dir.join(format!("{name}.lua"));
+    let mut text = WRK_SCRIPT.to_owned();
+    if pace_ms > 0 {
+        writeln!(text, "function delay() return {pace_ms} end").unwrap();
+    }
+    std::fs::write(&script, text).unwrap();
+    let threads = 2;
+    let started = Instant::now();
+    let output = Command::new("wrk")
+        .args([
+            format!("-t{threads}"),
+            format!("-c{clients}"),
+            format!("-d{seconds}s"),
+            "--timeout".into(),
+            "5s".into(),
+            "-s".into(),
+            script.display().to_string(),
+            format!("http://{base}"),
+            "--".into(),
+            file.display().to_string(),
+            threads.to_string(),
+        ])
+        .output()
+        .expect("wrk is needed: apt-get install wrk");
+    let elapsed = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "wrk printed no result: {stdout} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    (serde_json::from_str(result).unwrap(), elapsed)
+}
+
+/// A wrk run as a [`Run`], with the service's CPU over it.
+fn measured(
+    service: &Service,
+    call: &str,
+    ceiling_op: Option<&'static str>,
+    lines: &[String],
+    clients: u64,
+    seconds: u64,
+    pace_ms: u64,
+) -> Run {
+    let before = service.figures().2;
+    let (result, _) = wrk(&service.http, lines, clients, seconds, pace_ms, call);
+    let cpu = service.figures().2 - before;
+    let number = |key: &str| result[key].as_u64().unwrap_or(0);
+    let requests = number("requests");
+    let mut note = String::new();
+    if number("failed") + number("socket_errors") > 0 {
+        note = format!(
+            "{} failed, {} socket errors; first: {}",
+            number("failed"),
+            number("socket_errors"),
+            result["first_failure"].as_str().unwrap_or("")
+        );
+    }
+    if number("wrapped") > 0 {
+        note.push_str(" (request list wrapped: raise BENCH_USERS)");
+    }
+    Run {
+        call: call.to_owned(),
+        ceiling_op,
+        requests,
+        seconds: number("duration_us") as f64 / 1e6,
+        failed: number("failed") + number("socket_errors"),
+        p50_ms: number("p50_us") as f64 / 1000.0,
+        p99_ms: number("p99_us") as f64 / 1000.0,
+        cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
+        note,
+    }
+}
+
+/// gRPC Add from `clients` connections, each taking the next unused token.
+async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds: u64) -> Run {
+    let tokens = Arc::new(tokens);
+    let next = Arc::new(AtomicUsize::new(0));
+    let before = service.figures().2;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let tasks = (0..clients).map(|_| {
+        let (tokens, next, address) = (tokens.clone(), next.clone(), service.grpc.clone());
+        tokio::spawn(async move {
+            let channel = tonic::transport::Endpoint::from_shared(address)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = AuthServiceClient::new(channel);
+            let (mut latencies, mut failed) = (Vec::new(), 0_u64);
+            while Instant::now() < deadline {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let token = &tokens[index % tokens.len()];
+                let mut request = tonic::Request::new(AddMyAuthFactorOtpRequest {});
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                let sent = Instant::now();
+                if client.add_my_auth_factor_otp(request).await.is_err() {
+                    failed += 1;
+                }
+                latencies.push(sent.elapsed().as_micros() as u64);
+            }
+            (latencies, failed)
         })
     });
-    futures::future::join_all(tasks)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .sum()
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for task in futures::future::join_all(tasks).await {
+        let (l, f) = task.unwrap();
+        latencies.extend(l);
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = service.figures().2 - before;
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    };
+    let requests = latencies.len() as u64;
+    let used = next.load(Ordering::Relaxed);
+    Run {
+        call: "gRPC Add".into(),
+        ceiling_op: Some("add"),
+        requests,
+        seconds: elapsed,
+        failed,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
+        note: if used > tokens.len() {
+            "(token list wrapped: raise BENCH_USERS)".into()
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// `ceiling.sh`'s transactions per second for each op.
+fn ceilings(clients: u64, seconds: u64) -> Vec<(String, f64)> {
+    let script = workspace().join("../shared/bench/ceiling.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .args([clients.to_string(), seconds.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(output.status.success(), "ceiling.sh failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            // ceiling OP CLIENTS tps=N latency_ms=N
+            let mut words = line.split_whitespace();
+            (words.next()? == "ceiling").then_some(())?;
+            let op = words.next()?.to_owned();
+            words.next()?;
+            let tps = words.next()?.strip_prefix("tps=")?.parse().ok()?;
+            Some((op, tps))
+        })
+        .collect()
+}
+
+/// Request lines for each call.
+fn add_lines(tokens: &[String]) -> Vec<String> {
+    tokens
+        .iter()
+        .map(|t| format!("/auth/v1/users/me/auth_factors/otp\t{t}\t{{}}"))
+        .collect()
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn connect(db: &TestDatabase) -> tokio_postgres::Client {
@@ -291,29 +561,257 @@ async fn connect(db: &TestDatabase) -> tokio_postgres::Client {
     client
 }
 
+/// Fills the database with `users` READY factors and `events_per_user`
+/// events each (for the scale run), straight in SQL.
+async fn fill(db: &TestDatabase, users: u64, events_per_user: u64) {
+    let client = connect(db).await;
+    let started = Instant::now();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO otp_user_streams (user_id, last_sequence, version)
+               SELECT 'filled' || i, {events_per_user}, {events_per_user} FROM generate_series(1, {users}) i;
+             INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, algorithm, digits, period,
+               skew, created_at, changed_at, last_used_step)
+               SELECT 'filled' || i, 'ready', 'k1', decode(repeat('ab', 48), 'hex'), 'SHA1', 6, 30, 1,
+               now(), now(), NULL FROM generate_series(1, {users}) i;
+             INSERT INTO otp_events (user_id, sequence, kind, actor, resource_owner, occurred_at)
+               SELECT 'filled' || i, n, 'otp.check.succeeded', 'filled' || i, 'org1', now()
+               FROM generate_series(1, {users}) i, generate_series(1, {events_per_user}) n;
+             CHECKPOINT; ANALYZE;"
+        ))
+        .await
+        .unwrap();
+    println!(
+        "  filled {users} users and {} events in {:.0} s",
+        users * events_per_user,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle_rss_kib: u64) {
+    println!();
+    println!(
+        "{:<24} {:>10} {:>10} {:>7} {:>8} {:>8} {:>10}  note",
+        "call", "req/s", "ceiling", "ratio", "p50 ms", "p99 ms", "CPU µs/req"
+    );
+    for run in runs {
+        let ceiling = run
+            .ceiling_op
+            .and_then(|op| ceilings.iter().find(|(o, _)| o == op))
+            .map(|(_, tps)| *tps);
+        println!(
+            "{:<24} {:>10.0} {:>10} {:>7} {:>8.2} {:>8.2} {:>10.0}  {}",
+            run.call,
+            run.rate(),
+            ceiling.map_or("-".into(), |c| format!("{c:.0}")),
+            ceiling.map_or("-".into(), |c| format!("{:.2}", run.rate() / c)),
+            run.p50_ms,
+            run.p99_ms,
+            run.cpu_us_per_request,
+            run.note
+        );
+    }
+    println!(
+        "service memory: idle RSS {:.1} MiB, peak RSS {:.1} MiB",
+        idle_rss_kib as f64 / 1024.0,
+        peak_rss_kib as f64 / 1024.0
+    );
+}
+
+fn write_json(
+    runs: &[Run],
+    ceilings: &[(String, f64)],
+    peak: u64,
+    idle: u64,
+    clients: u64,
+    seconds: u64,
+) {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let rows: Vec<Value> = runs
+        .iter()
+        .map(|run| {
+            let ceiling = run
+                .ceiling_op
+                .and_then(|op| ceilings.iter().find(|(o, _)| o == op))
+                .map(|(_, tps)| *tps);
+            json!({
+                "call": run.call, "requests_per_second": run.rate(), "requests": run.requests,
+                "failed": run.failed, "ceiling_op": run.ceiling_op, "ceiling_tps": ceiling,
+                "ratio": ceiling.map(|c| run.rate() / c), "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
+                "cpu_us_per_request": run.cpu_us_per_request, "note": run.note,
+            })
+        })
+        .collect();
+    let document = json!({
+        "commit": commit, "clients": clients, "seconds": seconds, "runs": rows,
+        "ceilings": ceilings.iter().map(|(op, tps)| json!({"op": op, "tps": tps})).collect::<Vec<_>>(),
+        "peak_rss_mib": peak as f64 / 1024.0, "idle_rss_mib": idle as f64 / 1024.0,
+    });
+    let path = workspace().join("target/bench/load.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&document).unwrap()).unwrap();
+    println!("written: {}", path.display());
+}
+
 fn main() {
     let seconds = env_number("BENCH_SECONDS", 10);
-    let concurrency = env_number("BENCH_CONCURRENCY", 16);
+    let clients = env_number("BENCH_CLIENTS", 16);
+    let n = env_number("BENCH_USERS", 100_000) as usize;
+    let scale = env_number("BENCH_SCALE", 0) == 1;
+    for tool in ["wrk", "pgbench"] {
+        let found = Command::new(tool).arg("--version").output().is_ok();
+        assert!(
+            found,
+            "{tool} is needed (apt-get install wrk postgresql-client)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        println!("otp-service load benchmark: {concurrency} concurrent clients, {seconds} s per run");
-        let baseline = baseline_run(seconds, concurrency).await;
-        let (cycles, latencies, (rss, peak, cpu), (idle_rss, idle_cpu)) = service_run(seconds, concurrency).await;
-        let per_second = |n: u64| n as f64 / seconds as f64;
-        println!("baseline (tokio-postgres, same 3 transactions per cycle): {:.0} cycles/s = {:.0} tx/s", per_second(baseline), 3.0 * per_second(baseline));
-        println!("service (REST add + verify + list + remove per cycle):    {:.0} cycles/s = {:.0} requests/s", per_second(cycles), 4.0 * per_second(cycles));
-        println!("ratio service/baseline (cycles): {:.2}", cycles as f64 / baseline.max(1) as f64);
         println!(
-            "latency per request: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} requests)",
-            percentile(&latencies, 0.50), percentile(&latencies, 0.90), percentile(&latencies, 0.99), percentile(&latencies, 1.0), latencies.len()
+            "otp-service benchmark: {clients} clients, {seconds} s per run, {n} users per call"
         );
-        let busy_cpu = cpu - idle_cpu;
+        let db = TestDatabase::create()
+            .await
+            .expect("PostgreSQL is needed for the benchmark");
+        let (issuer_url, issuer) = spawn_issuer();
+        let service = Service::start(&db, &issuer_url, clients, &[]);
+        service.wait_ready().await;
+        let (idle_rss, _, _) = service.figures();
+
+        let started = Instant::now();
+        let add_users = users("a", n);
+        let grpc_users = users("g", n);
+        let verify_users = users("v", n);
+        let check_users = users("c", n);
+        let add_tokens = mint(&issuer, &add_users);
+        let grpc_tokens = mint(&issuer, &grpc_users);
+        let verify_tokens = mint(&issuer, &verify_users);
+        let client = connect(&db).await;
+        let verify_keys = seed(&client, &verify_users, "not_ready").await;
+        let check_keys = seed(&client, &check_users, "ready").await;
+        client.batch_execute("CHECKPOINT; ANALYZE").await.unwrap();
         println!(
-            "server memory: idle RSS {} MiB, after load RSS {} MiB, peak RSS {} MiB; CPU {:.2} s for {} requests = {:.0} µs/request",
-            idle_rss / 1024, rss / 1024, peak / 1024, busy_cpu, latencies.len(), busy_cpu * 1e6 / latencies.len().max(1) as f64
+            "  minted {} tokens and seeded {} users in {:.0} s",
+            3 * n,
+            2 * n,
+            started.elapsed().as_secs_f64()
         );
+
+        let mut runs = Vec::new();
+        runs.push(measured(
+            &service,
+            "REST Add",
+            Some("add"),
+            &add_lines(&add_tokens),
+            clients,
+            seconds,
+            0,
+        ));
+        let code_time = now_unix() + seconds / 2;
+        let verify_lines: Vec<String> = verify_tokens
+            .iter()
+            .zip(&verify_keys)
+            .map(|(t, k)| {
+                format!(
+                    "/auth/v1/users/me/auth_factors/otp/_verify\t{t}\t{{\"code\":\"{}\"}}",
+                    k.code_at(code_time).expose_secret()
+                )
+            })
+            .collect();
+        runs.push(measured(
+            &service,
+            "REST Verify",
+            Some("verify"),
+            &verify_lines,
+            clients,
+            seconds,
+            0,
+        ));
+        let caller = caller_token(&issuer_url);
+        let code_time = now_unix() + seconds / 2;
+        let check_lines: Vec<String> = check_users
+            .iter()
+            .zip(&check_keys)
+            .map(|(u, k)| {
+                format!(
+                    "/v1/users/{u}/otp/_check\t{caller}\t{{\"code\":\"{}\"}}",
+                    k.code_at(code_time).expose_secret()
+                )
+            })
+            .collect();
+        runs.push(measured(
+            &service,
+            "REST login check",
+            Some("check"),
+            &check_lines,
+            clients,
+            seconds,
+            0,
+        ));
+        let list_lines: Vec<String> = verify_tokens
+            .iter()
+            .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
+            .collect();
+        runs.push(measured(
+            &service,
+            "REST List",
+            Some("list"),
+            &list_lines,
+            clients,
+            seconds,
+            0,
+        ));
+        runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
+
+        // Half the maximum Add rate, paced: each connection waits before
+        // each request so that all together send about half the rate.
+        let half = runs[0].rate() / 2.0;
+        let pace_ms = ((clients as f64 * 1000.0 / half).round() as u64).max(1);
+        let paced_tokens = mint(&issuer, &users("h", n));
+        let mut paced = measured(
+            &service,
+            "REST Add at half rate",
+            None,
+            &add_lines(&paced_tokens),
+            clients,
+            seconds,
+            pace_ms,
+        );
+        paced.note = format!("target {half:.0}/s, {pace_ms} ms pacing {}", paced.note);
+        runs.push(paced);
+
+        if scale {
+            println!("  scale run: filling the database ...");
+            fill(&db, 1_000_000, 10).await;
+            let scale_tokens = mint(&issuer, &users("s", n));
+            let mut run = measured(
+                &service,
+                "REST Add, 1M users",
+                Some("add"),
+                &add_lines(&scale_tokens),
+                clients,
+                seconds,
+                0,
+            );
+            run.note = format!(
+                "{:.2}x of Add on the empty database {}",
+                run.rate() / runs[0].rate(),
+                run.note
+            );
+            runs.push(run);
+        }
+        let (_, peak_rss, _) = service.figures();
+        drop(service);
+
+        println!("  ceilings: ../shared/bench/ceiling.sh {clients} {seconds}");
+        let ceilings = ceilings(clients, seconds);
+        print_table(&runs, &ceilings, peak_rss, idle_rss);
+        write_json(&runs, &ceilings, peak_rss, idle_rss, clients, seconds);
     });
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::HttpState;
 use adapters_memory::SystemClock;
-use adapters_postgres::{PgFactorStore, PgSettings};
+use adapters_postgres::PgFactorStore;
 use adapters_token::{
     BearerVerifier, ClaimNames, ClientAuth, IntrospectionSettings, IntrospectionVerifier,
     JwtSettings, JwtVerifier,
@@ -71,13 +71,8 @@ impl Ports {
     pub fn production(settings: &Settings) -> Result<Self, StartError> {
         settings.require_for_serve()?;
         let store = Arc::new(
-            PgFactorStore::connect(&PgSettings {
-                url: settings.database.url.clone(),
-                max_connections: settings.database.max_connections,
-                connect_timeout: settings.database.connect_timeout,
-                statement_timeout: settings.database.statement_timeout,
-            })
-            .map_err(|e| StartError::Adapter(e.to_string()))?,
+            PgFactorStore::connect(&settings.database.pg_settings())
+                .map_err(|e| StartError::Adapter(e.to_string()))?,
         );
         crate::telemetry::observe_pool(&store);
         Ok(Self {

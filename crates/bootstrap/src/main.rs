@@ -151,12 +151,7 @@ async fn rotate_keys(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let cipher = Arc::new(bootstrap::app::keyring(settings)?);
     let store = Arc::new(adapters_postgres::PgFactorStore::connect(
-        &adapters_postgres::PgSettings {
-            url: settings.database.url.clone(),
-            max_connections: 2,
-            connect_timeout: settings.database.connect_timeout,
-            statement_timeout: settings.database.statement_timeout,
-        },
+        &settings.database.pg_settings(),
     )?);
     let active = application::SecretCipher::active_key_id(cipher.as_ref()).to_owned();
     print_out(&format!(

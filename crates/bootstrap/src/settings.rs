@@ -136,6 +136,23 @@ pub struct DatabaseSettings {
     /// How long any statement may run, row-lock waits included (0 = no limit).
     #[serde(deserialize_with = "duration")]
     pub statement_timeout: Duration,
+    /// Keep each connection's statements prepared (one round trip per
+    /// statement after the first). Off: every statement is prepared anew.
+    pub prepared_statements: bool,
+}
+
+impl DatabaseSettings {
+    /// The store's settings from these.
+    #[must_use]
+    pub fn pg_settings(&self) -> adapters_postgres::PgSettings {
+        adapters_postgres::PgSettings {
+            url: self.url.clone(),
+            max_connections: self.max_connections,
+            connect_timeout: self.connect_timeout,
+            statement_timeout: self.statement_timeout,
+            prepared_statements: self.prepared_statements,
+        }
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -146,6 +163,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
+            prepared_statements: true,
         }
     }
 }

@@ -399,7 +399,8 @@ where
         let user = unique_user(&format!("contract-rotate-{tag}"));
         let secret = sealed_with(&old_key, tag);
         let decide = Box::new(move |current: Current<'_>| {
-            let factor = OtpFactor::add(current.factor, secret, TotpParams::default(), t0())?;
+            let factor =
+                OtpFactor::add(current.factor, secret.clone(), TotpParams::default(), t0())?;
             Ok(Change::accepted(
                 FactorWrite::Put(factor),
                 EventKind::OtpAdded,
@@ -433,7 +434,12 @@ where
     let changed = users[0].clone();
     let replacement = sealed_with(&old_key, 99);
     let decide = Box::new(move |current: Current<'_>| {
-        let factor = OtpFactor::add(current.factor, replacement, TotpParams::default(), t0())?;
+        let factor = OtpFactor::add(
+            current.factor,
+            replacement.clone(),
+            TotpParams::default(),
+            t0(),
+        )?;
         Ok(Change::accepted(
             FactorWrite::Put(factor),
             EventKind::OtpAdded,

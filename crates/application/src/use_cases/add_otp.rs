@@ -49,9 +49,9 @@ impl OtpFactors {
         let decide = Box::new(move |current: Current<'_>| {
             let live = OtpFactor::live(current.factor, at, pending_ttl);
             if live.is_some() {
-                recent_auth?;
+                recent_auth.clone()?;
             }
-            let factor = OtpFactor::add(live, sealed, params, at)?;
+            let factor = OtpFactor::add(live, sealed.clone(), params, at)?;
             Ok(Change::accepted(
                 FactorWrite::Put(factor),
                 EventKind::OtpAdded,

@@ -1,0 +1,1 @@
+ALTER TABLE otp_user_streams DROP COLUMN version;

@@ -1,0 +1,344 @@
+//! The store's hand-written statements: the user's whole state read in one
+//! statement, and a change written in one conditional statement (a
+//! compare-and-swap on the stream row), each with constant SQL text and a
+//! static query id so diesel-async prepares it once per connection and then
+//! runs it in a single round trip.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Bytea, Integer, Nullable, SmallInt, Text, Timestamptz};
+
+/// The head of a user's stream as read: what the write compares against.
+/// `version` 0 with `exists` false is a user with no row yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub version: i64,
+    pub last_sequence: i64,
+    pub failed_attempts: i32,
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
+impl Head {
+    /// The head of a user who never changed anything.
+    pub(crate) const NONE: Self = Self {
+        version: 0,
+        last_sequence: 0,
+        failed_attempts: 0,
+        last_failure_at: None,
+    };
+}
+
+/// The columns of `otp_factors` but the key, as the read returns them (all
+/// null when the user has no factor).
+pub(crate) type FactorColumns = (
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<i16>,
+    Option<i32>,
+    Option<i16>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+);
+
+/// What [`ReadState`] returns: the stream head and the factor's columns.
+pub(crate) type StateRow = ((i64, i64, i32, Option<DateTime<Utc>>), FactorColumns);
+
+/// `SELECT` of the user's stream head and factor, in one snapshot.
+#[derive(Debug)]
+pub(crate) struct ReadState<'a> {
+    pub user: &'a str,
+}
+
+/// The query id of [`ReadState`]: one constant SQL text.
+#[derive(Debug)]
+pub(crate) struct ReadStateId;
+
+impl QueryId for ReadState<'_> {
+    type QueryId = ReadStateId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for ReadState<'_> {
+    type SqlType = (
+        (BigInt, BigInt, Integer, Nullable<Timestamptz>),
+        (
+            Nullable<Text>,
+            Nullable<Text>,
+            Nullable<Bytea>,
+            Nullable<Text>,
+            Nullable<SmallInt>,
+            Nullable<Integer>,
+            Nullable<SmallInt>,
+            Nullable<Timestamptz>,
+            Nullable<Timestamptz>,
+            Nullable<BigInt>,
+        ),
+    );
+}
+
+impl QueryFragment<Pg> for ReadState<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT s.version, s.last_sequence, s.failed_attempts, s.last_failure_at, \
+             f.state, f.key_id, f.sealed_secret, f.algorithm, f.digits, f.period, f.skew, \
+             f.created_at, f.changed_at, f.last_used_step \
+             FROM otp_user_streams s LEFT JOIN otp_factors f ON f.user_id = s.user_id \
+             WHERE s.user_id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.user)?;
+        Ok(())
+    }
+}
+
+/// What a write does to the factor row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FactorOp {
+    Keep,
+    Put,
+    Delete,
+}
+
+impl FactorOp {
+    /// The name the statement compares, as a bind parameter.
+    const fn as_bind(self) -> &'static &'static str {
+        match self {
+            Self::Keep => &"keep",
+            Self::Put => &"put",
+            Self::Delete => &"delete",
+        }
+    }
+}
+
+/// A factor row to store (every column but the key).
+#[derive(Debug, Default)]
+pub(crate) struct FactorValues {
+    pub state: Option<String>,
+    pub key_id: Option<String>,
+    pub sealed_secret: Option<Vec<u8>>,
+    pub algorithm: Option<String>,
+    pub digits: Option<i16>,
+    pub period: Option<i32>,
+    pub skew: Option<i16>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub changed_at: Option<DateTime<Utc>>,
+    pub last_used_step: Option<i64>,
+}
+
+/// One change of one user, in one statement and one commit (autocommit): the
+/// stream row is upserted only if its head is still `expected` (a user with
+/// no row yet expects [`Head::NONE`]: the insert applies, and a concurrent
+/// first change makes the conflict branch compare and fail); the factor write
+/// and the events apply only through that row. Answers 1 when it applied,
+/// 0 when another change came first (nothing was written).
+#[derive(Debug)]
+pub(crate) struct WriteChange<'a> {
+    pub user: &'a str,
+    pub expected: Head,
+    pub new_head: Head,
+    pub op: FactorOp,
+    pub factor: FactorValues,
+    pub sequences: Vec<i64>,
+    pub kinds: Vec<&'static str>,
+    pub actor: &'a str,
+    pub resource_owner: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+/// The query id of [`WriteChange`]: one constant SQL text.
+#[derive(Debug)]
+pub(crate) struct WriteChangeId;
+
+impl QueryId for WriteChange<'_> {
+    type QueryId = WriteChangeId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for WriteChange<'_> {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for WriteChange<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let expected = &self.expected;
+        let new_head = &self.new_head;
+        out.push_sql(
+            "WITH s AS (INSERT INTO otp_user_streams AS t \
+             (user_id, version, last_sequence, failed_attempts, last_failure_at) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(&self.user)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&new_head.version)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&new_head.last_sequence)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Integer, _>(&new_head.failed_attempts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&new_head.last_failure_at)?;
+        out.push_sql(
+            ") ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, \
+             last_sequence = EXCLUDED.last_sequence, failed_attempts = EXCLUDED.failed_attempts, \
+             last_failure_at = EXCLUDED.last_failure_at WHERE t.version = ",
+        );
+        out.push_bind_param::<BigInt, _>(&expected.version)?;
+        // Rows of binaries that predate the version column never move it:
+        // comparing the head too keeps a rolling upgrade safe.
+        out.push_sql(" AND t.last_sequence = ");
+        out.push_bind_param::<BigInt, _>(&expected.last_sequence)?;
+        out.push_sql(" AND t.failed_attempts = ");
+        out.push_bind_param::<Integer, _>(&expected.failed_attempts)?;
+        out.push_sql(" AND t.last_failure_at IS NOT DISTINCT FROM ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&expected.last_failure_at)?;
+        out.push_sql(" RETURNING t.user_id), o AS (SELECT ");
+        out.push_bind_param::<Text, _>(self.op.as_bind())?;
+        out.push_sql(
+            "::text AS op), put AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, \
+             algorithm, digits, period, skew, created_at, changed_at, last_used_step) \
+             SELECT s.user_id, ",
+        );
+        let factor = &self.factor;
+        out.push_bind_param::<Nullable<Text>, _>(&factor.state)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&factor.key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Bytea>, _>(&factor.sealed_secret)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&factor.algorithm)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SmallInt>, _>(&factor.digits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Integer>, _>(&factor.period)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SmallInt>, _>(&factor.skew)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&factor.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&factor.changed_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&factor.last_used_step)?;
+        out.push_sql(
+            " FROM s, o WHERE o.op = 'put' ON CONFLICT (user_id) DO UPDATE SET \
+             state = EXCLUDED.state, key_id = EXCLUDED.key_id, \
+             sealed_secret = EXCLUDED.sealed_secret, algorithm = EXCLUDED.algorithm, \
+             digits = EXCLUDED.digits, period = EXCLUDED.period, skew = EXCLUDED.skew, \
+             created_at = EXCLUDED.created_at, changed_at = EXCLUDED.changed_at, \
+             last_used_step = EXCLUDED.last_used_step), \
+             del AS (DELETE FROM otp_factors f USING s, o \
+             WHERE o.op = 'delete' AND f.user_id = s.user_id), \
+             ev AS (INSERT INTO otp_events \
+             (user_id, sequence, kind, actor, resource_owner, occurred_at) \
+             SELECT s.user_id, e.sequence, e.kind, ",
+        );
+        out.push_bind_param::<Text, _>(&self.actor)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.resource_owner)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.at)?;
+        out.push_sql(" FROM s, unnest(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.sequences)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.kinds)?;
+        out.push_sql(") AS e(sequence, kind)) SELECT count(*) FROM s");
+        Ok(())
+    }
+}
+
+/// Moves the stream version of a user whose factor is still sealed as read
+/// and writes the re-sealed secret, in one statement: the stream row is
+/// locked first (the order every change takes), so a re-seal serialises with
+/// the user's changes and an optimistic change that read the old secret can
+/// never write it back. Answers 1 when written, 0 when the factor changed.
+#[derive(Debug)]
+pub(crate) struct WriteReseal<'a> {
+    pub user: &'a str,
+    pub old_key_id: &'a str,
+    pub old_sealed: &'a [u8],
+    pub new_key_id: &'a str,
+    pub new_sealed: &'a [u8],
+}
+
+/// The query id of [`WriteReseal`].
+#[derive(Debug)]
+pub(crate) struct WriteResealId;
+
+impl QueryId for WriteReseal<'_> {
+    type QueryId = WriteResealId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for WriteReseal<'_> {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for WriteReseal<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH s AS (UPDATE otp_user_streams SET version = version + 1 WHERE user_id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.user)?;
+        out.push_sql(
+            " AND EXISTS (SELECT 1 FROM otp_factors f WHERE f.user_id = otp_user_streams.user_id \
+             AND f.key_id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.old_key_id)?;
+        out.push_sql(" AND f.sealed_secret = ");
+        out.push_bind_param::<Bytea, _>(&self.old_sealed)?;
+        out.push_sql(") RETURNING user_id), w AS (UPDATE otp_factors f SET key_id = ");
+        out.push_bind_param::<Text, _>(&self.new_key_id)?;
+        out.push_sql(", sealed_secret = ");
+        out.push_bind_param::<Bytea, _>(&self.new_sealed)?;
+        out.push_sql(" FROM s WHERE f.user_id = s.user_id AND f.key_id = ");
+        out.push_bind_param::<Text, _>(&self.old_key_id)?;
+        out.push_sql(" AND f.sealed_secret = ");
+        out.push_bind_param::<Bytea, _>(&self.old_sealed)?;
+        out.push_sql(" RETURNING f.user_id) SELECT count(*) FROM w");
+        Ok(())
+    }
+}
+
+/// Deletes one user's pending factor if it was added before a time, moving
+/// the stream version in the same statement (stream row first, as every
+/// change). Answers 1 when deleted.
+#[derive(Debug)]
+pub(crate) struct PurgePending<'a> {
+    pub user: &'a str,
+    pub added_before: DateTime<Utc>,
+}
+
+/// The query id of [`PurgePending`].
+#[derive(Debug)]
+pub(crate) struct PurgePendingId;
+
+impl QueryId for PurgePending<'_> {
+    type QueryId = PurgePendingId;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for PurgePending<'_> {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for PurgePending<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH s AS (UPDATE otp_user_streams SET version = version + 1 WHERE user_id = ",
+        );
+        out.push_bind_param::<Text, _>(&self.user)?;
+        out.push_sql(
+            " AND EXISTS (SELECT 1 FROM otp_factors f WHERE f.user_id = otp_user_streams.user_id \
+             AND f.state = 'not_ready' AND f.created_at < ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.added_before)?;
+        out.push_sql(
+            ") RETURNING user_id), d AS (DELETE FROM otp_factors f USING s \
+             WHERE f.user_id = s.user_id AND f.state = 'not_ready' AND f.created_at < ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&self.added_before)?;
+        out.push_sql(" RETURNING f.user_id) SELECT count(*) FROM d");
+        Ok(())
+    }
+}
