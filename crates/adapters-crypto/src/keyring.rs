@@ -37,6 +37,9 @@ pub enum KeyringError {
     /// The same id twice.
     #[error("crypto.keys names key id {0:?} twice")]
     DuplicateId(String),
+    /// A key id asked for (`keys generate --id`) that `crypto.keys` would refuse.
+    #[error("the key id must be 1-64 characters of A-Z a-z 0-9 . _ -")]
+    InvalidId,
 }
 
 /// The configured keys: the first seals, all open.
@@ -56,7 +59,7 @@ impl fmt::Debug for AesGcmCipher {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .chars()

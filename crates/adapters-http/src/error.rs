@@ -75,6 +75,10 @@ impl From<ApplicationError> for ApiError {
             ApplicationError::TokenInvalid => {
                 Some(r#"Bearer realm="otp-service", error="invalid_token""#)
             }
+            // RFC 9470: sign in again (recently, with a stronger method).
+            ApplicationError::RecentAuthRequired => {
+                Some(r#"Bearer realm="otp-service", error="insufficient_user_authentication""#)
+            }
             _ => None,
         };
         Self {

@@ -1,6 +1,7 @@
 //! Reading the identity (user, organisation, login name, scopes) from a set
 //! of claims: a JWT's payload or an introspection answer.
 
+use chrono::DateTime;
 use serde_json::{Map, Value};
 
 use application::{Principal, TokenError};
@@ -79,12 +80,71 @@ pub(crate) fn principal(
         .transpose()
         .map_err(|e| invalid(format!("claim {login_claim}: {e}")))?;
     let scopes = scope_claim(claims, &names.scope)?;
+    let client_id = string_claim(claims, "client_id")?.map(str::to_owned);
+    let authorized_party = string_claim(claims, "azp")?.map(str::to_owned);
+    let auth_time = match claims.get("auth_time") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(secs)) => {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "a NumericDate may have a fraction; whole seconds are enough"
+            )]
+            let whole = secs.as_i64().or_else(|| {
+                secs.as_f64()
+                    .filter(|secs| secs.is_finite() && secs.abs() < 1e12)
+                    .map(|secs| secs as i64)
+            });
+            Some(
+                whole
+                    .and_then(|secs| DateTime::from_timestamp(secs, 0))
+                    .ok_or_else(|| invalid("claim auth_time is out of range"))?,
+            )
+        }
+        Some(_) => return Err(invalid("claim auth_time is not a number")),
+    };
+    // RFC 8176 / OIDC Core: an array of strings; a space-separated string is
+    // accepted as well, as for `scope`.
+    let amr = scope_claim(claims, "amr")?;
     Ok(Principal {
         user_id,
         org_id,
         login_name,
         scopes,
+        client_id,
+        authorized_party,
+        auth_time,
+        amr,
     })
+}
+
+/// The client a token was issued to, for `auth.allowed_clients`: `azp`, else
+/// `client_id` (what an introspection answer carries).
+pub(crate) fn authorized_party(principal: &Principal) -> Option<&str> {
+    principal
+        .authorized_party
+        .as_deref()
+        .or(principal.client_id.as_deref())
+}
+
+/// `auth.allowed_clients`: when the list is not empty, a token naming its
+/// client (`azp`, else `client_id`) must name the audience or a listed client.
+pub(crate) fn check_authorized_party(
+    principal: &Principal,
+    audience: &str,
+    allowed: &[String],
+) -> Result<(), TokenError> {
+    match authorized_party(principal) {
+        Some(party) if !allowed.is_empty() => {
+            if party == audience || allowed.iter().any(|client| client == party) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    "the token's authorized party (azp) is not an allowed client",
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether claim `aud` (a string or an array of strings) contains `audience`.
@@ -162,6 +222,47 @@ mod tests {
             Some("n")
         );
         assert_eq!(login(&only_fallback, None), None);
+    }
+
+    #[test]
+    fn client_sign_in_time_and_methods_are_read() {
+        let names = ClaimNames::default();
+        let claims = map(json!({"sub": "u", "client_id": "c", "azp": "a",
+            "auth_time": 1_800_000_000, "amr": ["pwd", "mfa"]}));
+        let p = principal(&claims, &names, None).unwrap();
+        assert_eq!(p.client_id.as_deref(), Some("c"));
+        assert_eq!(p.authorized_party.as_deref(), Some("a"));
+        assert_eq!(p.auth_time.map(|t| t.timestamp()), Some(1_800_000_000));
+        assert_eq!(p.amr, ["pwd", "mfa"]);
+        assert_eq!(authorized_party(&p), Some("a"));
+        for bad in [
+            json!({"sub": "u", "auth_time": "yesterday"}),
+            json!({"sub": "u", "amr": 3}),
+            json!({"sub": "u", "azp": 1}),
+            json!({"sub": "u", "auth_time": 1e300}),
+        ] {
+            assert!(principal(&map(bad.clone()), &names, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_authorized_party_must_be_the_audience_or_allowed_when_a_list_is_set() {
+        let names = ClaimNames::default();
+        let p =
+            |azp: Value| principal(&map(json!({"sub": "u", "azp": azp})), &names, None).unwrap();
+        let allowed = ["web-app".to_owned()];
+        assert!(check_authorized_party(&p(json!("other")), "aud", &[]).is_ok());
+        assert!(check_authorized_party(&p(json!("other")), "aud", &allowed).is_err());
+        assert!(check_authorized_party(&p(json!("aud")), "aud", &allowed).is_ok());
+        assert!(check_authorized_party(&p(json!("web-app")), "aud", &allowed).is_ok());
+        assert!(check_authorized_party(&p(Value::Null), "aud", &allowed).is_ok());
+        let client_only = principal(
+            &map(json!({"sub": "u", "client_id": "other"})),
+            &names,
+            None,
+        )
+        .unwrap();
+        assert!(check_authorized_party(&client_only, "aud", &allowed).is_err());
     }
 
     #[test]

@@ -9,29 +9,59 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::keys::{KeySet, parse_jwks};
+use crate::settings::url_allowed;
 
 /// The largest discovery document or JWKS read, in bytes.
 const MAX_BODY_LEN: usize = 512 * 1024;
 
-/// A discovery document member that must be an http(s) URL, e.g. `jwks_uri`
-/// or `introspection_endpoint`.
+/// Where and how to read the issuer's discovery document.
+#[derive(Debug, Clone)]
+pub(crate) struct Discovery {
+    /// `{issuer without trailing slash}/.well-known/openid-configuration`.
+    pub(crate) url: String,
+    /// The configured issuer: the document's `issuer` must equal it exactly
+    /// (OpenID Connect Discovery 1.0 §4.3).
+    pub(crate) issuer: String,
+    /// Whether `http://` endpoints to hosts other than loopback are allowed.
+    pub(crate) allow_http: bool,
+}
+
+impl Discovery {
+    pub(crate) fn new(issuer: &str, allow_http: bool) -> Self {
+        Self {
+            url: format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            ),
+            issuer: issuer.to_owned(),
+            allow_http,
+        }
+    }
+}
+
+/// A discovery document member that must be an https URL (or http, as
+/// [`url_allowed`] permits), e.g. `jwks_uri` or `introspection_endpoint`,
+/// from a document whose `issuer` is the configured one.
 pub(crate) async fn discover(
     client: &Client,
-    discovery_url: &str,
+    discovery: &Discovery,
     member: &str,
 ) -> Result<String, String> {
-    let shown = redact_url(discovery_url);
-    let body = get(client, discovery_url).await?;
+    let shown = redact_url(&discovery.url);
+    let body = get(client, &discovery.url).await?;
     let document: Value = serde_json::from_slice(&body)
         .map_err(|_| format!("{shown}: the discovery document is not JSON"))?;
+    if document.get("issuer").and_then(Value::as_str) != Some(discovery.issuer.as_str()) {
+        return Err(format!(
+            "{shown}: the discovery document's issuer is not the configured issuer"
+        ));
+    }
     let value = document
         .get(member)
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{shown}: the discovery document has no {member}"))?;
     let parsed = Url::parse(value).map_err(|_| format!("{shown}: {member} is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!("{shown}: {member} is not an http(s) URL"));
-    }
+    url_allowed(&parsed, discovery.allow_http).map_err(|why| format!("{shown}: {member} {why}"))?;
     Ok(value.to_owned())
 }
 

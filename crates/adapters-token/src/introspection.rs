@@ -1,6 +1,7 @@
 //! The introspection verifier: a bearer token (opaque or not) is checked by
 //! asking the issuer's token introspection endpoint (RFC 7662); active
-//! answers are cached briefly under the token's SHA-256.
+//! answers and rejections are cached briefly under the token's SHA-256, and
+//! requests in flight are bounded (load beyond is shed, not queued).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,9 +19,9 @@ use tracing::field::Empty;
 
 use application::{Clock, Principal, TokenError, TokenVerifier};
 
-use crate::claims::{audience_contains, principal};
+use crate::claims::{audience_contains, check_authorized_party, principal};
 use crate::client_auth::Credentials;
-use crate::fetch::{describe, discover, host, read_body, redact_url};
+use crate::fetch::{Discovery, describe, discover, host, read_body, redact_url};
 use crate::settings::{ClaimNames, IntrospectionSettings, TokenConfigError, check_http_url};
 use crate::telemetry;
 use crate::verifier::{MAX_TOKEN_LEN, check_common};
@@ -51,7 +52,12 @@ fn unavailable(reason: impl Into<String>) -> TokenError {
 ///
 /// Accepted answers are cached under the SHA-256 of the token (the token
 /// itself is never kept) until `cache_ttl` has passed or the token expires,
-/// whichever comes first. Rejections and failures are never cached.
+/// whichever comes first. Rejections (inactive, expired, foreign) are
+/// remembered the same way for `negative_cache_ttl`, so junk sent again costs
+/// no request; failures (the endpoint unreachable) are never cached. At most
+/// `max_concurrent` requests run at once: a token that would need one more
+/// is [`TokenError::Unavailable`] at once (the service answers 503), so a
+/// flood of fresh junk cannot queue up behind the endpoint.
 ///
 /// A token over [`MAX_TOKEN_LEN`] bytes is refused without a request. An
 /// unreachable or failing endpoint (timeout, non-2xx status, an answer that
@@ -66,6 +72,10 @@ pub struct IntrospectionVerifier {
     credentials: Credentials,
     client: reqwest::Client,
     cache: AnswerCache,
+    rejections: RejectionCache,
+    /// One permit per introspection request in flight.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    allowed_clients: Vec<String>,
     clock: Arc<dyn Clock>,
 }
 
@@ -85,6 +95,8 @@ impl fmt::Debug for IntrospectionVerifier {
             .field("claims", &self.claims)
             .field("leeway_ms", &self.leeway_ms)
             .field("cached_answers", &self.cache.len())
+            .field("cached_rejections", &self.rejections.len())
+            .field("allowed_clients", &self.allowed_clients)
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +108,7 @@ enum Endpoint {
     /// From the discovery document, fetched at first use; a failed discovery
     /// is retried by the next request.
     Discovered {
-        discovery_url: String,
+        discovery: Discovery,
         found: tokio::sync::OnceCell<String>,
     },
 }
@@ -143,22 +155,22 @@ impl IntrospectionVerifier {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, TokenConfigError> {
         check_common(&settings.issuer, &settings.audience, &settings.claims)?;
+        check_http_url("the issuer", &settings.issuer, settings.allow_http)?;
         let endpoint = match settings.url {
             Some(url) => {
-                check_http_url("the introspection URL", &url)?;
+                check_http_url("the introspection URL", &url, settings.allow_http)?;
                 Endpoint::Fixed(url)
             }
-            None => {
-                check_http_url("the issuer (for discovery)", &settings.issuer)?;
-                Endpoint::Discovered {
-                    discovery_url: format!(
-                        "{}/.well-known/openid-configuration",
-                        settings.issuer.trim_end_matches('/')
-                    ),
-                    found: tokio::sync::OnceCell::new(),
-                }
-            }
+            None => Endpoint::Discovered {
+                discovery: Discovery::new(&settings.issuer, settings.allow_http),
+                found: tokio::sync::OnceCell::new(),
+            },
         };
+        if settings.max_concurrent == 0 {
+            return Err(TokenConfigError::InvalidSetting(
+                "at most 0 concurrent introspections: none could ever run".into(),
+            ));
+        }
         if settings.http_timeout.is_zero() {
             return Err(TokenConfigError::InvalidSetting(
                 "the HTTP timeout is zero".into(),
@@ -181,6 +193,12 @@ impl IntrospectionVerifier {
             credentials,
             client,
             cache: AnswerCache::new(millis(settings.cache_ttl), settings.cache_capacity),
+            rejections: RejectionCache::new(
+                millis(settings.negative_cache_ttl),
+                settings.cache_capacity,
+            ),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent)),
+            allowed_clients: settings.allowed_clients,
             clock,
         })
     }
@@ -189,11 +207,8 @@ impl IntrospectionVerifier {
     async fn endpoint(&self) -> Result<&str, TokenError> {
         match &self.endpoint {
             Endpoint::Fixed(url) => Ok(url),
-            Endpoint::Discovered {
-                discovery_url,
-                found,
-            } => found
-                .get_or_try_init(|| discover(&self.client, discovery_url, "introspection_endpoint"))
+            Endpoint::Discovered { discovery, found } => found
+                .get_or_try_init(|| discover(&self.client, discovery, "introspection_endpoint"))
                 .await
                 .map(String::as_str)
                 .map_err(unavailable),
@@ -299,6 +314,7 @@ impl IntrospectionVerifier {
             return Err(invalid("wrong audience"));
         }
         let principal = principal(answer, &self.claims, Some(USERNAME_MEMBER))?;
+        check_authorized_party(&principal, &self.audience, &self.allowed_clients)?;
         Ok((principal, exp))
     }
 }
@@ -345,6 +361,18 @@ impl TokenVerifier for IntrospectionVerifier {
             telemetry::introspected("cached");
             return Ok(principal);
         }
+        if let Some(reason) = self.rejections.get(&key, now_ms) {
+            telemetry::introspected("cached_inactive");
+            return Err(TokenError::Invalid(reason));
+        }
+        // Shed load rather than queue: a request that would wait for a free
+        // slot is answered unavailable (503) at once.
+        let Ok(_permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            telemetry::introspected("shed");
+            return Err(unavailable(
+                "too many introspection requests in flight; shedding load",
+            ));
+        };
         let judged = match self.ask(token, now_ms).await {
             Ok(answer) => self.judge(&answer, now_ms),
             Err(error) => Err(error),
@@ -360,9 +388,10 @@ impl TokenVerifier for IntrospectionVerifier {
                 self.cache.put(key, &principal, expires, now_ms);
                 Ok(principal)
             }
-            Err(error @ TokenError::Invalid(_)) => {
+            Err(TokenError::Invalid(reason)) => {
                 telemetry::introspected("inactive");
-                Err(error)
+                self.rejections.put(key, &reason, now_ms);
+                Err(TokenError::Invalid(reason))
             }
             Err(error @ TokenError::Unavailable(_)) => {
                 telemetry::introspected("error");
@@ -447,6 +476,59 @@ impl AnswerCache {
     }
 }
 
+/// Rejections by token hash, bounded in count: the same junk token asked
+/// again within the TTL costs no request. The reason is kept for the log.
+struct RejectionCache {
+    ttl_ms: i64,
+    capacity: usize,
+    entries: Mutex<HashMap<CacheKey, (String, i64)>>,
+}
+
+impl RejectionCache {
+    fn new(ttl_ms: i64, capacity: usize) -> Self {
+        Self {
+            ttl_ms,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn get(&self, key: &CacheKey, now_ms: i64) -> Option<String> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        match entries.get(key) {
+            Some((reason, expires_ms)) if now_ms < *expires_ms => {
+                Some(format!("{reason} (remembered)"))
+            }
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, key: CacheKey, reason: &str, now_ms: i64) {
+        if self.ttl_ms <= 0 || self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, (_, expires_ms)| now_ms < *expires_ms);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (reason.to_owned(), now_ms.saturating_add(self.ttl_ms)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use domain::UserId;
@@ -459,6 +541,10 @@ mod tests {
             org_id: None,
             login_name: None,
             scopes: Vec::new(),
+            client_id: None,
+            authorized_party: None,
+            auth_time: None,
+            amr: Vec::new(),
         }
     }
 
@@ -493,6 +579,27 @@ mod tests {
         let cache = AnswerCache::new(30_000, 10);
         cache.put(CacheKey::of("a"), &principal("a"), 1_000, 1_000);
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn rejections_expire_and_their_count_is_bounded() {
+        let cache = RejectionCache::new(10_000, 2);
+        let (a, b, c) = (CacheKey::of("a"), CacheKey::of("b"), CacheKey::of("c"));
+        cache.put(a, "inactive", 0);
+        assert_eq!(
+            cache.get(&a, 9_999).as_deref(),
+            Some("inactive (remembered)")
+        );
+        assert_eq!(cache.get(&a, 10_000), None);
+        cache.put(a, "inactive", 0);
+        cache.put(b, "expired", 5_000);
+        cache.put(c, "inactive", 12_000);
+        assert_eq!(cache.len(), 2, "the expired entry made room");
+        assert!(cache.get(&b, 12_000).is_some());
+        assert!(cache.get(&c, 12_000).is_some());
+        let off = RejectionCache::new(0, 10);
+        off.put(a, "inactive", 0);
+        assert_eq!(off.len(), 0);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! span; counters are `tracing` events with target `otp.metrics`
 //! (`monotonic_counter.otp.token_keys.refreshes` by `outcome` `ok`/`error`,
 //! `monotonic_counter.otp.token.introspections` by `outcome`
-//! `active`/`inactive`/`error`/`cached`), for `tracing-opentelemetry`'s
+//! `active`/`inactive`/`error`/`cached`/`cached_inactive`/`shed`), for `tracing-opentelemetry`'s
 //! `MetricsLayer`. An introspection counts as `inactive` whenever the token
 //! is rejected (inactive, expired, wrong audience ...), `error` when the
 //! endpoint could not give a usable answer.

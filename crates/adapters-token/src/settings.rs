@@ -78,11 +78,18 @@ pub struct JwtSettings {
     pub http_timeout: Duration,
     /// A token with an unknown `kid` refetches the key set at most this often.
     pub min_refresh_interval: Duration,
+    /// When not empty, a token naming its client (`azp`, else `client_id`)
+    /// must name the audience or one of these.
+    pub allowed_clients: Vec<String>,
+    /// Allow `http://` issuer, discovery and JWKS URLs to hosts other than
+    /// loopback (never in production: keys could be swapped on the wire).
+    pub allow_http: bool,
 }
 
 impl JwtSettings {
     /// Settings for `issuer` and `audience` with discovery, the default claim
-    /// names, 30 s leeway, 10 s HTTP timeout and 30 s minimum refresh interval.
+    /// names, 30 s leeway, 10 s HTTP timeout, 30 s minimum refresh interval,
+    /// any client of the audience, and `http://` only to loopback.
     #[must_use]
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
@@ -93,6 +100,8 @@ impl JwtSettings {
             leeway: Duration::from_secs(30),
             http_timeout: Duration::from_secs(10),
             min_refresh_interval: Duration::from_secs(30),
+            allowed_clients: Vec::new(),
+            allow_http: false,
         }
     }
 }
@@ -126,12 +135,24 @@ pub struct IntrospectionSettings {
     pub cache_capacity: usize,
     /// Timeout of each discovery or introspection request.
     pub http_timeout: Duration,
+    /// How long a rejection (inactive, expired, foreign token) is remembered
+    /// for the same token, so junk repeated costs one request. Zero: never.
+    pub negative_cache_ttl: Duration,
+    /// At most this many introspection requests at once; a token that would
+    /// need another is answered unavailable at once (load shed, not queued).
+    pub max_concurrent: usize,
+    /// As [`JwtSettings::allowed_clients`], for an answer's `azp` / `client_id`.
+    pub allowed_clients: Vec<String>,
+    /// As [`JwtSettings::allow_http`], for the introspection and discovery URLs.
+    pub allow_http: bool,
 }
 
 impl IntrospectionSettings {
     /// Settings for `issuer` and `audience` with discovery, the default claim
-    /// names, 30 s leeway, 30 s cache TTL, 10 000 cache entries and 10 s
-    /// HTTP timeout.
+    /// names, 30 s leeway, 30 s cache TTL, 10 000 cache entries (answers and,
+    /// apart, rejections), rejections remembered 10 s, 10 s HTTP timeout, at
+    /// most 32 requests at once, any client of the audience, and `http://`
+    /// only to loopback.
     #[must_use]
     pub fn new(
         issuer: impl Into<String>,
@@ -148,6 +169,10 @@ impl IntrospectionSettings {
             cache_ttl: Duration::from_secs(30),
             cache_capacity: 10_000,
             http_timeout: Duration::from_secs(10),
+            negative_cache_ttl: Duration::from_secs(10),
+            max_concurrent: 32,
+            allowed_clients: Vec::new(),
+            allow_http: false,
         }
     }
 }
@@ -170,14 +195,79 @@ pub enum TokenConfigError {
     Claim(String),
 }
 
-/// An `http` or `https` URL, or why not.
-pub(crate) fn check_http_url(what: &str, value: &str) -> Result<(), TokenConfigError> {
+/// An `https` URL, or an `http` one to a loopback host (`localhost`,
+/// 127.0.0.0/8, `::1`) or when `allow_http` is set; or why not. The reason
+/// names `what`, never the value.
+pub(crate) fn check_http_url(
+    what: &str,
+    value: &str,
+    allow_http: bool,
+) -> Result<(), TokenConfigError> {
     let url = reqwest::Url::parse(value)
-        .map_err(|e| TokenConfigError::InvalidSetting(format!("{what} {value:?}: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(TokenConfigError::InvalidSetting(format!(
-            "{what} {value:?} is not an http(s) URL"
-        )));
+        .map_err(|e| TokenConfigError::InvalidSetting(format!("{what} is not a URL: {e}")))?;
+    url_allowed(&url, allow_http)
+        .map_err(|why| TokenConfigError::InvalidSetting(format!("{what} {why}")))
+}
+
+/// Whether the service may fetch from `url`: https, or http to loopback or
+/// with `allow_http`.
+pub(crate) fn url_allowed(url: &reqwest::Url, allow_http: bool) -> Result<(), &'static str> {
+    if url.host().is_none() {
+        return Err("has no host");
     }
-    Ok(())
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http || is_loopback(url) => Ok(()),
+        "http" => Err(
+            "is http:// to a host that is not loopback (set auth.allow_insecure_http to allow it)",
+        ),
+        _ => Err("is not an http(s) URL"),
+    }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_only_to_loopback_unless_allowed() {
+        for ok in [
+            "https://issuer.example",
+            "http://127.0.0.1:8080",
+            "http://127.9.0.1",
+            "http://localhost:1/x",
+            "http://[::1]:80",
+            "http://a.localhost",
+        ] {
+            assert!(check_http_url("the issuer", ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://issuer.example",
+            "http://10.0.0.1",
+            "http://localhost.evil.example",
+            "ftp://127.0.0.1",
+            "not a url",
+            "http://[::2]",
+        ] {
+            let error = check_http_url("the issuer", bad, false)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("the issuer"), "{error}");
+            assert!(!error.contains(bad), "the value is not echoed: {error}");
+        }
+        assert!(check_http_url("the issuer", "http://issuer.example", true).is_ok());
+        assert!(check_http_url("the issuer", "ftp://issuer.example", true).is_err());
+    }
 }

@@ -18,8 +18,9 @@ pub(crate) fn key_set_fetched(outcome: &'static str) {
     );
 }
 
-/// One introspection answer, `outcome` `"active"`, `"inactive"`, `"error"`
-/// or `"cached"`.
+/// One introspection answer, `outcome` `"active"`, `"inactive"`, `"error"`,
+/// `"cached"`, `"cached_inactive"` (a remembered rejection) or `"shed"` (too
+/// many requests in flight).
 pub(crate) fn introspected(outcome: &'static str) {
     tracing::event!(
         target: "otp.metrics",

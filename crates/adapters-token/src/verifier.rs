@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use application::{Principal, TokenError, TokenVerifier};
 
-use crate::claims::principal;
-use crate::fetch::{discover, fetch_jwks};
+use crate::claims::{check_authorized_party, principal};
+use crate::fetch::{Discovery, discover, fetch_jwks};
 use crate::keys::{KeySet, Selection, VerifyKey, allowed_algorithm};
 use crate::settings::{ClaimNames, JwtSettings, TokenConfigError, check_http_url};
 
@@ -28,6 +28,12 @@ fn invalid(reason: impl Into<String>) -> TokenError {
 /// Validates bearer tokens (JWT, RFC 7519) signed by one OpenID Connect
 /// issuer with an asymmetric key from its JWKS.
 ///
+/// Beyond signature, issuer, audience and times, the header `typ` must be
+/// absent, `at+jwt` or `JWT`, a token carrying an ID-token-only claim
+/// (`nonce`, `at_hash`, `c_hash`, `s_hash`) is refused, and with
+/// `allowed_clients` set, `azp` (else `client_id`) must name the audience or
+/// a listed client.
+///
 /// The key set is fetched on first use and cached. A token whose `kid` is not
 /// in the cache refetches it, at most once per `min_refresh_interval` and one
 /// fetch at a time.
@@ -36,6 +42,7 @@ pub struct JwtVerifier {
     audience: String,
     claims: ClaimNames,
     leeway: u64,
+    allowed_clients: Vec<String>,
     keys: Keys,
 }
 
@@ -46,7 +53,8 @@ impl fmt::Debug for JwtVerifier {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("claims", &self.claims)
-            .field("leeway_secs", &self.leeway);
+            .field("leeway_secs", &self.leeway)
+            .field("allowed_clients", &self.allowed_clients);
         match &self.keys {
             Keys::Static(set) => debug.field("keys", &format_args!("static ({})", set.len())),
             Keys::Remote(remote) => debug
@@ -65,7 +73,7 @@ enum Keys {
     /// A fixed set (the development issuer's key): never fetched.
     Static(Arc<KeySet>),
     /// The issuer's JWKS over HTTP.
-    Remote(Remote),
+    Remote(Box<Remote>),
 }
 
 struct Remote {
@@ -73,7 +81,7 @@ struct Remote {
     /// The configured JWKS URL, if any.
     jwks_url: Option<String>,
     /// Where to discover the JWKS URL when none is configured.
-    discovery_url: String,
+    discovery: Discovery,
     min_refresh_interval: Duration,
     cache: RwLock<Cache>,
     /// Held while fetching: one fetch at a time. Keeps the discovered JWKS URL.
@@ -103,7 +111,7 @@ impl Remote {
     async fn refresh(&self, discovered: &mut Option<String>) {
         let outcome = match self.jwks_url.as_ref().or(discovered.as_ref()) {
             Some(url) => fetch_jwks(&self.client, url).await,
-            None => match discover(&self.client, &self.discovery_url, "jwks_uri").await {
+            None => match discover(&self.client, &self.discovery, "jwks_uri").await {
                 Ok(url) => {
                     let keys = fetch_jwks(&self.client, &url).await;
                     *discovered = Some(url);
@@ -223,8 +231,32 @@ fn read_header(token: &str) -> Result<TokenHeader, TokenError> {
     if header.contains_key("crit") {
         return Err(invalid("critical header extensions are not supported"));
     }
+    match header.get("typ") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(typ)) if access_token_typ(typ) => {}
+        Some(_) => {
+            return Err(invalid(
+                "token type (typ) is not an access token (at+jwt or JWT)",
+            ));
+        }
+    }
     Ok(TokenHeader { alg, kid })
 }
+
+/// The header `typ` values of an access token: RFC 9068's `at+jwt` (also as
+/// the media type `application/at+jwt`) and the generic `JWT` many issuers
+/// (ZITADEL among them) write; case-insensitive (RFC 7515 §4.1.9). Anything
+/// else (`logout+jwt`, `secevent+jwt`, `dpop+jwt`, ...) is another kind of
+/// token.
+fn access_token_typ(typ: &str) -> bool {
+    let typ = typ.strip_prefix("application/").unwrap_or(typ);
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("jwt")
+}
+
+/// Claims only an ID token carries (OpenID Connect Core §2, §3.1.3.6,
+/// §3.3.2.11): a token with one is an ID token, never an access token, even
+/// when its `aud` contains the audience.
+const ID_TOKEN_CLAIMS: [&str; 4] = ["nonce", "at_hash", "c_hash", "s_hash"];
 
 /// A log-safe reason for a jsonwebtoken error.
 fn reason(kind: &ErrorKind) -> String {
@@ -258,18 +290,22 @@ impl JwtVerifier {
     ///
     /// # Errors
     /// [`TokenConfigError::InvalidSetting`] for an empty issuer, audience or
-    /// claim name, or a JWKS (or, for discovery, issuer) URL that is not
-    /// http(s); [`TokenConfigError::HttpClient`] if the HTTP client cannot be
+    /// claim name, or an issuer or JWKS URL that is not https (or http to
+    /// loopback, or any http with `allow_http`); [`TokenConfigError::HttpClient`] if the HTTP client cannot be
     /// built.
     pub fn new(settings: JwtSettings) -> Result<Self, TokenConfigError> {
         check_common(&settings.issuer, &settings.audience, &settings.claims)?;
-        let discovery_url = format!(
-            "{}/.well-known/openid-configuration",
-            settings.issuer.trim_end_matches('/')
-        );
+        let discovery = Discovery::new(&settings.issuer, settings.allow_http);
         match &settings.jwks_url {
-            Some(url) => check_http_url("the JWKS URL", url)?,
-            None => check_http_url("the issuer (for discovery)", &settings.issuer)?,
+            Some(url) => {
+                check_http_url("the JWKS URL", url, settings.allow_http)?;
+                // The issuer is not fetched then and may be any string, but
+                // an http:// one follows the same rule.
+                if settings.issuer.starts_with("http:") {
+                    check_http_url("the issuer", &settings.issuer, settings.allow_http)?;
+                }
+            }
+            None => check_http_url("the issuer", &settings.issuer, settings.allow_http)?,
         }
         if settings.http_timeout.is_zero() {
             return Err(TokenConfigError::InvalidSetting(
@@ -279,6 +315,9 @@ impl JwtVerifier {
         let client = reqwest::Client::builder()
             .timeout(settings.http_timeout)
             .connect_timeout(settings.http_timeout)
+            // A redirect could lead the key fetch to a host the issuer does
+            // not control (or to plain http): keys come from where configured.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| TokenConfigError::HttpClient(e.to_string()))?;
         Ok(Self {
@@ -286,14 +325,15 @@ impl JwtVerifier {
             audience: settings.audience,
             claims: settings.claims,
             leeway: settings.leeway.as_secs(),
-            keys: Keys::Remote(Remote {
+            allowed_clients: settings.allowed_clients,
+            keys: Keys::Remote(Box::new(Remote {
                 client,
                 jwks_url: settings.jwks_url,
-                discovery_url,
+                discovery,
                 min_refresh_interval: settings.min_refresh_interval,
                 cache: RwLock::new(Cache::default()),
                 fetching: tokio::sync::Mutex::new(None),
-            }),
+            })),
         })
     }
 
@@ -310,6 +350,7 @@ impl JwtVerifier {
             audience,
             claims,
             leeway: leeway.as_secs(),
+            allowed_clients: Vec::new(),
             keys: Keys::Static(Arc::new(keys)),
         }
     }
@@ -322,8 +363,9 @@ impl JwtVerifier {
         }
     }
 
-    /// Signature, issuer, audience and times, then the identity claims
-    /// (user, organisation, login name and scopes).
+    /// Signature, issuer, audience and times; not an ID token; then the
+    /// identity claims (user, organisation, login name, scopes, client and
+    /// sign-in) and the authorized party against `allowed_clients`.
     fn check(&self, token: &str, key: &VerifyKey, alg: Algorithm) -> Result<Principal, TokenError> {
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway;
@@ -340,8 +382,17 @@ impl JwtVerifier {
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return Err(invalid("wrong issuer"));
         }
-
-        principal(&claims, &self.claims, None)
+        if let Some(claim) = ID_TOKEN_CLAIMS
+            .into_iter()
+            .find(|claim| claims.contains_key(*claim))
+        {
+            return Err(invalid(format!(
+                "an ID token, not an access token (it has {claim})"
+            )));
+        }
+        let principal = principal(&claims, &self.claims, None)?;
+        check_authorized_party(&principal, &self.audience, &self.allowed_clients)?;
+        Ok(principal)
     }
 }
 

@@ -122,16 +122,106 @@ async fn identity_from_rfc7662_members_and_custom_claims() {
 }
 
 #[tokio::test]
-async fn an_inactive_token_is_invalid_and_not_cached() {
+async fn an_inactive_token_is_invalid_and_its_rejection_remembered_briefly() {
     let clock = TestClock::starting_now();
-    let (idp, verifier) = basic_setup(&clock);
+    let (idp, verifier) = basic_setup(&clock); // rejections remembered 10 s
     idp.answer(OPAQUE, &json!({ "active": false }));
     assert_invalid(verify(&verifier, OPAQUE).await, "inactive");
-    assert_invalid(verify(&verifier, OPAQUE).await, "inactive");
-    assert_eq!(idp.introspections(), 2);
+    for _ in 0..5 {
+        assert_invalid(verify(&verifier, OPAQUE).await, "inactive");
+    }
+    assert_eq!(idp.introspections(), 1, "junk sent again costs no request");
 
-    // Unknown to the endpoint: inactive as well.
+    clock.advance(10);
+    assert_invalid(verify(&verifier, OPAQUE).await, "inactive");
+    assert_eq!(idp.introspections(), 2, "forgotten after the TTL");
+
+    // Unknown to the endpoint: inactive as well; an expired answer too.
     assert_invalid(verify(&verifier, "never-issued").await, "inactive");
+    let expired = with(active(&idp.issuer()), &json!({ "exp": clock.secs() - 120 }));
+    idp.answer("expired", &expired);
+    assert_invalid(verify(&verifier, "expired").await, "expired");
+    assert_invalid(verify(&verifier, "expired").await, "expired");
+    assert_eq!(idp.introspections(), 4);
+
+    // A zero TTL asks every time.
+    let mut settings = idp.settings(basic());
+    settings.negative_cache_ttl = Duration::ZERO;
+    let uncached = IntrospectionVerifier::with_clock(settings, clock.clone()).unwrap();
+    assert_invalid(verify(&uncached, OPAQUE).await, "inactive");
+    assert_invalid(verify(&uncached, OPAQUE).await, "inactive");
+    assert_eq!(idp.introspections(), 6);
+}
+
+#[tokio::test]
+async fn introspections_beyond_the_bound_are_shed_at_once_not_queued() {
+    let clock = TestClock::starting_now();
+    // An endpoint that takes 1.5 s per answer (any client, any token).
+    let slow = Server::start();
+    let issuer = slow.issuer();
+    slow.handle(INTROSPECT_PATH, move |_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        (200, active(&issuer).to_string())
+    });
+    let mut settings = IntrospectionSettings::new(slow.issuer(), AUDIENCE, basic());
+    settings.url = Some(format!("{}{INTROSPECT_PATH}", slow.url()));
+    settings.max_concurrent = 2;
+    let verifier = Arc::new(IntrospectionVerifier::with_clock(settings, clock).unwrap());
+
+    let in_flight: Vec<_> = ["slow-1", "slow-2"]
+        .into_iter()
+        .map(|token| {
+            let verifier = Arc::clone(&verifier);
+            tokio::spawn(async move { verify(&verifier, token).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    assert_unavailable(verify(&verifier, "slow-3").await, "shedding load");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "answered at once, not after a queue: {:?}",
+        started.elapsed()
+    );
+    for call in in_flight {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        slow.hits(INTROSPECT_PATH),
+        2,
+        "the shed token was never sent"
+    );
+    // The slots are free again; a cached token needs none.
+    verify(&verifier, "slow-3").await.unwrap();
+    verify(&verifier, "slow-1").await.unwrap();
+    assert_eq!(slow.hits(INTROSPECT_PATH), 3);
+}
+
+#[tokio::test]
+async fn the_authorized_party_must_be_allowed_when_clients_are_listed() {
+    let clock = TestClock::starting_now();
+    let idp = Idp::start(Expect::Basic);
+    let issuer = idp.issuer();
+    // `active()` names client_id `some-app`.
+    idp.answer(OPAQUE, &active(&issuer));
+    idp.answer(
+        "by-azp",
+        &with(active(&issuer), &json!({ "azp": "web-app" })),
+    );
+    idp.answer(
+        "by-audience",
+        &with(active(&issuer), &json!({ "client_id": AUDIENCE })),
+    );
+    let mut settings = idp.settings(basic());
+    settings.allowed_clients = vec!["web-app".into()];
+    let verifier = IntrospectionVerifier::with_clock(settings, clock.clone()).unwrap();
+    assert_invalid(verify(&verifier, OPAQUE).await, "not an allowed client");
+    verify(&verifier, "by-azp").await.unwrap();
+    verify(&verifier, "by-audience").await.unwrap();
+
+    // Without a list, any client of the audience.
+    let open = IntrospectionVerifier::with_clock(idp.settings(basic()), clock).unwrap();
+    verify(&open, OPAQUE).await.unwrap();
 }
 
 #[tokio::test]
@@ -426,9 +516,12 @@ async fn the_endpoint_is_discovered_once() {
     settings.url = None;
     settings.issuer = format!("{}/", idp.issuer());
     // With the trailing slash, the issuer differs from the answers' `iss`.
+    // The discovery document names the issuer without it: not the configured
+    // issuer (OpenID Connect Discovery §4.3), so its endpoint is not used.
     let verifier = IntrospectionVerifier::with_clock(settings, clock.clone()).unwrap();
-    assert_invalid(verify(&verifier, OPAQUE).await, "wrong issuer");
+    assert_unavailable(verify(&verifier, OPAQUE).await, "not the configured issuer");
     assert_eq!(idp.server.hits(DISCOVERY_PATH), 1);
+    assert_eq!(idp.server.hits(INTROSPECT_PATH), 0);
 
     let mut settings = idp.settings(basic());
     settings.url = None;
@@ -436,7 +529,7 @@ async fn the_endpoint_is_discovered_once() {
     verify(&verifier, OPAQUE).await.unwrap();
     verify(&verifier, "t2").await.unwrap();
     assert_eq!(idp.server.hits(DISCOVERY_PATH), 2);
-    assert_eq!(idp.server.hits(INTROSPECT_PATH), 3);
+    assert_eq!(idp.server.hits(INTROSPECT_PATH), 2);
 }
 
 #[tokio::test]
@@ -577,6 +670,18 @@ fn bad_settings_are_refused() {
         "setting",
     );
     refused(&|s| s.claims.scope = String::new(), "setting");
+    refused(&|s| s.max_concurrent = 0, "setting");
+    refused(
+        &|s| s.url = Some("http://issuer.example/introspect".into()),
+        "setting",
+    );
+    refused(
+        &|s| {
+            s.url = None;
+            s.issuer = "http://issuer.example".into();
+        },
+        "setting",
+    );
     refused(&|s| s.http_timeout = Duration::ZERO, "setting");
     refused(
         &|s| {
@@ -607,6 +712,10 @@ fn defaults() {
     assert_eq!(settings.cache_ttl, Duration::from_secs(30));
     assert_eq!(settings.cache_capacity, 10_000);
     assert_eq!(settings.http_timeout, Duration::from_secs(10));
+    assert_eq!(settings.negative_cache_ttl, Duration::from_secs(10));
+    assert_eq!(settings.max_concurrent, 32);
+    assert!(settings.allowed_clients.is_empty());
+    assert!(!settings.allow_http);
     assert_eq!(settings.claims.scope, "scope");
     assert_eq!(settings.claims.login_name, "preferred_username");
 }

@@ -95,6 +95,9 @@ async fn valid_token_gives_the_principal_and_keys_are_cached() {
 async fn issuer_with_trailing_slash_discovers_at_the_right_path() {
     let server = one_key_server();
     let issuer = format!("{}/", server.issuer());
+    // The document names the issuer exactly as configured, slash included.
+    let doc = json!({ "issuer": issuer, "jwks_uri": format!("{}/jwks", server.url()) });
+    server.set("/.well-known/openid-configuration", 200, &doc.to_string());
     let mut settings = server.settings();
     settings.issuer.clone_from(&issuer);
     let verifier = JwtVerifier::new(settings).unwrap();
@@ -604,7 +607,8 @@ async fn bad_responses_are_unavailable_until_fixed() {
 
     // A discovery document without jwks_uri.
     let server = Server::start();
-    server.set("/.well-known/openid-configuration", 200, "{}");
+    let doc = json!({ "issuer": server.issuer() }).to_string();
+    server.set("/.well-known/openid-configuration", 200, &doc);
     let verifier = verifier_for(&server);
     let token = sign(Some("k1"), &claims(&server.issuer()));
     assert!(matches!(
@@ -816,4 +820,190 @@ async fn ec_keys_verify_es256_and_es384() {
     let (other, _) = ec_key(&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256", "x");
     let forged = token(Algorithm::ES256, "ec256", &other);
     assert_invalid(verify(&verifier, &forged).await, &forged, "bad signature");
+}
+
+/// RS256 with fixture key 1, kid `k1`, and header `typ` as given.
+fn sign_typed(typ: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k1".into());
+    header.typ = typ.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_rsa_pem(RSA1_KEY).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn only_access_token_types_pass_the_typ_check() {
+    let server = one_key_server();
+    let verifier = verifier_for(&server);
+    let claims = claims(&server.issuer());
+    for typ in [
+        None,
+        Some("JWT"),
+        Some("jwt"),
+        Some("at+jwt"),
+        Some("application/at+jwt"),
+        Some("AT+JWT"),
+    ] {
+        verify(&verifier, &sign_typed(typ, &claims))
+            .await
+            .unwrap_or_else(|e| panic!("typ {typ:?}: {e:?}"));
+    }
+    for typ in [
+        "logout+jwt",
+        "secevent+jwt",
+        "dpop+jwt",
+        "id_token+jwt",
+        "JOSE",
+        "application/jwt+x",
+    ] {
+        let token = sign_typed(Some(typ), &claims);
+        assert_invalid(verify(&verifier, &token).await, &token, "typ");
+    }
+    let token = hand_made(
+        &json!({"alg": "RS256", "kid": "k1", "typ": 7}),
+        &claims,
+        "c2ln",
+    );
+    assert_invalid(verify(&verifier, &token).await, &token, "typ");
+}
+
+#[tokio::test]
+async fn an_id_token_with_the_audience_is_refused() {
+    let server = one_key_server();
+    let verifier = verifier_for(&server);
+    let issuer = server.issuer();
+    // What ZITADEL signs as an ID token: typ JWT, aud containing the project,
+    // and the ID-token-only claims.
+    for (claim, value) in [
+        ("nonce", json!("n-0S6_WzA2Mj")),
+        ("at_hash", json!("77QmUPtjPfzWtF2AnpK9RQ")),
+        ("c_hash", json!("LDktKdoQak3Pk0cnXxCltA")),
+        ("s_hash", json!("x")),
+    ] {
+        let token = sign(Some("k1"), &with(claims(&issuer), &json!({ claim: value })));
+        assert_invalid(verify(&verifier, &token).await, &token, "ID token");
+    }
+}
+
+#[tokio::test]
+async fn the_authorized_party_must_be_the_audience_or_an_allowed_client() {
+    let server = one_key_server();
+    let mut settings = server.settings();
+    settings.allowed_clients = vec!["web-app".into()];
+    let strict = JwtVerifier::new(settings).unwrap();
+    let open = verifier_for(&server);
+    let issuer = server.issuer();
+    let azp = |value: Value| sign(Some("k1"), &with(claims(&issuer), &json!({ "azp": value })));
+
+    let foreign = azp(json!("some-other-app"));
+    assert_invalid(
+        verify(&strict, &foreign).await,
+        &foreign,
+        "authorized party",
+    );
+    let by_client_id = sign(
+        Some("k1"),
+        &with(claims(&issuer), &json!({ "client_id": "some-other-app" })),
+    );
+    assert_invalid(
+        verify(&strict, &by_client_id).await,
+        &by_client_id,
+        "authorized party",
+    );
+    let principal = verify(&strict, &azp(json!("web-app"))).await.unwrap();
+    assert_eq!(principal.authorized_party.as_deref(), Some("web-app"));
+    verify(&strict, &azp(json!(AUDIENCE))).await.unwrap();
+    verify(&strict, &sign(Some("k1"), &claims(&issuer)))
+        .await
+        .unwrap();
+    // Without a list, any client of the audience.
+    verify(&open, &foreign).await.unwrap();
+}
+
+#[tokio::test]
+async fn redirects_from_discovery_or_the_jwks_are_not_followed() {
+    // Discovery redirects to a document elsewhere: not followed.
+    let elsewhere = one_key_server();
+    let server = Server::start();
+    server.redirect(
+        "/.well-known/openid-configuration",
+        &format!("{}/.well-known/openid-configuration", elsewhere.url()),
+    );
+    let verifier = verifier_for(&server);
+    let token = sign(Some("k1"), &claims(&server.issuer()));
+    match verify(&verifier, &token).await {
+        Err(TokenError::Unavailable(reason)) => assert!(reason.contains("302"), "{reason}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(elsewhere.hits("/.well-known/openid-configuration"), 0);
+
+    // The JWKS redirects to another key set: not followed.
+    let server = Server::start();
+    server.serve_discovery();
+    server.redirect("/jwks", &format!("{}/jwks", elsewhere.url()));
+    let verifier = verifier_for(&server);
+    let token = sign(Some("k1"), &claims(&server.issuer()));
+    assert!(matches!(
+        verify(&verifier, &token).await,
+        Err(TokenError::Unavailable(_))
+    ));
+    assert_eq!(elsewhere.hits("/jwks"), 0);
+}
+
+#[tokio::test]
+async fn discovery_must_name_the_configured_issuer() {
+    let server = one_key_server();
+    let doc =
+        json!({ "issuer": "https://evil.example", "jwks_uri": format!("{}/jwks", server.url()) });
+    server.set("/.well-known/openid-configuration", 200, &doc.to_string());
+    let verifier = verifier_for(&server);
+    let token = sign(Some("k1"), &claims(&server.issuer()));
+    match verify(&verifier, &token).await {
+        Err(TokenError::Unavailable(reason)) => {
+            assert!(reason.contains("not the configured issuer"), "{reason}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert_eq!(server.hits("/jwks"), 0, "its keys are never fetched");
+}
+
+#[tokio::test]
+async fn plain_http_only_to_loopback_unless_allowed() {
+    let server = one_key_server();
+    let refused = |change: &dyn Fn(&mut adapters_token::JwtSettings)| {
+        let mut settings = server.settings();
+        change(&mut settings);
+        match JwtVerifier::new(settings) {
+            Err(TokenConfigError::InvalidSetting(reason)) => {
+                assert!(reason.contains("not loopback"), "{reason}");
+            }
+            other => panic!("expected InvalidSetting, got {other:?}"),
+        }
+    };
+    refused(&|s| s.issuer = "http://issuer.example".into());
+    refused(&|s| s.jwks_url = Some("http://issuer.example/keys".into()));
+    refused(&|s| {
+        s.issuer = "http://issuer.example".into();
+        s.jwks_url = Some(format!("{}/jwks", server.url()));
+    });
+    let mut settings = server.settings();
+    settings.issuer = "http://issuer.example".into();
+    settings.allow_http = true;
+    JwtVerifier::new(settings).unwrap();
+
+    // A discovered jwks_uri over http to another host is refused too.
+    let doc = json!({ "issuer": server.issuer(), "jwks_uri": "http://keys.example/jwks" });
+    server.set("/.well-known/openid-configuration", 200, &doc.to_string());
+    let verifier = verifier_for(&server);
+    let token = sign(Some("k1"), &claims(&server.issuer()));
+    match verify(&verifier, &token).await {
+        Err(TokenError::Unavailable(reason)) => {
+            assert!(reason.contains("not loopback"), "{reason}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use domain::{LoginName, OrgId, UserId};
@@ -21,6 +22,14 @@ pub struct Principal {
     /// The OAuth scopes the token grants (`scope` claim or introspection
     /// answer); trusted callers of the login check need a configured one.
     pub scopes: Vec<String>,
+    /// The OAuth client the token was issued to (`client_id`), when named.
+    pub client_id: Option<String>,
+    /// The authorized party (`azp`), when the token names one.
+    pub authorized_party: Option<String>,
+    /// When the user signed in (`auth_time`), when the token tells.
+    pub auth_time: Option<DateTime<Utc>>,
+    /// How the user signed in (`amr`, RFC 8176 values such as `pwd`, `mfa`).
+    pub amr: Vec<String>,
 }
 
 impl Principal {
@@ -127,6 +136,10 @@ mod tests {
             org_id: None,
             login_name: None,
             scopes: Vec::new(),
+            client_id: None,
+            authorized_party: None,
+            auth_time: None,
+            amr: Vec::new(),
         };
         assert_eq!(principal.account(), "u1");
     }

@@ -65,6 +65,11 @@ pub enum ApplicationError {
     /// A header that is not `Bearer <token>`, or a token that fails validation.
     #[error("Errors.Token.Invalid")]
     TokenInvalid,
+    /// A valid token whose sign-in is too old, or lacks a required method
+    /// (`amr`), for a call that replaces or removes the second factor: the
+    /// user must sign in again (RFC 9470's `insufficient_user_authentication`).
+    #[error("Errors.Token.RecentAuthenticationRequired")]
+    RecentAuthRequired,
     /// A valid token without the permission the call needs.
     #[error("No matching permissions found")]
     PermissionDenied,
@@ -91,7 +96,9 @@ impl ApplicationError {
             Self::Factor(FactorError::InvalidCode | FactorError::Reused)
             | Self::InvalidRequest(_) => StatusCode::InvalidArgument,
             Self::PermissionDenied => StatusCode::PermissionDenied,
-            Self::AuthHeaderMissing | Self::TokenInvalid => StatusCode::Unauthenticated,
+            Self::AuthHeaderMissing | Self::TokenInvalid | Self::RecentAuthRequired => {
+                StatusCode::Unauthenticated
+            }
             Self::Unavailable(_) => StatusCode::Unavailable,
             Self::Internal => StatusCode::Internal,
         }
@@ -110,6 +117,7 @@ impl ApplicationError {
             Self::Factor(FactorError::Locked { .. }) => Some("COMMAND-SF3fg"),
             Self::PermissionDenied => Some("AUTH-5mWD2"),
             Self::TokenInvalid => Some("AUTH-7fs1e"),
+            Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
             Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
             Self::Internal => Some("OTP-INTERNAL"),
             Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
@@ -217,6 +225,16 @@ mod tests {
         assert_eq!(
             ApplicationError::TokenInvalid.status_message(),
             "Errors.Token.Invalid (AUTH-7fs1e)"
+        );
+    }
+
+    #[test]
+    fn an_old_sign_in_is_unauthenticated_with_its_own_id() {
+        let error = ApplicationError::RecentAuthRequired;
+        assert_eq!(error.code(), StatusCode::Unauthenticated);
+        assert_eq!(
+            error.status_message(),
+            "Errors.Token.RecentAuthenticationRequired (OTP-RECENT-AUTH)"
         );
     }
 

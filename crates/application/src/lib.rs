@@ -4,6 +4,7 @@
 
 pub mod authenticate;
 pub mod error;
+pub mod policy;
 pub mod ports;
 pub mod use_cases;
 
@@ -12,6 +13,7 @@ pub mod testing;
 
 pub use authenticate::{Authenticator, Principal};
 pub use error::{ApplicationError, StatusCode, StoreError};
+pub use policy::{CallerAllowlist, RecentAuthPolicy};
 pub use ports::{
     Change, ChangeContext, CipherError, Clock, Committed, Current, Decide, FactorStore,
     FactorWrite, Readiness, Reseal, SecretCipher, SecretSource, SecretStore, StoredSecret,

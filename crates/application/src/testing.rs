@@ -115,6 +115,10 @@ pub fn principal(user: &str) -> Principal {
             "{user}@example.com"
         )))),
         scopes: Vec::new(),
+        client_id: None,
+        authorized_party: None,
+        auth_time: None,
+        amr: Vec::new(),
     }
 }
 

@@ -9,8 +9,8 @@ use adapters_crypto::AesGcmCipher;
 use adapters_memory::{MemoryFactorStore, kinds};
 use application::testing::{FixedClock, SeededSecrets, principal};
 use application::{
-    ApplicationError, Clock, FactorStore, KeyRotation, OtpFactors, Principal, RotationReport,
-    SecretCipher, StatusCode, TotpSettings,
+    ApplicationError, CallerAllowlist, Clock, FactorStore, KeyRotation, OtpFactors, Principal,
+    RecentAuthPolicy, RotationReport, SecretCipher, StatusCode, TotpSettings,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::{AttemptPolicy, EventKind, FactorError, TotpKey, TotpParams, TotpSecret};
@@ -34,6 +34,7 @@ fn settings() -> TotpSettings {
     TotpSettings {
         issuer: "ZITADEL".into(),
         attempts: AttemptPolicy::new(3, Duration::minutes(5)).unwrap(),
+        check_clients: CallerAllowlist::new(["login-service"]),
         ..TotpSettings::default()
     }
 }
@@ -447,4 +448,124 @@ async fn rotation_reports_secrets_it_cannot_open_and_leaves_them() {
         .unwrap();
     assert_eq!((report.examined, report.resealed, report.failed), (1, 0, 1));
     assert!(!report.complete());
+}
+
+#[tokio::test]
+async fn the_check_needs_a_listed_client_besides_the_scope() {
+    let w = world();
+    let user = principal("check-clients");
+    let secret = w.enrolled(&user).await;
+    let id = user.user_id.as_str();
+    let before = w.events(&user);
+
+    // A token with the scope but from a client not on the list: refused
+    // before the code is looked at; nothing recorded, no attempt counted.
+    let mut stranger = principal("device-app-user");
+    stranger.scopes = vec!["otp.check".into()];
+    stranger.client_id = Some("device-app".into());
+    for _ in 0..5 {
+        assert_eq!(
+            w.factors.check_otp(&stranger, id, &w.wrong(&secret)).await,
+            Err(ApplicationError::PermissionDenied)
+        );
+    }
+    assert_eq!(w.events(&user), before);
+
+    // Listed by client id or azp (the user id is `sub`, listed as well).
+    let mut by_client = stranger.clone();
+    by_client.client_id = Some("login-service".into());
+    w.factors
+        .check_otp(&by_client, id, &w.code(&secret, 1))
+        .await
+        .unwrap();
+    let mut by_azp = stranger.clone();
+    by_azp.authorized_party = Some("login-service".into());
+    w.clock.advance(Duration::seconds(60));
+    w.factors
+        .check_otp(&by_azp, id, &w.code(&secret, 0))
+        .await
+        .unwrap();
+
+    // The default list is empty: nobody may check.
+    let closed = world_over(
+        Arc::new(MemoryFactorStore::new()),
+        K1,
+        TotpSettings::default(),
+    );
+    let secret = closed.enrolled(&user).await;
+    assert_eq!(
+        closed
+            .factors
+            .check_otp(&login_service(), id, &closed.code(&secret, 1))
+            .await,
+        Err(ApplicationError::PermissionDenied)
+    );
+}
+
+fn recent_auth_world() -> World {
+    world_over(
+        Arc::new(MemoryFactorStore::new()),
+        K1,
+        TotpSettings {
+            recent_auth: RecentAuthPolicy {
+                max_age: Some(Duration::minutes(5)),
+                methods: vec!["mfa".into(), "otp".into()],
+            },
+            ..settings()
+        },
+    )
+}
+
+#[tokio::test]
+async fn remove_needs_a_recent_strong_sign_in_when_the_policy_is_on() {
+    let w = recent_auth_world();
+    let mut user = principal("recent-remove");
+    user.auth_time = Some(t0());
+    user.amr = vec!["pwd".into(), "mfa".into()];
+    w.enrolled(&user).await;
+
+    let mut stolen = user.clone();
+    stolen.auth_time = Some(t0() - Duration::minutes(6));
+    let mut weak = user.clone();
+    weak.amr = vec!["pwd".into()];
+    let mut unknown = user.clone();
+    unknown.auth_time = None;
+    for token in [&stolen, &weak, &unknown] {
+        let error = w.factors.remove_otp(token).await.unwrap_err();
+        assert_eq!(error, ApplicationError::RecentAuthRequired);
+        assert_eq!(error.code(), StatusCode::Unauthenticated);
+    }
+    assert_eq!(
+        w.events(&user),
+        [EventKind::OtpAdded, EventKind::OtpVerified]
+    );
+    w.factors.remove_otp(&user).await.unwrap();
+
+    // Off (the default): any valid token removes.
+    let open = world();
+    open.enrolled(&stolen).await;
+    open.factors.remove_otp(&stolen).await.unwrap();
+}
+
+#[tokio::test]
+async fn add_over_an_existing_factor_needs_a_recent_sign_in_but_a_first_add_does_not() {
+    let w = recent_auth_world();
+    let mut stolen = principal("recent-add");
+    stolen.auth_time = Some(t0() - Duration::hours(2));
+    // No factor yet: enrolling needs nothing more than a valid token.
+    w.factors.add_otp(&stolen).await.unwrap();
+    // A pending factor exists: replacing it does.
+    assert_eq!(
+        w.factors.add_otp(&stolen).await.unwrap_err(),
+        ApplicationError::RecentAuthRequired
+    );
+    assert_eq!(w.events(&stolen), [EventKind::OtpAdded]);
+    let mut fresh = stolen.clone();
+    fresh.auth_time = Some(t0());
+    fresh.amr = vec!["otp".into()];
+    w.factors.add_otp(&fresh).await.unwrap();
+    assert_eq!(
+        w.events(&stolen),
+        [EventKind::OtpAdded, EventKind::OtpAdded]
+    );
 }

@@ -101,6 +101,8 @@ pub fn bearer_verifier(settings: &Settings) -> Result<BearerVerifier, StartError
         leeway: auth.leeway,
         http_timeout: auth.http_timeout,
         min_refresh_interval: auth.jwks_refresh_interval,
+        allowed_clients: auth.allowed_clients.clone(),
+        allow_http: auth.allow_insecure_http,
     })
     .map_err(adapter)?;
     let introspection = if auth.introspection_enabled() {
@@ -119,6 +121,12 @@ pub fn bearer_verifier(settings: &Settings) -> Result<BearerVerifier, StartError
         introspection.leeway = auth.leeway;
         introspection.cache_ttl = auth.introspection_cache_ttl;
         introspection.http_timeout = auth.http_timeout;
+        introspection.negative_cache_ttl = auth.introspection_negative_cache_ttl;
+        introspection.max_concurrent = auth.introspection_max_concurrent;
+        introspection
+            .allowed_clients
+            .clone_from(&auth.allowed_clients);
+        introspection.allow_http = auth.allow_insecure_http;
         Some(IntrospectionVerifier::new(introspection).map_err(adapter)?)
     } else {
         None
@@ -193,9 +201,7 @@ impl Application {
     /// # Errors
     /// [`StartError`] for bad TOTP settings or an address that cannot be bound.
     pub fn start(settings: &Settings, ports: Ports) -> Result<Self, StartError> {
-        let totp = settings
-            .totp
-            .use_case_settings(&settings.auth.check_scope)?;
+        let totp = settings.use_case_settings()?;
         let purge = tokio::spawn(purge_pending_factors(ports.store.clone(), totp.pending_ttl));
         let factors = OtpFactors::new(
             ports.store,

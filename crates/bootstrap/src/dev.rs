@@ -62,7 +62,8 @@ pub fn start_with(settings: &Settings, allow_non_loopback: bool) -> Result<DevSe
         )
         .map_err(|e| StartError::Adapter(e.to_string()))?;
     let cipher = if settings.crypto.keys.expose_secret().trim().is_empty() {
-        AesGcmCipher::from_config(&generate_key_line("dev-ephemeral"))
+        generate_key_line("dev-ephemeral")
+            .and_then(|line| AesGcmCipher::from_config(&line))
             .map_err(|e| StartError::Adapter(e.to_string()))?
     } else {
         keyring(settings)?

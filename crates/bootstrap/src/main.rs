@@ -143,7 +143,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                     adapters_memory::SystemClock.now().format("%Y%m%d%H%M%S")
                 )
             });
-            print_out(adapters_crypto::generate_key_line(&id).expose_secret());
+            print_out(adapters_crypto::generate_key_line(&id)?.expose_secret());
         }
         Command::Keys {
             command: KeysCommand::Rotate { batch_size },

@@ -8,16 +8,18 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use application::TotpSettings;
+use application::{CallerAllowlist, RecentAuthPolicy, TotpSettings};
 use chrono::TimeDelta;
 use domain::{AttemptPolicy, TotpAlgorithm, TotpParams, TotpParamsError};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// A source could not be read or a value has the wrong shape or an unknown key.
+    /// A source could not be read or a value has the wrong shape or an
+    /// unknown key. The text names the key, never the value (which may be a
+    /// secret put under the wrong name).
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(String),
     /// A value is out of its allowed range.
     #[error("configuration: {0}")]
     Invalid(String),
@@ -295,6 +297,30 @@ pub struct AuthSettings {
     /// token's `exp`); 0 turns the cache off.
     #[serde(deserialize_with = "duration")]
     pub introspection_cache_ttl: Duration,
+    /// How long a rejected token's introspection answer is remembered; 0 = never.
+    #[serde(deserialize_with = "duration")]
+    pub introspection_negative_cache_ttl: Duration,
+    /// Introspection requests in flight at most; beyond, 503 at once.
+    pub introspection_max_concurrent: usize,
+    /// Clients trusted with the login check, matched against the token's
+    /// `client_id`, `azp` or `sub`. Empty: no caller may check.
+    #[serde(deserialize_with = "string_list")]
+    pub check_clients: Vec<String>,
+    /// When not empty, a token naming its client (`azp`, else `client_id`)
+    /// must name the audience or one of these.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_clients: Vec<String>,
+    /// Allow `http://` issuer, JWKS and introspection URLs to hosts other
+    /// than loopback.
+    pub allow_insecure_http: bool,
+    /// Add over an existing factor and Remove need a sign-in (`auth_time`)
+    /// at most this old; 0 = no age limit.
+    #[serde(deserialize_with = "duration")]
+    pub recent_auth_max_age: Duration,
+    /// Add over an existing factor and Remove need one of these in the
+    /// token's `amr` (e.g. `mfa`); empty = no method required.
+    #[serde(deserialize_with = "string_list")]
+    pub recent_auth_methods: Vec<String>,
 }
 
 impl AuthSettings {
@@ -325,6 +351,13 @@ impl Default for AuthSettings {
             introspection_client_secret_file: None,
             introspection_key_file: None,
             introspection_cache_ttl: Duration::from_secs(30),
+            introspection_negative_cache_ttl: Duration::from_secs(10),
+            introspection_max_concurrent: 32,
+            check_clients: Vec::new(),
+            allowed_clients: Vec::new(),
+            allow_insecure_http: false,
+            recent_auth_max_age: Duration::ZERO,
+            recent_auth_methods: Vec::new(),
         }
     }
 }
@@ -390,7 +423,21 @@ impl TotpConfig {
     /// [`SettingsError::Invalid`] naming the value out of range.
     pub fn use_case_settings(&self, check_scope: &str) -> Result<TotpSettings, SettingsError> {
         let invalid = |what: String| SettingsError::Invalid(format!("totp: {what}"));
-        let params = self.params().map_err(|e| invalid(e.to_string()))?;
+        // Named by key, never echoing the value.
+        let params = self.params().map_err(|e| {
+            SettingsError::Invalid(
+                match e {
+                    TotpParamsError::Algorithm(_) => {
+                        "totp.algorithm must be SHA1, SHA256 or SHA512"
+                    }
+                    TotpParamsError::Digits(_) => "totp.digits must be 6 or 8",
+                    TotpParamsError::Period(_) => "totp.period must be between 10 and 300 seconds",
+                    TotpParamsError::Skew(_) => "totp.skew must be between 0 and 2 steps",
+                    _ => "totp: invalid parameters",
+                }
+                .to_owned(),
+            )
+        })?;
         let lockout =
             TimeDelta::from_std(self.lockout).map_err(|_| invalid("lockout is too long".into()))?;
         let attempts =
@@ -408,6 +455,8 @@ impl TotpConfig {
             pending_ttl,
             attempts,
             check_scope: check_scope.to_owned(),
+            check_clients: CallerAllowlist::default(),
+            recent_auth: RecentAuthPolicy::default(),
         })
     }
 }
@@ -436,7 +485,10 @@ impl Default for CryptoSettings {
 /// line break editors and `kubectl create secret --from-file` leave.
 fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|error| {
-        SettingsError::Invalid(format!("{key}: cannot read {}: {error}", path.display()))
+        SettingsError::Invalid(format!(
+            "{key}: cannot read the file it names: {}",
+            error.kind()
+        ))
     })?;
     Ok(SecretString::from(text.trim_end_matches(['\n', '\r'])))
 }
@@ -460,6 +512,28 @@ impl Default for LogSettings {
     }
 }
 
+/// A list as a TOML array of strings or one comma-separated string (the
+/// form an environment variable takes); blank entries are dropped.
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Raw::deserialize(deserializer).map_err(|_| {
+        serde::de::Error::custom("expected a list of strings or a comma-separated string")
+    })? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
 /// A duration as `"30s"`, `"5m"`, `"1h 30m"` or a number of seconds.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
@@ -468,12 +542,64 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         Seconds(u64),
         Text(String),
     }
-    match Raw::deserialize(deserializer)? {
+    // The messages never quote the value: it could be a misplaced secret.
+    let not_a_duration =
+        || serde::de::Error::custom("expected a duration such as 30s, 5m or 1h 30m");
+    match Raw::deserialize(deserializer).map_err(|_| not_a_duration())? {
         Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
         Raw::Text(text) => match text.trim().parse::<u64>() {
             Ok(seconds) => Ok(Duration::from_secs(seconds)),
-            Err(_) => humantime::parse_duration(text.trim()).map_err(serde::de::Error::custom),
+            Err(_) => humantime::parse_duration(text.trim()).map_err(|_| not_a_duration()),
         },
+    }
+}
+
+/// A configuration error without the offending value: the key, where it
+/// came from and what was expected. Values could be secrets set under the
+/// wrong key (a database URL in `OTP__DATABASE__MAX_CONNECTIONS`).
+fn describe_config_error(error: &config::ConfigError) -> String {
+    use config::ConfigError;
+    let at = |key: &Option<String>, origin: &Option<String>| {
+        let mut text = String::new();
+        if let Some(key) = key {
+            text.push_str(&format!(" for key `{key}`"));
+        }
+        if let Some(origin) = origin {
+            text.push_str(&format!(" in {origin}"));
+        }
+        text
+    };
+    match error {
+        ConfigError::Type {
+            origin,
+            expected,
+            key,
+            ..
+        } => format!("invalid value (expected {expected}){}", at(key, origin)),
+        ConfigError::At { error, origin, key } => {
+            format!("{}{}", describe_config_error(error), at(key, origin))
+        }
+        ConfigError::Message(message) => {
+            // Serde's own texts name fields; others may quote the value.
+            let safe = ["unknown field", "missing field", "expected "];
+            if safe.iter().any(|prefix| message.starts_with(prefix)) {
+                message.clone()
+            } else {
+                "invalid value".to_owned()
+            }
+        }
+        ConfigError::NotFound(key) => format!("missing configuration field {key:?}"),
+        // A parser's text quotes the offending line: keep its position only.
+        ConfigError::FileParse { uri, cause } => {
+            let cause = cause.to_string();
+            let position = cause.lines().next().unwrap_or("cannot be parsed");
+            match uri {
+                Some(uri) => format!("{position} in {uri}"),
+                None => position.to_owned(),
+            }
+        }
+        ConfigError::PathParse { .. } => "invalid key path".to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -500,12 +626,13 @@ impl Settings {
                 .separator("__")
                 .source(Some(env)),
         );
-        let mut settings: Self = builder.build()?.try_deserialize()?;
+        let mut settings: Self = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|error| SettingsError::Load(describe_config_error(&error)))?;
         settings.check_listener_limits()?;
         settings.read_secret_files()?;
-        settings
-            .totp
-            .use_case_settings(&settings.auth.check_scope)?;
+        settings.use_case_settings()?;
         Ok(settings)
     }
 
@@ -529,6 +656,26 @@ impl Settings {
             Some((key, _)) => Err(SettingsError::Invalid(format!("{key} must be above zero"))),
             None => Ok(()),
         }
+    }
+
+    /// The use cases' settings: `[totp]` and the caller rules of `[auth]`.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] naming the value out of range.
+    pub fn use_case_settings(&self) -> Result<TotpSettings, SettingsError> {
+        let mut totp = self.totp.use_case_settings(&self.auth.check_scope)?;
+        totp.check_clients = CallerAllowlist::new(self.auth.check_clients.iter().cloned());
+        let max_age = match self.auth.recent_auth_max_age {
+            Duration::ZERO => None,
+            age => Some(TimeDelta::from_std(age).map_err(|_| {
+                SettingsError::Invalid("auth.recent_auth_max_age is too long".into())
+            })?),
+        };
+        totp.recent_auth = RecentAuthPolicy {
+            max_age,
+            methods: self.auth.recent_auth_methods.clone(),
+        };
+        Ok(totp)
     }
 
     /// Replaces each secret whose `<key>_file` is set by that file's content.
@@ -756,6 +903,86 @@ mod tests {
             "{missing}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn config_errors_name_the_key_but_never_echo_the_value() {
+        let secret = "postgres://u:hunter2@db/otp";
+        for (key, value, named) in [
+            (
+                "OTP__DATABASE__MAX_CONNECTIONS",
+                secret,
+                "database.max_connections",
+            ),
+            ("OTP__HTTP__WORKERS", "-hunter2", "http.workers"),
+            ("OTP__AUTH__LEEWAY", "hunter2", "auth.leeway"),
+            (
+                "OTP__AUTH__ALLOW_INSECURE_HTTP",
+                "hunter2",
+                "auth.allow_insecure_http",
+            ),
+            ("OTP__TOTP__DIGITS", "hunter2", "totp.digits"),
+            ("OTP__TOTP__ALGORITHM", "hunter2", "totp.algorithm"),
+            (
+                "OTP__DATABASE__URL_FILE",
+                "/nonexistent/hunter2",
+                "database.url_file",
+            ),
+        ] {
+            let error = Settings::load(None, env(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains("hunter2"), "{key}: {error}");
+            assert!(error.contains(named), "{key}: {error}");
+        }
+        // A file that is not TOML: its position, not its line.
+        let mut file = tempfile();
+        writeln!(file.1, "[database]\nurl = postgres://u:hunter2@db/otp").unwrap();
+        let error = Settings::load(Some(&file.0), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+        let _ = std::fs::remove_file(&file.0);
+    }
+
+    #[test]
+    fn caller_rules_load_from_lists_or_comma_separated_variables() {
+        let settings = Settings::load(
+            None,
+            env(&[
+                ("OTP__AUTH__CHECK_CLIENTS", " login-service, 2345678901 ,,"),
+                ("OTP__AUTH__RECENT_AUTH_MAX_AGE", "10m"),
+                ("OTP__AUTH__RECENT_AUTH_METHODS", "mfa,otp"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.auth.check_clients, ["login-service", "2345678901"]);
+        let totp = settings.use_case_settings().unwrap();
+        assert_eq!(
+            totp.check_clients.clients(),
+            ["login-service", "2345678901"]
+        );
+        assert_eq!(totp.recent_auth.max_age, Some(TimeDelta::minutes(10)));
+        assert_eq!(totp.recent_auth.methods, ["mfa", "otp"]);
+
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "[auth]\ncheck_clients = [\"a\", \"b\"]\nallowed_clients = [\"web\"]"
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file.0), env(&[])).unwrap();
+        assert_eq!(settings.auth.check_clients, ["a", "b"]);
+        assert_eq!(settings.auth.allowed_clients, ["web"]);
+        let _ = std::fs::remove_file(&file.0);
+
+        // The defaults: nobody may check, no sign-in rule, https only.
+        let defaults = Settings::load(None, env(&[])).unwrap();
+        let totp = defaults.use_case_settings().unwrap();
+        assert!(totp.check_clients.clients().is_empty());
+        assert!(!totp.recent_auth.is_enabled());
+        assert!(!defaults.auth.allow_insecure_http);
     }
 
     #[test]

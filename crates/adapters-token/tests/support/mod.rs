@@ -57,6 +57,8 @@ pub type Handler = Arc<dyn Fn(&Request) -> (u16, String) + Send + Sync>;
 struct State {
     routes: HashMap<String, (u16, String)>,
     handlers: HashMap<String, Handler>,
+    /// `302 Found` to the location, by path.
+    redirects: HashMap<String, String>,
     hits: HashMap<String, usize>,
 }
 
@@ -130,6 +132,15 @@ impl Server {
             .insert(path.to_owned(), Arc::new(handler));
     }
 
+    /// Answers `path` with `302 Found` and `Location: location`.
+    pub fn redirect(&self, path: &str, location: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .redirects
+            .insert(path.to_owned(), location.to_owned());
+    }
+
     pub fn set_jwks(&self, jwks: &Value) {
         self.set("/jwks", 200, &jwks.to_string());
     }
@@ -153,6 +164,8 @@ impl Server {
             leeway: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
             min_refresh_interval: Duration::from_secs(30),
+            allowed_clients: Vec::new(),
+            allow_http: false,
         }
     }
 }
@@ -199,7 +212,7 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    let (route, handler) = {
+    let (route, handler, redirect) = {
         let mut state = state.lock().unwrap();
         *state.hits.entry(path.clone()).or_default() += 1;
         (
@@ -209,14 +222,19 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) {
                 .cloned()
                 .unwrap_or((404, String::new())),
             state.handlers.get(&path).cloned(),
+            state.redirects.get(&path).cloned(),
         )
     };
-    let (status, body) = match handler {
-        Some(handler) => handler(&request),
-        None => route,
+    let (status, body) = match (&redirect, handler) {
+        (Some(_), _) => (302, String::new()),
+        (None, Some(handler)) => handler(&request),
+        (None, None) => route,
     };
+    let location = redirect
+        .map(|to| format!("Location: {to}\r\n"))
+        .unwrap_or_default();
     let response = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} X\r\n{location}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes());

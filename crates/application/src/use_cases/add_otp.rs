@@ -27,11 +27,14 @@ impl OtpFactors {
     /// one past `pending_ttl` counts as absent.
     ///
     /// # Errors
-    /// `AlreadySetUp` when a READY factor exists; store failures.
+    /// `RecentAuthRequired` when a factor (pending or READY) exists and the
+    /// sign-in is not recent enough (`auth.recent_auth_*`); `AlreadySetUp`
+    /// when a READY factor exists; store failures.
     #[tracing::instrument(name = "AddOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn add_otp(&self, principal: &Principal) -> Result<AddedOtp, ApplicationError> {
         let context = self.context(principal, principal.org_id.clone());
         let at = context.at;
+        let recent_auth = self.settings.recent_auth.require(principal, at);
         let params = self.settings.params;
         let pending_ttl = self.settings.pending_ttl;
         let key = TotpKey::new(self.secrets.generate(), params);
@@ -45,6 +48,9 @@ impl OtpFactors {
 
         let decide = Box::new(move |current: Current<'_>| {
             let live = OtpFactor::live(current.factor, at, pending_ttl);
+            if live.is_some() {
+                recent_auth.clone()?;
+            }
             let factor = OtpFactor::add(live, sealed.clone(), params, at)?;
             Ok(Change::accepted(
                 FactorWrite::Put(factor),

@@ -12,14 +12,15 @@ use crate::ports::{Change, Current, FactorWrite};
 
 impl OtpFactors {
     /// Checks `code` against `user_id`'s READY factor for `caller`, whose
-    /// token must grant the configured check scope. A right code is accepted
+    /// token must grant the configured check scope and name an allowed
+    /// client (`auth.check_clients`). A right code is accepted
     /// once (its step is recorded: neither it nor an earlier one passes
     /// again); wrong or replayed codes count towards the attempt limit.
     /// Appends `otp.check.succeeded` or `otp.check.failed` (and `otp.locked`
     /// when the limit is reached), acted by the caller.
     ///
     /// # Errors
-    /// `PermissionDenied` without the scope; `InvalidRequest` for a bad user
+    /// `PermissionDenied` without the scope or an allowed client; `InvalidRequest` for a bad user
     /// id or a code outside 1..=200 characters; `NothingToVerify` without a
     /// READY factor; `InvalidCode`, `Reused`, `Locked`; store failures.
     #[tracing::instrument(name = "CheckOtp", skip_all, fields(user_id = %user_id, caller = %caller.user_id))]
@@ -31,6 +32,10 @@ impl OtpFactors {
     ) -> Result<ObjectDetails, ApplicationError> {
         if !caller.has_scope(&self.settings.check_scope) {
             tracing::info!(caller = %caller.user_id, "login check without the check scope");
+            return Err(ApplicationError::PermissionDenied);
+        }
+        if !self.settings.check_clients.allows(caller) {
+            tracing::info!(caller = %caller.user_id, "login check by a client not in auth.check_clients");
             return Err(ApplicationError::PermissionDenied);
         }
         let user = UserId::parse(user_id).map_err(|error| {

@@ -23,6 +23,7 @@ pub use rotate_keys::{KeyRotation, RotationReport};
 
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
+use crate::policy::{CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
     Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SecretCipher, SecretSource,
 };
@@ -40,11 +41,16 @@ pub struct TotpSettings {
     pub attempts: AttemptPolicy,
     /// The scope a trusted caller's token needs for the login check.
     pub check_scope: String,
+    /// The clients trusted with the login check (besides the scope).
+    pub check_clients: CallerAllowlist,
+    /// The sign-in Add (over an existing factor) and Remove require.
+    pub recent_auth: RecentAuthPolicy,
 }
 
 impl Default for TotpSettings {
     /// Issuer `otp-service`, SHA1/6/30s/skew 1, pending factors expire after
-    /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`.
+    /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`, no
+    /// client trusted with the check, no recent sign-in required.
     fn default() -> Self {
         Self {
             issuer: "otp-service".to_owned(),
@@ -52,6 +58,8 @@ impl Default for TotpSettings {
             pending_ttl: TimeDelta::minutes(10),
             attempts: AttemptPolicy::DEFAULT,
             check_scope: "otp.check".to_owned(),
+            check_clients: CallerAllowlist::default(),
+            recent_auth: RecentAuthPolicy::default(),
         }
     }
 }

@@ -12,7 +12,8 @@ impl OtpFactors {
     /// one past `pending_ttl` counts as absent, and goes).
     ///
     /// # Errors
-    /// `NothingToRemove` without a factor; store failures.
+    /// `RecentAuthRequired` when the sign-in is not recent enough
+    /// (`auth.recent_auth_*`); `NothingToRemove` without a factor; store failures.
     #[tracing::instrument(name = "RemoveOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn remove_otp(
         &self,
@@ -20,6 +21,7 @@ impl OtpFactors {
     ) -> Result<ObjectDetails, ApplicationError> {
         let context = self.context(principal, principal.org_id.clone());
         let at = context.at;
+        self.settings.recent_auth.require(principal, at)?;
         let pending_ttl = self.settings.pending_ttl;
         let decide = Box::new(move |current: Current<'_>| {
             let live = OtpFactor::live(current.factor, at, pending_ttl);

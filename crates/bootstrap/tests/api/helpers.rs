@@ -29,13 +29,18 @@ pub struct Issuer {
     pub jwks_hits: Arc<AtomicUsize>,
 }
 
+/// The trusted callers of the login check the tests' apps list
+/// (`auth.check_clients`): the subjects of [`TestApp::service_token`] and of
+/// the opaque service token.
+pub const TRUSTED_CALLERS: &str = "login-service,svc-login";
+
 /// Client credentials the stand-in introspection endpoint accepts.
 pub const INTROSPECTION_CLIENT: (&str, &str) = ("otp-service-api", "introspection-secret");
 
 /// RFC 7662 stand-in: `opaque-active-<sub>` is active for `sub` (scope
 /// `openid otp.check` when `<sub>` starts with `svc`), `opaque-expired-*` is
-/// active but past its `exp`, anything else inactive; wrong client
-/// credentials are 401.
+/// active but past its `exp`, `opaque-slow-<sub>` is active after 1.5 s,
+/// anything else inactive; wrong client credentials are 401.
 async fn introspect(
     request: actix_web::HttpRequest,
     form: web::Form<std::collections::HashMap<String, String>>,
@@ -64,7 +69,10 @@ async fn introspect(
         json!({"active": true, "sub": sub, "aud": [AUDIENCE], "iss": issuer, "exp": exp,
                "scope": scope, "token_type": "Bearer"})
     };
-    if let Some(sub) = token.strip_prefix("opaque-active-") {
+    if let Some(sub) = token.strip_prefix("opaque-slow-") {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        HttpResponse::Ok().json(answer(sub, now + 600))
+    } else if let Some(sub) = token.strip_prefix("opaque-active-") {
         HttpResponse::Ok().json(answer(sub, now + 600))
     } else if let Some(sub) = token.strip_prefix("opaque-expired-") {
         HttpResponse::Ok().json(answer(sub, now - 600))
@@ -144,6 +152,7 @@ pub fn settings_with(db_url: &SecretString, issuer: &str, extra: &[(&str, &str)]
         ("OTP__AUTH__AUDIENCE", AUDIENCE),
         ("OTP__TOTP__ISSUER", "ZITADEL"),
         ("OTP__CRYPTO__KEYS", TEST_KEYS),
+        ("OTP__AUTH__CHECK_CLIENTS", TRUSTED_CALLERS),
     ];
     Settings::load(
         None,

@@ -8,6 +8,7 @@
 
 mod auth;
 mod behaviour;
+mod callers;
 mod concurrency;
 mod dev;
 mod hardening;

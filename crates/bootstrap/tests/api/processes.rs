@@ -90,6 +90,7 @@ pub async fn serve_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Pr
         .env("OTP__AUTH__ISSUER", &issuer.url)
         .env("OTP__AUTH__AUDIENCE", AUDIENCE)
         .env("OTP__CRYPTO__KEYS", TEST_KEYS)
+        .env("OTP__AUTH__CHECK_CLIENTS", crate::helpers::TRUSTED_CALLERS)
         .env("OTP__LOG__FILTER", "warn")
         .env("OTEL_SDK_DISABLED", "true")
         .envs(extra.iter().copied())
