@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod dev;
+pub mod enroll;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

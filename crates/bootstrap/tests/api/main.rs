@@ -10,6 +10,7 @@ mod auth;
 mod behaviour;
 mod concurrency;
 mod dev;
+mod enroll;
 mod helpers;
 mod interop;
 mod parity;
