@@ -57,13 +57,15 @@ pub type GrpcLayers = Stack<
 /// `serve_with_incoming_shutdown` (or use [`serve`]).
 pub type GrpcRouter = Router<GrpcLayers>;
 
-/// Headers a gRPC-web browser client sends.
-const ALLOWED_HEADERS: [&str; 5] = [
+/// Headers a gRPC-web browser client sends; ZITADEL's console and clients
+/// also send their organisation header (ignored here) on every call.
+const ALLOWED_HEADERS: [&str; 6] = [
     "authorization",
     "content-type",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
+    "x-zitadel-orgid",
 ];
 
 /// Headers a gRPC-web browser client must be able to read.
