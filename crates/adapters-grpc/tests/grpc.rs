@@ -707,6 +707,8 @@ async fn cors_preflight_allows_the_headers_zitadel_clients_send() {
         allowed.split(',').any(|h| h.trim() == "x-zitadel-orgid"),
         "{allowed}"
     );
+    // Browsers may reuse the answer for 10 minutes instead of asking before every call.
+    assert_eq!(response.headers()["access-control-max-age"], "600");
     server.stop().await;
 }
 
