@@ -282,11 +282,18 @@ async fn post(
     })
 }
 
-/// A reqwest error's text without the URL it repeats.
+/// A reqwest error's text and causes (e.g. `Connection refused`), without
+/// the URL it repeats.
 fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
+        text = text.replace(&format!(" for url ({url})"), "");
         text = text.replace(&format!(" ({url})"), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
     }
     text
 }

@@ -85,7 +85,8 @@ async fn main() -> ExitCode {
         }
     };
     let mut log = settings.log.clone();
-    if matches!(cli.command, Command::Dev { .. }) && std::env::var_os("OTP__LOG__FORMAT").is_none()
+    if matches!(cli.command, Command::Dev { .. } | Command::Enroll { .. })
+        && std::env::var_os("OTP__LOG__FORMAT").is_none()
     {
         log.format = "text".into();
     }
