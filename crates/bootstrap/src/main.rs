@@ -93,7 +93,7 @@ async fn main() -> ExitCode {
     // An enrolment prompt shares the terminal with the log: warnings only, unless asked.
     if matches!(
         cli.command,
-        Command::Dev { enroll: true } | Command::Enroll { .. }
+        Command::Dev { enroll: true, .. } | Command::Enroll { .. }
     ) && std::env::var_os("OTP__LOG__FILTER").is_none()
         && std::env::var_os("RUST_LOG").is_none()
     {
@@ -141,7 +141,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             app.run_until_stopped().await?;
         }
         Command::Migrate => migrate(&settings).await?,
-        Command::Dev { enroll } => {
+        Command::Dev { enroll, .. } => {
             let service = dev::start(&settings)?;
             print_out(&dev::banner(
                 service.app.port(),
