@@ -153,14 +153,20 @@ pub type GrpcLayers = Stack<
 /// `serve_with_incoming_shutdown` (or use [`serve`]).
 pub type GrpcRouter = Router<GrpcLayers>;
 
-/// Headers a gRPC-web browser client sends.
-const ALLOWED_HEADERS: [&str; 5] = [
+/// Headers a gRPC-web browser client sends; ZITADEL's console and clients
+/// also send their organisation header (ignored here) on every call.
+const ALLOWED_HEADERS: [&str; 6] = [
     "authorization",
     "content-type",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
+    "x-zitadel-orgid",
 ];
+
+/// How long browsers may reuse a preflight answer (a gRPC-web call otherwise
+/// costs two round trips); short, so removing an origin takes effect soon.
+const PREFLIGHT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Headers a gRPC-web browser client must be able to read.
 const EXPOSED_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
@@ -183,7 +189,8 @@ fn cors(settings: &GrpcSettings) -> Result<CorsLayer, GrpcError> {
         .allow_origin(origins)
         .allow_methods([Method::POST])
         .allow_headers(ALLOWED_HEADERS.map(HeaderName::from_static))
-        .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static)))
+        .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))
+        .max_age(PREFLIGHT_MAX_AGE))
 }
 
 /// Builds the router and the health reporter behind it.

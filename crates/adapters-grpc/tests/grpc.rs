@@ -677,6 +677,42 @@ async fn cors_preflight_answers_allowed_origins_only() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn cors_preflight_allows_the_headers_zitadel_clients_send() {
+    let server = TestServer::start().await;
+    // What ZITADEL's console sends on every gRPC-web call.
+    let response = http1()
+        .request(
+            reqwest::Method::OPTIONS,
+            server.url(&format!("/{SERVICE}/ListMyAuthFactors")),
+        )
+        .header("origin", ALLOWED_ORIGIN)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,x-grpc-web,x-user-agent,x-zitadel-orgid",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{response:?}");
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        ALLOWED_ORIGIN
+    );
+    let allowed = response.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.split(',').any(|h| h.trim() == "x-zitadel-orgid"),
+        "{allowed}"
+    );
+    // Browsers may reuse the answer for 10 minutes instead of asking before every call.
+    assert_eq!(response.headers()["access-control-max-age"], "600");
+    server.stop().await;
+}
+
 // ---- health and reflection ----
 
 #[tokio::test]

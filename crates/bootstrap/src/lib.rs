@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod dev;
+pub mod enroll;
 pub mod readiness;
 pub mod settings;
 pub mod shutdown;

@@ -37,6 +37,19 @@ enum Command {
         /// `OTP__HTTP__ADDR=0.0.0.0:8080`); refused without this flag.
         #[arg(long)]
         allow_non_loopback: bool,
+        /// Also enroll the printed token's user at once: QR code, secret, code prompt.
+        #[arg(long)]
+        enroll: bool,
+    },
+    /// Development helper: enroll an authenticator app over a running
+    /// service's REST API (QR code in the terminal, secret, code prompt).
+    Enroll {
+        /// The service's REST base URL (https://, or http:// to loopback only).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The user's bearer token (`otp-service dev` prints `export TOKEN=…`).
+        #[arg(long, env = "TOKEN", hide_env_values = true)]
+        token: secrecy::SecretString,
     },
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
@@ -76,14 +89,25 @@ async fn main() -> ExitCode {
         }
     };
     let mut log = settings.log.clone();
-    if matches!(cli.command, Command::Dev { .. }) && std::env::var_os("OTP__LOG__FORMAT").is_none()
+    if matches!(cli.command, Command::Dev { .. } | Command::Enroll { .. })
+        && std::env::var_os("OTP__LOG__FORMAT").is_none()
     {
         log.format = "text".into();
+    }
+    // An enrolment prompt shares the terminal with the log: warnings only, unless asked.
+    if matches!(
+        cli.command,
+        Command::Dev { enroll: true, .. } | Command::Enroll { .. }
+    ) && std::env::var_os("OTP__LOG__FILTER").is_none()
+        && std::env::var_os("RUST_LOG").is_none()
+    {
+        log.filter = "warn".into();
     }
     // Commands that only print an answer export no telemetry.
     let telemetry = if matches!(
         cli.command,
         Command::Config
+            | Command::Enroll { .. }
             | Command::Keys {
                 command: KeysCommand::Generate { .. }
             }
@@ -123,15 +147,32 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             app.run_until_stopped().await?;
         }
         Command::Migrate => migrate(&settings).await?,
-        Command::Dev { allow_non_loopback } => {
+        Command::Dev {
+            allow_non_loopback,
+            enroll,
+        } => {
             let service = dev::start_with(&settings, allow_non_loopback)?;
             print_out(&dev::banner(
                 service.app.port(),
                 service.app.grpc_port(),
                 &service.token,
             ));
-            service.app.run_until_stopped().await?;
+            if enroll {
+                let (base, token) = (
+                    format!("http://127.0.0.1:{}", service.app.port()),
+                    service.token.clone(),
+                );
+                let running = tokio::spawn(service.app.run_until_stopped());
+                if let Err(error) = enroll_here(&base, &token).await {
+                    eprintln!("otp-service: enrolment: {error}");
+                }
+                print_out("The development service keeps running; Ctrl-C stops it.");
+                running.await??;
+            } else {
+                service.app.run_until_stopped().await?;
+            }
         }
+        Command::Enroll { url, token } => enroll_here(&url, &token).await?,
         Command::Config => print_out(&format!("{settings:#?}")),
         Command::Keys {
             command: KeysCommand::Generate { id },
@@ -197,6 +238,24 @@ async fn rotate_keys(
         )
         .into())
     }
+}
+
+/// One enrolment on this terminal: stdin for codes, stdout for the QR code.
+async fn enroll_here(
+    base: &str,
+    token: &secrecy::SecretString,
+) -> Result<(), bootstrap::enroll::EnrollError> {
+    use std::io::IsTerminal as _;
+    let mut stdout = std::io::stdout();
+    let ansi = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    bootstrap::enroll::enroll(
+        base,
+        token,
+        &mut bootstrap::enroll::stdin_lines(),
+        &mut stdout,
+        ansi,
+    )
+    .await
 }
 
 async fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {

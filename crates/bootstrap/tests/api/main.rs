@@ -11,6 +11,7 @@ mod behaviour;
 mod callers;
 mod concurrency;
 mod dev;
+mod enroll;
 mod hardening;
 mod helpers;
 mod interop;
