@@ -420,6 +420,26 @@ impl FactorStore for PgFactorStore {
         decide: Decide,
     ) -> Result<Committed, ApplicationError> {
         let mut connection = self.connection().await?;
+        // First, as if the user had never changed anything: a decision that
+        // writes on the empty state (an Add of a new user, the usual first
+        // call) is tried as the user's first write, one statement and one
+        // round trip. For a user who has a stream row it does not apply, and
+        // the change goes the usual way (read, decide, write).
+        let empty = decide(Current {
+            factor: None,
+            attempts: Attempts::default(),
+        });
+        if let Ok(change) = empty
+            && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, change)?
+        {
+            match (*write).get_result::<i64>(&mut connection).await {
+                Ok(1) => return Ok(committed),
+                Ok(_) => {}
+                Err(error) if lost_race(&error) => {}
+                // Whether it committed is unknown: never decided again.
+                Err(error) => return Err(query_error(error).into()),
+            }
+        }
         let mut fresh_connection = false;
         for round in 0..MAX_ROUNDS {
             if round > 1 {

@@ -11,7 +11,6 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bytea, Integer, Nullable, SmallInt, Text, Timestamptz};
 
 /// The head of a user's stream as read: what the write compares against.
-/// `version` 0 with `exists` false is a user with no row yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Head {
     pub version: i64,
@@ -21,9 +20,11 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    /// The head of a user who never changed anything.
+    /// The head of a user with no stream row. Its version, -1, is one no
+    /// row has (the column is at least 0), so a write that expects it
+    /// applies only as the insert of the user's first row.
     pub(crate) const NONE: Self = Self {
-        version: 0,
+        version: -1,
         last_sequence: 0,
         failed_attempts: 0,
         last_failure_at: None,
@@ -131,8 +132,8 @@ pub(crate) struct FactorValues {
 
 /// One change of one user, in one statement and one commit (autocommit): the
 /// stream row is upserted only if its head is still `expected` (a user with
-/// no row yet expects [`Head::NONE`]: the insert applies, and a concurrent
-/// first change makes the conflict branch compare and fail); the factor write
+/// no row yet expects [`Head::NONE`]: the insert applies, and a row that
+/// exists, a concurrent first change's included, fails the comparison); the factor write
 /// and the events apply only through that row. Answers 1 when it applied,
 /// 0 when another change came first (nothing was written).
 #[derive(Debug)]

@@ -327,7 +327,13 @@ fn racing_decision(
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> application::Decide {
     Box::new(move |current: Current<'_>| {
-        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+        use std::sync::atomic::Ordering::SeqCst;
+        // The store may first ask about the empty state (a new user's
+        // one-step write): counted from the first call that sees the factor.
+        if calls.load(SeqCst) == 0 && current.factor.is_none() {
+            return Err(ApplicationError::Internal);
+        }
+        if calls.fetch_add(1, SeqCst) == 0 {
             write();
         }
         let factor = current.factor.cloned().ok_or(ApplicationError::Internal)?;

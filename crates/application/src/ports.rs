@@ -152,9 +152,11 @@ pub struct Committed {
 
 /// A use case's decision, run by the store on the user's state as last
 /// committed. It must be quick, pure and re-runnable: a store that lost a
-/// race to another change of the same user runs it again on the fresh state
-/// (no I/O, no waiting; it may open a sealed secret, and a store never holds
-/// a row lock while it runs).
+/// race to another change of the same user runs it again on the fresh state,
+/// and a store may first ask it about the empty state (a user who never
+/// changed anything) to try a new user's first write in one step (no I/O,
+/// no waiting; it may open a sealed secret, and a store never holds a row
+/// lock while it runs).
 pub type Decide =
     Box<dyn for<'a> Fn(Current<'a>) -> Result<Change, ApplicationError> + Send + Sync>;
 

@@ -298,12 +298,14 @@ impl Run {
 struct Service {
     child: Child,
     http: String,
+    /// The listener of the trusted calls (the login check).
+    internal: String,
     grpc: String,
 }
 
 impl Service {
     fn start(db: &TestDatabase, issuer: &str, clients: u64, extra: &[(&str, String)]) -> Self {
-        let (http, grpc) = (free_port(), free_port());
+        let (http, grpc, internal) = (free_port(), free_port(), free_port());
         let mut command = Command::new(env!("CARGO_BIN_EXE_otp-service"));
         command
             .arg("serve")
@@ -311,8 +313,12 @@ impl Service {
             .env("OTP__GRPC__ADDR", format!("127.0.0.1:{grpc}"))
             // The login check on the same listeners as the rest: one port
             // per protocol to drive (production splits it off).
-            .env("OTP__HTTP__INTERNAL_ADDR", "")
-            .env("OTP__GRPC__INTERNAL_ADDR", "")
+            .env("OTP__HTTP__INTERNAL_ADDR", format!("127.0.0.1:{internal}"))
+            .env(
+                "OTP__GRPC__INTERNAL_ADDR",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env("OTP__AUTH__CHECK_CLIENTS", CALLER)
             .env("OTP__DATABASE__URL", db.url.expose_secret())
             .env("OTP__DATABASE__MAX_CONNECTIONS", clients.to_string())
             .env("OTP__AUTH__ISSUER", issuer)
@@ -328,6 +334,7 @@ impl Service {
         Self {
             child,
             http: format!("127.0.0.1:{http}"),
+            internal: format!("127.0.0.1:{internal}"),
             grpc: format!("http://127.0.0.1:{grpc}"),
         }
     }
@@ -446,7 +453,12 @@ fn measured(
 ) -> Run {
     let profile = profiler(service, call, seconds);
     let before = service.figures().2;
-    let (result, _) = wrk(&service.http, lines, clients, seconds, pace_ms, call);
+    let base = if call.contains("check") {
+        &service.internal
+    } else {
+        &service.http
+    };
+    let (result, _) = wrk(base, lines, clients, seconds, pace_ms, call);
     let cpu = service.figures().2 - before;
     if let Some(mut perf) = profile {
         let _ = perf.wait();

@@ -208,7 +208,11 @@ pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
         Some(ApplicationError::InvalidRequest("failures=2".into()))
     );
     let decide = Box::new(move |current: Current<'_>| {
-        assert_eq!(current.attempts.last_failure_at, Some(failed_at));
+        if current.attempts.last_failure_at != Some(failed_at) {
+            return Err(ApplicationError::InvalidRequest(
+                "the count was lost".into(),
+            ));
+        }
         Ok(Change {
             factor: FactorWrite::Keep,
             attempts: Some(Attempts::default()),
