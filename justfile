@@ -16,11 +16,17 @@ migrate:
 test:
     cargo test --workspace
 
-# Load benchmark: the release service vs. the same transactions written
-# straight to PostgreSQL, in one run; prints throughput, ratio, latency,
-# memory and CPU. BENCH_SECONDS / BENCH_CONCURRENCY tune it.
+# Load benchmark: the release service under wrk (REST) and a tonic client
+# (gRPC) against ../shared/bench/ceiling.sh (pgbench on the smallest durable
+# SQL per call) in the same run; prints requests/s, ratio to the ceiling,
+# p50/p99, CPU per request and RSS (docs/performance.md). Needs wrk and
+# pgbench. BENCH_SECONDS / BENCH_CLIENTS / BENCH_USERS tune it.
 bench:
     cargo bench -p bootstrap --bench load
+
+# The benchmark plus Add on a database holding 1M users and 10M events.
+bench-scale:
+    BENCH_SCALE=1 cargo bench -p bootstrap --bench load
 
 # Formatting and clippy, as CI runs them.
 lint:
