@@ -10,6 +10,21 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bytea, Integer, Nullable, SmallInt, Text, Timestamptz};
 
+/// The query id and row type of a statement struct whose SQL text never
+/// changes: diesel-async then keeps it prepared per connection.
+macro_rules! statement {
+    ($name:ident, $row:ty) => {
+        impl QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl Query for $name<'_> {
+            type SqlType = $row;
+        }
+    };
+}
+
 /// The head of a user's stream as read: what the write compares against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Head {
@@ -55,17 +70,9 @@ pub(crate) struct ReadState<'a> {
     pub user: &'a str,
 }
 
-/// The query id of [`ReadState`]: one constant SQL text.
-#[derive(Debug)]
-pub(crate) struct ReadStateId;
-
-impl QueryId for ReadState<'_> {
-    type QueryId = ReadStateId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for ReadState<'_> {
-    type SqlType = (
+statement!(
+    ReadState,
+    (
         (BigInt, BigInt, Integer, Nullable<Timestamptz>),
         (
             Nullable<Text>,
@@ -79,8 +86,8 @@ impl Query for ReadState<'_> {
             Nullable<Timestamptz>,
             Nullable<BigInt>,
         ),
-    );
-}
+    )
+);
 
 impl QueryFragment<Pg> for ReadState<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -150,18 +157,7 @@ pub(crate) struct WriteChange<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// The query id of [`WriteChange`]: one constant SQL text.
-#[derive(Debug)]
-pub(crate) struct WriteChangeId;
-
-impl QueryId for WriteChange<'_> {
-    type QueryId = WriteChangeId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for WriteChange<'_> {
-    type SqlType = BigInt;
-}
+statement!(WriteChange, BigInt);
 
 impl QueryFragment<Pg> for WriteChange<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -262,18 +258,7 @@ pub(crate) struct WriteReseal<'a> {
     pub new_sealed: &'a [u8],
 }
 
-/// The query id of [`WriteReseal`].
-#[derive(Debug)]
-pub(crate) struct WriteResealId;
-
-impl QueryId for WriteReseal<'_> {
-    type QueryId = WriteResealId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for WriteReseal<'_> {
-    type SqlType = BigInt;
-}
+statement!(WriteReseal, BigInt);
 
 impl QueryFragment<Pg> for WriteReseal<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -310,18 +295,7 @@ pub(crate) struct PurgePending<'a> {
     pub added_before: DateTime<Utc>,
 }
 
-/// The query id of [`PurgePending`].
-#[derive(Debug)]
-pub(crate) struct PurgePendingId;
-
-impl QueryId for PurgePending<'_> {
-    type QueryId = PurgePendingId;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for PurgePending<'_> {
-    type SqlType = BigInt;
-}
+statement!(PurgePending, BigInt);
 
 impl QueryFragment<Pg> for PurgePending<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
