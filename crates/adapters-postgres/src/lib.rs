@@ -73,7 +73,9 @@ pub struct PgSettings {
     /// `postgres://user:password@host:port/database` (or libpq `key=value`
     /// form); secret because it usually holds the password.
     pub url: SecretString,
-    /// Most connections the pool opens.
+    /// Most connections each of the store's two pools opens (one for
+    /// current-thread runtimes, the REST workers; one for the multi-thread
+    /// runtime, gRPC): up to twice this in all.
     pub max_connections: usize,
     /// How long opening a connection, or waiting for a free one, may take.
     pub connect_timeout: Duration,
@@ -103,7 +105,11 @@ pub struct PoolStatus {
 /// The [`FactorStore`] on PostgreSQL. Cheap to share behind an `Arc`; the
 /// pool inside opens connections on demand.
 pub struct PgFactorStore {
-    pool: Pool<AsyncPgConnection>,
+    /// Connections opened (and so driven) on current-thread runtimes: the
+    /// REST workers.
+    current_thread: Pool<AsyncPgConnection>,
+    /// Connections opened on the multi-thread runtime: gRPC, background jobs.
+    multi_thread: Pool<AsyncPgConnection>,
     redactor: Redactor,
 }
 
@@ -136,58 +142,37 @@ impl PgFactorStore {
         };
         config.options(options);
         let redactor = Redactor::new(&config);
-        let prepared_statements = settings.prepared_statements;
 
-        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-        // New connections come from the parsed config, so the URL itself never reaches diesel or its instrumentation.
-        manager_config.custom_setup = Box::new(move |_unused_url| {
-            let config = config.clone();
-            Box::pin(async move {
-                let mut connection = establish(&config).await?;
-                if !prepared_statements {
-                    connection.set_prepared_statement_cache_size(CacheSize::Disabled);
-                }
-                Ok(connection)
-            })
-        });
-        // Recycle check: no query per checkout. A connection whose socket
-        // closed (its driver task ended) is replaced; one that dies between
-        // the check and the first statement costs that read one retry on a
-        // fresh connection (see `change` and `find`).
-        manager_config.recycling_method = RecyclingMethod::Fast;
-        let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);
-
-        let pool = Pool::builder(manager)
-            // At most this many connections to the database from this process.
-            .max_size(settings.max_connections)
-            // Wait timeout: how long a request waits for a free connection when all are busy.
-            .wait_timeout(Some(settings.connect_timeout))
-            // Create timeout: how long opening (connect + login + session setup) a new connection may take.
-            .create_timeout(Some(settings.connect_timeout))
-            // Recycle timeout: how long the recycle check (`SELECT 1`) may take before the connection is dropped.
-            .recycle_timeout(Some(settings.connect_timeout))
-            // The timeouts above need a runtime to measure time with.
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|error| PgError::Pool(redactor.redact(error.to_string())))?;
-        Ok(Self { pool, redactor })
+        let pool = |config: tokio_postgres::Config| build_pool(config, settings, &redactor);
+        Ok(Self {
+            current_thread: pool(config.clone())?,
+            multi_thread: pool(config)?,
+            redactor,
+        })
     }
 
     /// The pool's connections right now, for the connection gauges.
     #[must_use]
     pub fn pool_status(&self) -> PoolStatus {
-        let status = self.pool.status();
+        let (a, b) = (self.current_thread.status(), self.multi_thread.status());
         PoolStatus {
-            max_size: status.max_size,
-            size: status.size,
-            available: status.available,
-            waiting: status.waiting,
+            max_size: a.max_size + b.max_size,
+            size: a.size + b.size,
+            available: a.available + b.available,
+            waiting: a.waiting + b.waiting,
         }
     }
 
+    /// A connection from the pool of the runtime this task runs on. A
+    /// connection's driver task lives on the runtime that opened it; a call
+    /// on another runtime's connection would wake that runtime's thread for
+    /// every round trip.
     async fn connection(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
-        self.pool
-            .get()
+        let pool = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => &self.current_thread,
+            _ => &self.multi_thread,
+        };
+        pool.get()
             .await
             .map_err(|error| pool_error(&error, &self.redactor))
     }
@@ -215,13 +200,54 @@ impl PgFactorStore {
 
 impl fmt::Debug for PgFactorStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let status = self.pool.status();
+        let status = self.pool_status();
         f.debug_struct("PgFactorStore")
             .field("max_connections", &status.max_size)
             .field("open_connections", &status.size)
             .field("idle_connections", &status.available)
             .finish_non_exhaustive()
     }
+}
+
+/// A pool of connections opened from `config` with the store's settings.
+fn build_pool(
+    config: tokio_postgres::Config,
+    settings: &PgSettings,
+    redactor: &Redactor,
+) -> Result<Pool<AsyncPgConnection>, PgError> {
+    let prepared_statements = settings.prepared_statements;
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // New connections come from the parsed config, so the URL itself never reaches diesel or its instrumentation.
+    manager_config.custom_setup = Box::new(move |_unused_url| {
+        let config = config.clone();
+        Box::pin(async move {
+            let mut connection = establish(&config).await?;
+            if !prepared_statements {
+                connection.set_prepared_statement_cache_size(CacheSize::Disabled);
+            }
+            Ok(connection)
+        })
+    });
+    // Recycle check: no query per checkout. A connection whose socket
+    // closed (its driver task ended) is replaced; one that dies between
+    // the check and the first statement costs that read one retry on a
+    // fresh connection (see `change` and `find`).
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);
+
+    Pool::builder(manager)
+        // At most this many connections to the database per pool (a process keeps two).
+        .max_size(settings.max_connections)
+        // Wait timeout: how long a request waits for a free connection when all are busy.
+        .wait_timeout(Some(settings.connect_timeout))
+        // Create timeout: how long opening (connect + login + session setup) a new connection may take.
+        .create_timeout(Some(settings.connect_timeout))
+        // Recycle timeout: bounds the recycle check (no query with `Fast`).
+        .recycle_timeout(Some(settings.connect_timeout))
+        // The timeouts above need a runtime to measure time with.
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|error| PgError::Pool(redactor.redact(error.to_string())))
 }
 
 /// How many times a change reads, decides and tries its write before it
