@@ -59,6 +59,8 @@ function startService(allowed) {
       ...process.env,
       OTP__HTTP__ADDR: "127.0.0.1:0",
       OTP__GRPC__ADDR: "127.0.0.1:0",
+      OTP__HTTP__INTERNAL_ADDR: "127.0.0.1:0",
+      OTP__GRPC__INTERNAL_ADDR: "127.0.0.1:0",
       OTP__GRPC__CORS_ALLOWED_ORIGINS: allowed,
       OTP__LOG__FILTER: "warn",
       OTP__SHUTDOWN__DRAIN_DELAY: "0s",

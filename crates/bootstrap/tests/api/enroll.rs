@@ -222,6 +222,8 @@ fn dev_settings() -> Settings {
     let env = [
         ("OTP__HTTP__ADDR", "127.0.0.1:0"),
         ("OTP__GRPC__ADDR", "127.0.0.1:0"),
+        ("OTP__HTTP__INTERNAL_ADDR", "127.0.0.1:0"),
+        ("OTP__GRPC__INTERNAL_ADDR", "127.0.0.1:0"),
     ];
     Settings::load(
         None,
@@ -416,7 +418,7 @@ fn dev_enroll_runs_the_whole_enrolment_in_one_terminal() {
         return;
     }
     let terminal = Terminal::start(&format!(
-        "OTP__HTTP__ADDR=127.0.0.1:0 OTP__GRPC__ADDR=127.0.0.1:0 {} dev --enroll",
+        "OTP__HTTP__ADDR=127.0.0.1:0 OTP__GRPC__ADDR=127.0.0.1:0 OTP__HTTP__INTERNAL_ADDR=127.0.0.1:0 OTP__GRPC__INTERNAL_ADDR=127.0.0.1:0 {} dev --enroll",
         binary().display()
     ));
     let screen = enrol_on(&terminal);
