@@ -90,9 +90,9 @@ impl ApplicationError {
             Self::Factor(FactorError::NothingToVerify | FactorError::NothingToRemove) => {
                 StatusCode::NotFound
             }
-            Self::Factor(FactorError::AlreadyVerified | FactorError::Locked { .. }) => {
-                StatusCode::FailedPrecondition
-            }
+            Self::Factor(
+                FactorError::AlreadyVerified | FactorError::Locked { .. } | FactorError::Disabled,
+            ) => StatusCode::FailedPrecondition,
             Self::Factor(FactorError::InvalidCode | FactorError::Reused)
             | Self::InvalidRequest(_) => StatusCode::InvalidArgument,
             Self::PermissionDenied => StatusCode::PermissionDenied,
@@ -115,6 +115,7 @@ impl ApplicationError {
             Self::Factor(FactorError::NothingToRemove) => Some("COMMAND-Hd9sd"),
             Self::Factor(FactorError::Reused) => Some("TOTP-Auw0a"),
             Self::Factor(FactorError::Locked { .. }) => Some("COMMAND-SF3fg"),
+            Self::Factor(FactorError::Disabled) => Some("OTP-DISABLED"),
             Self::PermissionDenied => Some("AUTH-5mWD2"),
             Self::TokenInvalid => Some("AUTH-7fs1e"),
             Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
@@ -201,6 +202,12 @@ mod tests {
                 9,
                 "COMMAND-SF3fg",
                 "User is locked until 2027-01-15T08:00:00Z",
+            ),
+            (
+                FactorError::Disabled,
+                9,
+                "OTP-DISABLED",
+                "Too many wrong codes: the OTP factor is disabled until it is removed",
             ),
         ];
         for (factor, code, id, text) in cases {

@@ -178,6 +178,24 @@ impl OtpFactors {
                     monotonic_counter.otp.lockouts = 1_u64
                 );
             }
+            if matches!(
+                event.kind,
+                EventKind::CheckFailed | EventKind::CheckRefusedLocked
+            ) {
+                // Per trusted caller, so one caller hammering users shows.
+                tracing::info!(
+                    target: "otp.metrics",
+                    caller = %actor,
+                    event = event.kind.as_str(),
+                    monotonic_counter.otp.check_failures = 1_u64
+                );
+                tracing::warn!(
+                    caller = %actor,
+                    user_id = %user,
+                    event = event.kind.as_str(),
+                    "login check refused"
+                );
+            }
         }
         count(operation, committed.refusal.as_ref());
         if let Some(refusal) = committed.refusal {
@@ -219,6 +237,7 @@ fn outcome(error: Option<&ApplicationError>) -> &'static str {
             FactorError::InvalidCode => "invalid_code",
             FactorError::Reused => "reused",
             FactorError::Locked { .. } => "locked",
+            FactorError::Disabled => "disabled",
             FactorError::NothingToVerify | FactorError::NothingToRemove => "not_found",
             FactorError::AlreadySetUp | FactorError::AlreadyVerified => "already_exists",
         },
@@ -264,10 +283,11 @@ enum CodeAttempt {
     Refused(Change),
 }
 
-/// Tries `code` against `factor` for `owner` under the attempt limits: locked
-/// users are refused without the code being looked at; a wrong or replayed
-/// code raises the count, appends `failed_event` (if any) and, when the count
-/// reaches the limit, `otp.locked`.
+/// Tries `code` against `factor` for `owner` under the attempt limits:
+/// locked or disabled users are refused without the code being looked at
+/// (appending `refused_event`, if any, without touching the count); a wrong
+/// or replayed code raises the count, appends `failed_event` (if any) and,
+/// when the count reaches the limit, `otp.locked`.
 #[allow(clippy::too_many_arguments)]
 fn attempt_code(
     cipher: &dyn SecretCipher,
@@ -278,9 +298,22 @@ fn attempt_code(
     policy: &AttemptPolicy,
     at: DateTime<Utc>,
     failed_event: Option<EventKind>,
+    refused_event: Option<EventKind>,
 ) -> Result<CodeAttempt, ApplicationError> {
+    let unchecked = |error: FactorError| match refused_event {
+        Some(kind) => Ok(CodeAttempt::Refused(Change {
+            factor: FactorWrite::Keep,
+            attempts: None,
+            events: vec![kind],
+            refusal: Some(error.into()),
+        })),
+        None => Err(error.into()),
+    };
+    if attempts.disabled(policy) {
+        return unchecked(FactorError::Disabled);
+    }
     if let Some(until) = attempts.locked_until(policy, at) {
-        return Err(FactorError::Locked { until }.into());
+        return unchecked(FactorError::Locked { until });
     }
     let secret = cipher
         .open(owner, &factor.secret)
@@ -293,7 +326,8 @@ fn attempt_code(
             step,
             attempts: (attempts != Attempts::default()).then(Attempts::default),
         }),
-        Judgement::Locked { until } => Err(FactorError::Locked { until }.into()),
+        Judgement::Locked { until } => unchecked(FactorError::Locked { until }),
+        Judgement::Disabled => unchecked(FactorError::Disabled),
         Judgement::Refused {
             error,
             attempts,

@@ -1,6 +1,6 @@
 //! Remove: the factor goes, whatever its state.
 
-use domain::{EventKind, OtpFactor};
+use domain::{Attempts, EventKind, OtpFactor};
 
 use super::{ObjectDetails, Operation, OtpFactors, refuse_expired};
 use crate::authenticate::Principal;
@@ -9,7 +9,8 @@ use crate::ports::{Change, Current, FactorWrite};
 
 impl OtpFactors {
     /// Removes the signed-in user's OTP factor, pending or READY (a pending
-    /// one past `pending_ttl` counts as absent, and goes).
+    /// one past `pending_ttl` counts as absent, and goes). The wrong-code
+    /// count restarts, so this is how a locked or disabled user recovers.
     ///
     /// # Errors
     /// `RecentAuthRequired` when the sign-in is not recent enough
@@ -28,7 +29,12 @@ impl OtpFactors {
             if let Err(error) = OtpFactor::remove(live) {
                 return refuse_expired(current.factor, live, error);
             }
-            Ok(Change::accepted(FactorWrite::Delete, EventKind::OtpRemoved))
+            // Removing is how a disabled user recovers: the count restarts.
+            let mut change = Change::accepted(FactorWrite::Delete, EventKind::OtpRemoved);
+            if current.attempts != Attempts::default() {
+                change.attempts = Some(Attempts::default());
+            }
+            Ok(change)
         });
         let event = self
             .commit(Operation::Remove, &principal.user_id, context, decide)
