@@ -17,6 +17,8 @@ pub enum StatusCode {
     AlreadyExists = 6,
     /// 7
     PermissionDenied = 7,
+    /// 8
+    ResourceExhausted = 8,
     /// 9
     FailedPrecondition = 9,
     /// 12
@@ -76,6 +78,10 @@ pub enum ApplicationError {
     /// The token issuer's keys or the database could not be reached.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The user changed their factor (Add, Remove) `totp.max_changes_per_hour`
+    /// times in the last hour.
+    #[error("Too many changes to the OTP factor; try again later")]
+    TooManyChanges,
     /// Something broke inside the service; the cause went to the log.
     #[error("Errors.Internal")]
     Internal,
@@ -100,6 +106,7 @@ impl ApplicationError {
                 StatusCode::Unauthenticated
             }
             Self::Unavailable(_) => StatusCode::Unavailable,
+            Self::TooManyChanges => StatusCode::ResourceExhausted,
             Self::Internal => StatusCode::Internal,
         }
     }
@@ -120,6 +127,7 @@ impl ApplicationError {
             Self::TokenInvalid => Some("AUTH-7fs1e"),
             Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
             Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
+            Self::TooManyChanges => Some("OTP-RATE-LIMITED"),
             Self::Internal => Some("OTP-INTERNAL"),
             Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
         }

@@ -388,6 +388,8 @@ pub struct TotpConfig {
     pub max_lockout: Duration,
     /// Wrong codes in a row after which the factor is refused until removed.
     pub max_failures: u32,
+    /// Add and Remove calls per user per sliding hour (per replica); 0 = off.
+    pub max_changes_per_hour: u32,
     /// How long an added factor may stay unverified; after that it counts
     /// as absent and is purged.
     #[serde(deserialize_with = "duration")]
@@ -406,6 +408,7 @@ impl Default for TotpConfig {
             lockout: Duration::from_secs(300),
             max_lockout: Duration::from_secs(3600),
             max_failures: 100,
+            max_changes_per_hour: 20,
             pending_ttl: Duration::from_secs(600),
         }
     }
@@ -468,6 +471,7 @@ impl TotpConfig {
             check_scope: check_scope.to_owned(),
             check_clients: CallerAllowlist::default(),
             recent_auth: RecentAuthPolicy::default(),
+            max_changes_per_hour: self.max_changes_per_hour,
         })
     }
 }
@@ -1015,6 +1019,7 @@ mod tests {
         let totp = settings.totp.use_case_settings("otp.check").unwrap();
         assert_eq!(totp.attempts.max_attempts(), 5);
         assert_eq!(totp.attempts.max_failures(), 100);
+        assert_eq!(totp.max_changes_per_hour, 20);
         assert_eq!(totp.attempts.max_lockout(), TimeDelta::hours(1));
         assert_eq!(totp.pending_ttl, chrono::TimeDelta::minutes(10));
         assert_eq!(settings.shutdown.drain_delay, Duration::from_secs(5));

@@ -27,6 +27,7 @@ use crate::policy::{CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
     Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SecretCipher, SecretSource,
 };
+use crate::rate_limit::ChangeLimiter;
 
 /// Deployment settings: parameters of new factors and the security policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +46,15 @@ pub struct TotpSettings {
     pub check_clients: CallerAllowlist,
     /// The sign-in Add (over an existing factor) and Remove require.
     pub recent_auth: RecentAuthPolicy,
+    /// Add and Remove calls per user per sliding hour (`0`: no limit).
+    pub max_changes_per_hour: u32,
 }
 
 impl Default for TotpSettings {
     /// Issuer `otp-service`, SHA1/6/30s/skew 1, pending factors expire after
     /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`, no
-    /// client trusted with the check, no recent sign-in required.
+    /// client trusted with the check, no recent sign-in required, 20 changes
+    /// per user per hour.
     fn default() -> Self {
         Self {
             issuer: "otp-service".to_owned(),
@@ -60,6 +64,7 @@ impl Default for TotpSettings {
             check_scope: "otp.check".to_owned(),
             check_clients: CallerAllowlist::default(),
             recent_auth: RecentAuthPolicy::default(),
+            max_changes_per_hour: 20,
         }
     }
 }
@@ -116,6 +121,7 @@ pub struct OtpFactors {
     secrets: Arc<dyn SecretSource>,
     clock: Arc<dyn Clock>,
     settings: TotpSettings,
+    changes: Arc<ChangeLimiter>,
 }
 
 impl std::fmt::Debug for OtpFactors {
@@ -141,6 +147,7 @@ impl OtpFactors {
             cipher,
             secrets,
             clock,
+            changes: Arc::new(ChangeLimiter::new(settings.max_changes_per_hour)),
             settings,
         }
     }
@@ -242,6 +249,7 @@ fn outcome(error: Option<&ApplicationError>) -> &'static str {
             FactorError::AlreadySetUp | FactorError::AlreadyVerified => "already_exists",
         },
         Some(ApplicationError::InvalidRequest(_)) => "invalid_request",
+        Some(ApplicationError::TooManyChanges) => "rate_limited",
         Some(_) => "error",
     }
 }

@@ -14,7 +14,8 @@ impl OtpFactors {
     ///
     /// # Errors
     /// `RecentAuthRequired` when the sign-in is not recent enough
-    /// (`auth.recent_auth_*`); `NothingToRemove` without a factor; store failures.
+    /// (`auth.recent_auth_*`); `TooManyChanges` past `totp.max_changes_per_hour`;
+    /// `NothingToRemove` without a factor; store failures.
     #[tracing::instrument(name = "RemoveOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn remove_otp(
         &self,
@@ -23,6 +24,7 @@ impl OtpFactors {
         let context = self.context(principal, principal.org_id.clone());
         let at = context.at;
         self.settings.recent_auth.require(principal, at)?;
+        self.changes.admit(&principal.user_id, at)?;
         let pending_ttl = self.settings.pending_ttl;
         let decide = Box::new(move |current: Current<'_>| {
             let live = OtpFactor::live(current.factor, at, pending_ttl);
