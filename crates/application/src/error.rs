@@ -17,6 +17,8 @@ pub enum StatusCode {
     AlreadyExists = 6,
     /// 7
     PermissionDenied = 7,
+    /// 8
+    ResourceExhausted = 8,
     /// 9
     FailedPrecondition = 9,
     /// 12
@@ -76,6 +78,10 @@ pub enum ApplicationError {
     /// The token issuer's keys or the database could not be reached.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The user changed their factor (Add, Remove) `totp.max_changes_per_hour`
+    /// times in the last hour.
+    #[error("Too many changes to the OTP factor; try again later")]
+    TooManyChanges,
     /// Something broke inside the service; the cause went to the log.
     #[error("Errors.Internal")]
     Internal,
@@ -90,9 +96,9 @@ impl ApplicationError {
             Self::Factor(FactorError::NothingToVerify | FactorError::NothingToRemove) => {
                 StatusCode::NotFound
             }
-            Self::Factor(FactorError::AlreadyVerified | FactorError::Locked { .. }) => {
-                StatusCode::FailedPrecondition
-            }
+            Self::Factor(
+                FactorError::AlreadyVerified | FactorError::Locked { .. } | FactorError::Disabled,
+            ) => StatusCode::FailedPrecondition,
             Self::Factor(FactorError::InvalidCode | FactorError::Reused)
             | Self::InvalidRequest(_) => StatusCode::InvalidArgument,
             Self::PermissionDenied => StatusCode::PermissionDenied,
@@ -100,6 +106,7 @@ impl ApplicationError {
                 StatusCode::Unauthenticated
             }
             Self::Unavailable(_) => StatusCode::Unavailable,
+            Self::TooManyChanges => StatusCode::ResourceExhausted,
             Self::Internal => StatusCode::Internal,
         }
     }
@@ -115,10 +122,12 @@ impl ApplicationError {
             Self::Factor(FactorError::NothingToRemove) => Some("COMMAND-Hd9sd"),
             Self::Factor(FactorError::Reused) => Some("TOTP-Auw0a"),
             Self::Factor(FactorError::Locked { .. }) => Some("COMMAND-SF3fg"),
+            Self::Factor(FactorError::Disabled) => Some("OTP-DISABLED"),
             Self::PermissionDenied => Some("AUTH-5mWD2"),
             Self::TokenInvalid => Some("AUTH-7fs1e"),
             Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
             Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
+            Self::TooManyChanges => Some("OTP-RATE-LIMITED"),
             Self::Internal => Some("OTP-INTERNAL"),
             Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
         }
@@ -201,6 +210,12 @@ mod tests {
                 9,
                 "COMMAND-SF3fg",
                 "User is locked until 2027-01-15T08:00:00Z",
+            ),
+            (
+                FactorError::Disabled,
+                9,
+                "OTP-DISABLED",
+                "Too many wrong codes: the OTP factor is disabled until it is removed",
             ),
         ];
         for (factor, code, id, text) in cases {

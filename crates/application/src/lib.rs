@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod error;
 pub mod policy;
 pub mod ports;
+pub mod rate_limit;
 pub mod use_cases;
 
 #[cfg(feature = "testing")]

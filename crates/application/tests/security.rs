@@ -569,3 +569,105 @@ async fn add_over_an_existing_factor_needs_a_recent_sign_in_but_a_first_add_does
         [EventKind::OtpAdded, EventKind::OtpAdded]
     );
 }
+
+#[tokio::test]
+async fn locks_escalate_then_max_failures_disable_until_the_factor_is_removed() {
+    let settings = TotpSettings {
+        attempts: AttemptPolicy::escalating(3, Duration::minutes(5), Duration::minutes(15), 6)
+            .unwrap(),
+        ..settings()
+    };
+    let w = world_over(Arc::new(MemoryFactorStore::new()), K1, settings);
+    let user = principal("escalation");
+    let secret = w.enrolled(&user).await;
+    let caller = login_service();
+    let id = user.user_id.as_str();
+    w.clock.advance(Duration::seconds(60));
+    for _ in 0..3 {
+        assert_eq!(
+            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            Err(FactorError::InvalidCode.into())
+        );
+    }
+    // Each lock waited out, a wrong code locks twice as long: 5, 10, then
+    // 15 minutes (the cap), until the sixth in a row disables.
+    for (wait, next_lock) in [(5, Some(10)), (10, Some(15)), (15, None)] {
+        w.clock.advance(Duration::minutes(wait));
+        let failed_at = w.clock.now();
+        assert_eq!(
+            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            Err(FactorError::InvalidCode.into())
+        );
+        w.clock.advance(Duration::seconds(1));
+        let error = w
+            .factors
+            .check_otp(&caller, id, &w.code(&secret, 0))
+            .await
+            .unwrap_err();
+        let expected = match next_lock {
+            Some(minutes) => FactorError::Locked {
+                until: failed_at + Duration::minutes(minutes),
+            },
+            None => FactorError::Disabled,
+        };
+        assert_eq!(error, expected.into(), "after waiting {wait}m");
+    }
+    // Disabled: even long after, a right code is refused, 9 OTP-DISABLED.
+    w.clock.advance(Duration::days(30));
+    let error = w
+        .factors
+        .check_otp(&caller, id, &w.code(&secret, 0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.code(), error.id()),
+        (StatusCode::FailedPrecondition, Some("OTP-DISABLED"))
+    );
+    // Removing the factor restarts the count: a new factor works.
+    w.factors.remove_otp(&user).await.unwrap();
+    let secret = w.enrolled(&user).await;
+    w.clock.advance(Duration::seconds(60));
+    w.factors
+        .check_otp(&caller, id, &w.code(&secret, 0))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn checks_while_locked_are_recorded_with_the_caller_without_extending_the_lock() {
+    let w = world();
+    let user = principal("refused-locked");
+    let secret = w.enrolled(&user).await;
+    let caller = login_service();
+    let id = user.user_id.as_str();
+    w.clock.advance(Duration::seconds(60));
+    for _ in 0..3 {
+        let _ = w.factors.check_otp(&caller, id, &w.wrong(&secret)).await;
+    }
+    let until = w.clock.now() + Duration::minutes(5);
+    for _ in 0..2 {
+        w.clock.advance(Duration::seconds(30));
+        assert_eq!(
+            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            Err(FactorError::Locked { until }.into()),
+            "the lock does not move"
+        );
+    }
+    let recorded = w.store.events(&user.user_id);
+    let refused: Vec<_> = recorded
+        .iter()
+        .filter(|e| e.event.kind == EventKind::CheckRefusedLocked)
+        .collect();
+    assert_eq!(refused.len(), 2);
+    assert!(refused.iter().all(|e| e.actor == caller.user_id));
+    assert_eq!(
+        EventKind::CheckRefusedLocked.as_str(),
+        "otp.check.refused_locked"
+    );
+    // The lock ends when it said, and a right code works then.
+    w.clock.advance(until - w.clock.now());
+    w.factors
+        .check_otp(&caller, id, &w.code(&secret, 0))
+        .await
+        .unwrap();
+}

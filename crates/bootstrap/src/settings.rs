@@ -385,6 +385,14 @@ pub struct TotpConfig {
     /// How long a lock lasts after the last wrong code.
     #[serde(deserialize_with = "duration")]
     pub lockout: Duration,
+    /// The longest a lock lasts: each wrong code after a lock ends locks
+    /// twice as long as the lock before, up to this.
+    #[serde(deserialize_with = "duration")]
+    pub max_lockout: Duration,
+    /// Wrong codes in a row after which the factor is refused until removed.
+    pub max_failures: u32,
+    /// Add and Remove calls per user per sliding hour (per replica); 0 = off.
+    pub max_changes_per_hour: u32,
     /// How long an added factor may stay unverified; after that it counts
     /// as absent and is purged.
     #[serde(deserialize_with = "duration")]
@@ -401,6 +409,9 @@ impl Default for TotpConfig {
             skew: 1,
             max_attempts: 5,
             lockout: Duration::from_secs(300),
+            max_lockout: Duration::from_secs(3600),
+            max_failures: 100,
+            max_changes_per_hour: 20,
             pending_ttl: Duration::from_secs(600),
         }
     }
@@ -443,8 +454,11 @@ impl TotpConfig {
         })?;
         let lockout =
             TimeDelta::from_std(self.lockout).map_err(|_| invalid("lockout is too long".into()))?;
+        let max_lockout = TimeDelta::from_std(self.max_lockout)
+            .map_err(|_| invalid("max_lockout is too long".into()))?;
         let attempts =
-            AttemptPolicy::new(self.max_attempts, lockout).map_err(|e| invalid(e.to_owned()))?;
+            AttemptPolicy::escalating(self.max_attempts, lockout, max_lockout, self.max_failures)
+                .map_err(|e| invalid(e.to_owned()))?;
         let pending_ttl = TimeDelta::from_std(self.pending_ttl)
             .ok()
             .filter(|ttl| *ttl > TimeDelta::zero())
@@ -460,6 +474,7 @@ impl TotpConfig {
             check_scope: check_scope.to_owned(),
             check_clients: CallerAllowlist::default(),
             recent_auth: RecentAuthPolicy::default(),
+            max_changes_per_hour: self.max_changes_per_hour,
         })
     }
 }
@@ -993,6 +1008,8 @@ mod tests {
         for (key, value) in [
             ("OTP__TOTP__MAX_ATTEMPTS", "0"),
             ("OTP__TOTP__LOCKOUT", "0s"),
+            ("OTP__TOTP__MAX_LOCKOUT", "1m"),
+            ("OTP__TOTP__MAX_FAILURES", "4"),
             ("OTP__TOTP__PENDING_TTL", "0s"),
             ("OTP__AUTH__CHECK_SCOPE", " "),
         ] {
@@ -1004,6 +1021,9 @@ mod tests {
         let settings = Settings::load(None, env(&[])).unwrap();
         let totp = settings.totp.use_case_settings("otp.check").unwrap();
         assert_eq!(totp.attempts.max_attempts(), 5);
+        assert_eq!(totp.attempts.max_failures(), 100);
+        assert_eq!(totp.max_changes_per_hour, 20);
+        assert_eq!(totp.attempts.max_lockout(), TimeDelta::hours(1));
         assert_eq!(totp.pending_ttl, chrono::TimeDelta::minutes(10));
         assert_eq!(settings.shutdown.drain_delay, Duration::from_secs(5));
     }

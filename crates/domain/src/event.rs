@@ -17,17 +17,21 @@ pub enum EventKind {
     CheckFailed,
     /// Too many wrong codes in a row: the user's code checks are locked.
     Locked,
+    /// A login check came while the user was locked or disabled: refused
+    /// unchecked, recorded without extending the lock.
+    CheckRefusedLocked,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::OtpAdded,
         Self::OtpVerified,
         Self::OtpRemoved,
         Self::CheckSucceeded,
         Self::CheckFailed,
         Self::Locked,
+        Self::CheckRefusedLocked,
     ];
 
     /// The stable name stored with the event and written to the audit log.
@@ -40,6 +44,7 @@ impl EventKind {
             Self::CheckSucceeded => "otp.check.succeeded",
             Self::CheckFailed => "otp.check.failed",
             Self::Locked => "otp.locked",
+            Self::CheckRefusedLocked => "otp.check.refused_locked",
         }
     }
 

@@ -63,6 +63,10 @@ pub enum FactorError {
         /// When the lock ends.
         until: DateTime<Utc>,
     },
+    /// `totp.max_failures` wrong codes in a row: no code is checked until
+    /// the factor is removed and set up again.
+    #[error("Too many wrong codes: the OTP factor is disabled until it is removed")]
+    Disabled,
 }
 
 /// A user's OTP factor as stored: state, sealed secret and the parameters it

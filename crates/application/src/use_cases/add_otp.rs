@@ -29,11 +29,13 @@ impl OtpFactors {
     /// # Errors
     /// `RecentAuthRequired` when a factor (pending or READY) exists and the
     /// sign-in is not recent enough (`auth.recent_auth_*`); `AlreadySetUp`
-    /// when a READY factor exists; store failures.
+    /// when a READY factor exists; `TooManyChanges` past
+    /// `totp.max_changes_per_hour`; store failures.
     #[tracing::instrument(name = "AddOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn add_otp(&self, principal: &Principal) -> Result<AddedOtp, ApplicationError> {
         let context = self.context(principal, principal.org_id.clone());
         let at = context.at;
+        self.changes.admit(&principal.user_id, at)?;
         let recent_auth = self.settings.recent_auth.require(principal, at);
         let params = self.settings.params;
         let pending_ttl = self.settings.pending_ttl;

@@ -17,12 +17,14 @@ impl OtpFactors {
     /// once (its step is recorded: neither it nor an earlier one passes
     /// again); wrong or replayed codes count towards the attempt limit.
     /// Appends `otp.check.succeeded` or `otp.check.failed` (and `otp.locked`
-    /// when the limit is reached), acted by the caller.
+    /// when the limit is reached), acted by the caller; a check while the
+    /// user is locked or disabled appends `otp.check.refused_locked` (the
+    /// lock is not extended).
     ///
     /// # Errors
     /// `PermissionDenied` without the scope or an allowed client; `InvalidRequest` for a bad user
     /// id or a code outside 1..=200 characters; `NothingToVerify` without a
-    /// READY factor; `InvalidCode`, `Reused`, `Locked`; store failures.
+    /// READY factor; `InvalidCode`, `Reused`, `Locked`, `Disabled`; store failures.
     #[tracing::instrument(name = "CheckOtp", skip_all, fields(user_id = %user_id, caller = %caller.user_id))]
     pub async fn check_otp(
         &self,
@@ -66,6 +68,7 @@ impl OtpFactors {
                 &policy,
                 at,
                 Some(EventKind::CheckFailed),
+                Some(EventKind::CheckRefusedLocked),
             )?;
             Ok(match attempt {
                 CodeAttempt::Accepted { step, attempts } => Change {

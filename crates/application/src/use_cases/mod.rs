@@ -27,6 +27,7 @@ use crate::policy::{CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
     Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SecretCipher, SecretSource,
 };
+use crate::rate_limit::ChangeLimiter;
 
 /// Deployment settings: parameters of new factors and the security policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +46,15 @@ pub struct TotpSettings {
     pub check_clients: CallerAllowlist,
     /// The sign-in Add (over an existing factor) and Remove require.
     pub recent_auth: RecentAuthPolicy,
+    /// Add and Remove calls per user per sliding hour (`0`: no limit).
+    pub max_changes_per_hour: u32,
 }
 
 impl Default for TotpSettings {
     /// Issuer `otp-service`, SHA1/6/30s/skew 1, pending factors expire after
     /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`, no
-    /// client trusted with the check, no recent sign-in required.
+    /// client trusted with the check, no recent sign-in required, 20 changes
+    /// per user per hour.
     fn default() -> Self {
         Self {
             issuer: "otp-service".to_owned(),
@@ -60,6 +64,7 @@ impl Default for TotpSettings {
             check_scope: "otp.check".to_owned(),
             check_clients: CallerAllowlist::default(),
             recent_auth: RecentAuthPolicy::default(),
+            max_changes_per_hour: 20,
         }
     }
 }
@@ -116,6 +121,7 @@ pub struct OtpFactors {
     secrets: Arc<dyn SecretSource>,
     clock: Arc<dyn Clock>,
     settings: TotpSettings,
+    changes: Arc<ChangeLimiter>,
 }
 
 impl std::fmt::Debug for OtpFactors {
@@ -141,6 +147,7 @@ impl OtpFactors {
             cipher,
             secrets,
             clock,
+            changes: Arc::new(ChangeLimiter::new(settings.max_changes_per_hour)),
             settings,
         }
     }
@@ -176,6 +183,24 @@ impl OtpFactors {
                     target: "otp.metrics",
                     operation = operation.as_str(),
                     monotonic_counter.otp.lockouts = 1_u64
+                );
+            }
+            if matches!(
+                event.kind,
+                EventKind::CheckFailed | EventKind::CheckRefusedLocked
+            ) {
+                // Per trusted caller, so one caller hammering users shows.
+                tracing::info!(
+                    target: "otp.metrics",
+                    caller = %actor,
+                    event = event.kind.as_str(),
+                    monotonic_counter.otp.check_failures = 1_u64
+                );
+                tracing::warn!(
+                    caller = %actor,
+                    user_id = %user,
+                    event = event.kind.as_str(),
+                    "login check refused"
                 );
             }
         }
@@ -219,10 +244,12 @@ fn outcome(error: Option<&ApplicationError>) -> &'static str {
             FactorError::InvalidCode => "invalid_code",
             FactorError::Reused => "reused",
             FactorError::Locked { .. } => "locked",
+            FactorError::Disabled => "disabled",
             FactorError::NothingToVerify | FactorError::NothingToRemove => "not_found",
             FactorError::AlreadySetUp | FactorError::AlreadyVerified => "already_exists",
         },
         Some(ApplicationError::InvalidRequest(_)) => "invalid_request",
+        Some(ApplicationError::TooManyChanges) => "rate_limited",
         Some(_) => "error",
     }
 }
@@ -264,10 +291,11 @@ enum CodeAttempt {
     Refused(Change),
 }
 
-/// Tries `code` against `factor` for `owner` under the attempt limits: locked
-/// users are refused without the code being looked at; a wrong or replayed
-/// code raises the count, appends `failed_event` (if any) and, when the count
-/// reaches the limit, `otp.locked`.
+/// Tries `code` against `factor` for `owner` under the attempt limits:
+/// locked or disabled users are refused without the code being looked at
+/// (appending `refused_event`, if any, without touching the count); a wrong
+/// or replayed code raises the count, appends `failed_event` (if any) and,
+/// when the count reaches the limit, `otp.locked`.
 #[allow(clippy::too_many_arguments)]
 fn attempt_code(
     cipher: &dyn SecretCipher,
@@ -278,9 +306,22 @@ fn attempt_code(
     policy: &AttemptPolicy,
     at: DateTime<Utc>,
     failed_event: Option<EventKind>,
+    refused_event: Option<EventKind>,
 ) -> Result<CodeAttempt, ApplicationError> {
+    let unchecked = |error: FactorError| match refused_event {
+        Some(kind) => Ok(CodeAttempt::Refused(Change {
+            factor: FactorWrite::Keep,
+            attempts: None,
+            events: vec![kind],
+            refusal: Some(error.into()),
+        })),
+        None => Err(error.into()),
+    };
+    if attempts.disabled(policy) {
+        return unchecked(FactorError::Disabled);
+    }
     if let Some(until) = attempts.locked_until(policy, at) {
-        return Err(FactorError::Locked { until }.into());
+        return unchecked(FactorError::Locked { until });
     }
     let secret = cipher
         .open(owner, &factor.secret)
@@ -293,7 +334,8 @@ fn attempt_code(
             step,
             attempts: (attempts != Attempts::default()).then(Attempts::default),
         }),
-        Judgement::Locked { until } => Err(FactorError::Locked { until }.into()),
+        Judgement::Locked { until } => unchecked(FactorError::Locked { until }),
+        Judgement::Disabled => unchecked(FactorError::Disabled),
         Judgement::Refused {
             error,
             attempts,

@@ -17,7 +17,7 @@ impl OtpFactors {
     /// # Errors
     /// `InvalidRequest` for a code outside 1..=200 characters; `NothingToVerify`
     /// (also for a pending factor past `pending_ttl`), `AlreadyVerified`,
-    /// `InvalidCode`, `Locked` per the contract and the policy; store failures.
+    /// `InvalidCode`, `Locked`, `Disabled` per the contract and the policy; store failures.
     #[tracing::instrument(name = "VerifyOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn verify_otp(
         &self,
@@ -49,6 +49,7 @@ impl OtpFactors {
                 current.attempts,
                 &settings.attempts,
                 at,
+                None,
                 None,
             )?;
             Ok(match attempt {

@@ -447,3 +447,122 @@ async fn opaque_tokens_are_introspected() {
         assert_eq!(body["details"][0]["id"], "OTP-UNAVAILABLE", "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_escalate_refusals_are_recorded_and_max_failures_disable_until_removed() {
+    let Some(app) = spawn_app_with(&[
+        ("OTP__TOTP__MAX_ATTEMPTS", "1"),
+        ("OTP__TOTP__LOCKOUT", "1s"),
+        ("OTP__TOTP__MAX_LOCKOUT", "1m"),
+        ("OTP__TOTP__MAX_FAILURES", "3"),
+    ])
+    .await
+    else {
+        return;
+    };
+    let sub = user("escalation");
+    let (secret, now) = enrolled(&app, &sub).await;
+    let service = app.service_token("login-service");
+    let bad = wrong(&secret, now);
+    // First wrong code: locked for 1 s.
+    assert_error(
+        &app.check(&service, &sub, &bad).await,
+        400,
+        3,
+        "EVENT-8isk2",
+    );
+    assert_error(
+        &app.check(&service, &sub, &bad).await,
+        400,
+        9,
+        "COMMAND-SF3fg",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Second: locked for 2 s, so still locked after 1.1 s.
+    assert_error(
+        &app.check(&service, &sub, &bad).await,
+        400,
+        3,
+        "EVENT-8isk2",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_error(
+        &app.check(&service, &sub, &bad).await,
+        400,
+        9,
+        "COMMAND-SF3fg",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    // Third in a row reaches max_failures: refused for good, unchecked.
+    assert_error(
+        &app.check(&service, &sub, &bad).await,
+        400,
+        3,
+        "EVENT-8isk2",
+    );
+    let now = settled_now().await;
+    let disabled = app.check(&service, &sub, &code_at(&secret, now)).await;
+    assert_error(&disabled, 400, 9, "OTP-DISABLED");
+
+    let rows = app
+        .db
+        .query(&format!(
+            "SELECT kind || ':' || actor FROM otp_events WHERE user_id = '{sub}' \
+             AND kind LIKE 'otp.check.%' ORDER BY sequence"
+        ))
+        .await;
+    let failed = "otp.check.failed:login-service".to_owned();
+    let refused = "otp.check.refused_locked:login-service".to_owned();
+    assert_eq!(
+        rows,
+        [
+            failed.clone(),
+            refused.clone(),
+            failed.clone(),
+            refused.clone(),
+            failed,
+            refused
+        ]
+    );
+    let count = app
+        .db
+        .query(&format!(
+            "SELECT failed_attempts::text FROM otp_user_streams WHERE user_id = '{sub}'"
+        ))
+        .await;
+    assert_eq!(count, ["3"], "refusals while locked do not count");
+
+    // Removing restarts the count; a new factor works.
+    let token = app.token(&sub);
+    let removed = app.remove(&token).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    let (secret, now) = enrolled(&app, &sub).await;
+    let ok = app.check(&service, &sub, &code_at(&secret, now + 30)).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn factor_changes_per_user_are_rate_limited() {
+    let Some(app) = spawn_app_with(&[("OTP__TOTP__MAX_CHANGES_PER_HOUR", "3")]).await else {
+        return;
+    };
+    let sub = user("add-loop");
+    let token = app.token(&sub);
+    for _ in 0..3 {
+        let added = app.add(&token).await;
+        assert_eq!(added.status, 200, "{}", added.body);
+    }
+    let refused = app.add(&token).await;
+    assert_error(&refused, 429, 8, "OTP-RATE-LIMITED");
+    assert_error(&app.remove(&token).await, 429, 8, "OTP-RATE-LIMITED");
+    let events = app
+        .db
+        .query(&format!(
+            "SELECT count(*)::text FROM otp_events WHERE user_id = '{sub}'"
+        ))
+        .await;
+    assert_eq!(events, ["3"], "refused changes append nothing");
+    // Another user is not affected.
+    let other = app.token(&user("add-loop-other"));
+    assert_eq!(app.add(&other).await.status, 200);
+}
