@@ -11,6 +11,32 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{Config, NoTls};
 
 use crate::error::PgError;
+use crate::tls::{MakeRustls, TlsMode, connector, take_tls_params};
+
+/// A parsed database URL and how to protect its connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) config: Config,
+    tls: Option<MakeRustls>,
+}
+
+/// Parses a database URL with its `sslmode` and `sslrootcert` (see
+/// [`crate::tls`]), reading the root file now.
+///
+/// # Errors
+/// [`PgError::InvalidUrl`] as [`parse_url`], or for a bad `sslmode`;
+/// [`PgError::Tls`] for a root file that cannot be used.
+pub(crate) fn parse_target(url: &SecretString) -> Result<Target, PgError> {
+    let params = take_tls_params(url.expose_secret());
+    let mut config = parse_config(&params.rest)?;
+    let (mode, tls) = connector(&params, &config)?;
+    config.ssl_mode(if mode == TlsMode::Disable {
+        tokio_postgres::config::SslMode::Disable
+    } else {
+        tokio_postgres::config::SslMode::Require
+    });
+    Ok(Target { config, tls })
+}
 
 /// Parses a `postgres://` URL (or a libpq `key=value` string) and checks it
 /// names a server.
@@ -18,7 +44,11 @@ use crate::error::PgError;
 /// # Errors
 /// [`PgError::InvalidUrl`] with a reason that quotes nothing from the URL.
 pub(crate) fn parse_url(url: &SecretString) -> Result<Config, PgError> {
-    let config: Config = url.expose_secret().parse().map_err(|_| {
+    parse_config(&take_tls_params(url.expose_secret()).rest)
+}
+
+fn parse_config(url: &str) -> Result<Config, PgError> {
+    let config: Config = url.parse().map_err(|_| {
         PgError::InvalidUrl(
             "not a PostgreSQL connection URL (expected postgres://user[:password]@host[:port]/database)",
         )
@@ -29,14 +59,20 @@ pub(crate) fn parse_url(url: &SecretString) -> Result<Config, PgError> {
     Ok(config)
 }
 
-/// Opens one connection (plain TCP or Unix socket, no TLS) and hands it to
+/// Opens one connection (TLS unless the mode is `disable`) and hands it to
 /// diesel-async, which drives it on the current tokio runtime.
-pub(crate) async fn establish(config: &Config) -> ConnectionResult<AsyncPgConnection> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|error| ConnectionError::BadConnection(with_causes(&error)))?;
-    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+pub(crate) async fn establish(target: &Target) -> ConnectionResult<AsyncPgConnection> {
+    let failed = |error: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&error));
+    match &target.tls {
+        Some(tls) => {
+            let (client, connection) = target.config.connect(tls.clone()).await.map_err(failed)?;
+            AsyncPgConnection::try_from_client_and_connection(client, connection).await
+        }
+        None => {
+            let (client, connection) = target.config.connect(NoTls).await.map_err(failed)?;
+            AsyncPgConnection::try_from_client_and_connection(client, connection).await
+        }
+    }
 }
 
 /// An error's text followed by its causes' (tokio-postgres keeps the useful

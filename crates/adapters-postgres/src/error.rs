@@ -13,6 +13,10 @@ pub enum PgError {
     /// The database URL cannot be parsed; the reason quotes nothing from it.
     #[error("invalid database URL: {0}")]
     InvalidUrl(&'static str),
+    /// The URL's TLS settings cannot be used (such as an unreadable
+    /// `sslrootcert` file); the reason quotes nothing from the URL.
+    #[error("invalid database TLS settings: {0}")]
+    Tls(String),
     /// A pool setting is out of range.
     #[error("invalid database settings: {0}")]
     InvalidSettings(&'static str),

@@ -20,6 +20,7 @@ mod schema;
 mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -43,7 +44,7 @@ use application::{
 use chrono::{DateTime, Utc};
 use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, SealedSecret, UserId};
 
-use crate::connect::{Redactor, establish, parse_url};
+use crate::connect::{Redactor, Target, establish, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::rows::{FactorRow, state_name};
 use crate::schema::otp_factors;
@@ -127,26 +128,26 @@ impl PgFactorStore {
                 "max_connections must be at least 1",
             ));
         }
-        let mut config = parse_url(&settings.url)?;
+        let mut target = parse_target(&settings.url)?;
         // Bounds the TCP connect of each new connection (the pool's create timeout bounds the whole login).
-        config.connect_timeout(settings.connect_timeout);
+        target.config.connect_timeout(settings.connect_timeout);
         // Every statement of the pool's connections, lock waits included, is
         // bounded: set at login, so it costs no round trip per request.
         let bound = format!(
             "-c statement_timeout={}",
             settings.statement_timeout.as_millis()
         );
-        let options = match config.get_options() {
+        let options = match target.config.get_options() {
             Some(existing) if !existing.trim().is_empty() => format!("{existing} {bound}"),
             _ => bound,
         };
-        config.options(options);
-        let redactor = Redactor::new(&config);
+        target.config.options(options);
+        let redactor = Redactor::new(&target.config);
 
-        let pool = |config: tokio_postgres::Config| build_pool(config, settings, &redactor);
+        let pool = |target: Target| build_pool(target, settings, &redactor);
         Ok(Self {
-            current_thread: pool(config.clone())?,
-            multi_thread: pool(config)?,
+            current_thread: pool(target.clone())?,
+            multi_thread: pool(target)?,
             redactor,
         })
     }
@@ -211,7 +212,7 @@ impl fmt::Debug for PgFactorStore {
 
 /// A pool of connections opened from `config` with the store's settings.
 fn build_pool(
-    config: tokio_postgres::Config,
+    target: Target,
     settings: &PgSettings,
     redactor: &Redactor,
 ) -> Result<Pool<AsyncPgConnection>, PgError> {
@@ -219,9 +220,9 @@ fn build_pool(
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     // New connections come from the parsed config, so the URL itself never reaches diesel or its instrumentation.
     manager_config.custom_setup = Box::new(move |_unused_url| {
-        let config = config.clone();
+        let target = target.clone();
         Box::pin(async move {
-            let mut connection = establish(&config).await?;
+            let mut connection = establish(&target).await?;
             if !prepared_statements {
                 connection.set_prepared_statement_cache_size(CacheSize::Disabled);
             }

@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::SecretString;
 
-use crate::connect::{Redactor, establish, parse_url};
+use crate::connect::{Redactor, establish, parse_target};
 use crate::error::PgError;
 
 /// Every migration in `migrations/`, compiled into the binary.
@@ -47,13 +47,14 @@ diesel::table! {
 /// [`PgError::InvalidUrl`], [`PgError::Connect`] when the server cannot be
 /// reached, [`PgError::Migration`] when a migration fails (it is rolled back).
 pub async fn run_migrations(url: &SecretString) -> Result<usize, PgError> {
-    let mut config = parse_url(url)?;
-    let redactor = Redactor::new(&config);
-    let connect_timeout = *config
+    let mut target = parse_target(url)?;
+    let redactor = Redactor::new(&target.config);
+    let connect_timeout = *target
+        .config
         .get_connect_timeout()
         .unwrap_or(&DEFAULT_CONNECT_TIMEOUT);
-    config.connect_timeout(connect_timeout);
-    let connection = tokio::time::timeout(connect_timeout, establish(&config))
+    target.config.connect_timeout(connect_timeout);
+    let connection = tokio::time::timeout(connect_timeout, establish(&target))
         .await
         .map_err(|_| PgError::Connect(format!("timed out after {connect_timeout:?}")))?
         .map_err(|error| PgError::Connect(redactor.redact(error.to_string())))?;
