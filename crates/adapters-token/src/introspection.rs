@@ -413,20 +413,22 @@ impl CacheKey {
     }
 }
 
-struct Cached {
-    principal: Principal,
-    /// Milliseconds since the epoch; unusable from then on.
-    expires_ms: i64,
-}
-
-/// Accepted answers by token hash, bounded in count.
-struct AnswerCache {
+/// Values by token hash until their expiry, bounded in count.
+struct ExpiringCache<V> {
     ttl_ms: i64,
     capacity: usize,
-    entries: Mutex<HashMap<CacheKey, Cached>>,
+    /// Each value with the milliseconds since the epoch from which it is unusable.
+    entries: Mutex<HashMap<CacheKey, (V, i64)>>,
 }
 
-impl AnswerCache {
+/// Accepted answers.
+type AnswerCache = ExpiringCache<Principal>;
+
+/// Rejections: the same junk token asked again within the TTL costs no
+/// request. The reason is kept for the log.
+type RejectionCache = ExpiringCache<String>;
+
+impl<V: Clone> ExpiringCache<V> {
     fn new(ttl_ms: i64, capacity: usize) -> Self {
         Self {
             ttl_ms,
@@ -442,10 +444,10 @@ impl AnswerCache {
             .len()
     }
 
-    fn get(&self, key: &CacheKey, now_ms: i64) -> Option<Principal> {
+    fn lookup(&self, key: &CacheKey, now_ms: i64) -> Option<V> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         match entries.get(key) {
-            Some(cached) if now_ms < cached.expires_ms => Some(cached.principal.clone()),
+            Some((value, expires_ms)) if now_ms < *expires_ms => Some(value.clone()),
             Some(_) => {
                 entries.remove(key);
                 None
@@ -454,78 +456,41 @@ impl AnswerCache {
         }
     }
 
-    fn put(&self, key: CacheKey, principal: &Principal, expires_ms: i64, now_ms: i64) {
+    fn insert(&self, key: CacheKey, value: V, expires_ms: i64, now_ms: i64) {
         if self.ttl_ms <= 0 || self.capacity == 0 || expires_ms <= now_ms {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.retain(|_, cached| now_ms < cached.expires_ms);
-            if entries.len() >= self.capacity {
-                // Every entry is live: start over rather than scan on each insert.
-                entries.clear();
-            }
-        }
-        entries.insert(
-            key,
-            Cached {
-                principal: principal.clone(),
-                expires_ms,
-            },
-        );
-    }
-}
-
-/// Rejections by token hash, bounded in count: the same junk token asked
-/// again within the TTL costs no request. The reason is kept for the log.
-struct RejectionCache {
-    ttl_ms: i64,
-    capacity: usize,
-    entries: Mutex<HashMap<CacheKey, (String, i64)>>,
-}
-
-impl RejectionCache {
-    fn new(ttl_ms: i64, capacity: usize) -> Self {
-        Self {
-            ttl_ms,
-            capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    fn get(&self, key: &CacheKey, now_ms: i64) -> Option<String> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        match entries.get(key) {
-            Some((reason, expires_ms)) if now_ms < *expires_ms => {
-                Some(format!("{reason} (remembered)"))
-            }
-            Some(_) => {
-                entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&self, key: CacheKey, reason: &str, now_ms: i64) {
-        if self.ttl_ms <= 0 || self.capacity == 0 {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (_, expires_ms)| now_ms < *expires_ms);
             if entries.len() >= self.capacity {
+                // Every entry is live: start over rather than scan on each insert.
                 entries.clear();
             }
         }
-        entries.insert(key, (reason.to_owned(), now_ms.saturating_add(self.ttl_ms)));
+        entries.insert(key, (value, expires_ms));
+    }
+}
+
+impl AnswerCache {
+    fn get(&self, key: &CacheKey, now_ms: i64) -> Option<Principal> {
+        self.lookup(key, now_ms)
+    }
+
+    fn put(&self, key: CacheKey, principal: &Principal, expires_ms: i64, now_ms: i64) {
+        self.insert(key, principal.clone(), expires_ms, now_ms);
+    }
+}
+
+impl RejectionCache {
+    fn get(&self, key: &CacheKey, now_ms: i64) -> Option<String> {
+        self.lookup(key, now_ms)
+            .map(|reason| format!("{reason} (remembered)"))
+    }
+
+    fn put(&self, key: CacheKey, reason: &str, now_ms: i64) {
+        let expires_ms = now_ms.saturating_add(self.ttl_ms);
+        self.insert(key, reason.to_owned(), expires_ms, now_ms);
     }
 }
 
