@@ -4,5 +4,5 @@
 mod keyring;
 mod random;
 
-pub use keyring::{AesGcmCipher, KeyringError};
+pub use keyring::{AesGcmCipher, KeyringError, seal_unbound_for_tests};
 pub use random::{OsSecrets, generate_key_line};

@@ -121,9 +121,8 @@ impl FactorStore for MemoryFactorStore {
 
 #[async_trait]
 impl SecretStore for MemoryFactorStore {
-    async fn sealed_under_other_keys(
+    async fn stored_secrets(
         &self,
-        key_id: &str,
         after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<StoredSecret>, StoreError> {
@@ -133,9 +132,11 @@ impl SecretStore for MemoryFactorStore {
             .filter(|(user, _)| after.is_none_or(|after| *user > after))
             .filter_map(|(user, stream)| {
                 let factor = stream.factor.as_ref()?;
-                (factor.secret.key_id != key_id).then(|| StoredSecret {
+                Some(StoredSecret {
                     user: user.clone(),
                     sealed: factor.secret.clone(),
+                    params: factor.params,
+                    created_at: factor.created_at,
                 })
             })
             .collect();

@@ -42,7 +42,7 @@ use application::{
     Readiness, Reseal, SecretStore, StoreError, StoredSecret,
 };
 use chrono::{DateTime, Utc};
-use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, SealedSecret, UserId};
+use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
 
 use crate::connect::{Redactor, Target, establish, parse_target};
 use crate::error::{pool_error, query_error};
@@ -553,38 +553,34 @@ impl SecretStore for PgFactorStore {
     #[tracing::instrument(
         name = "db.query",
         skip_all,
-        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "sealed_under_other_keys")
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "stored_secrets")
     )]
-    async fn sealed_under_other_keys(
+    async fn stored_secrets(
         &self,
-        key_id: &str,
         after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<StoredSecret>, StoreError> {
         let mut connection = self.connection().await?;
         let mut query = otp_factors::table
-            .filter(otp_factors::key_id.ne(key_id))
-            .select((
-                otp_factors::user_id,
-                otp_factors::key_id,
-                otp_factors::sealed_secret,
-            ))
+            .select(FactorRow::as_select())
             .order(otp_factors::user_id.asc())
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .into_boxed();
         if let Some(after) = after {
             query = query.filter(otp_factors::user_id.gt(after.as_str().to_owned()));
         }
-        let rows: Vec<(String, String, Vec<u8>)> =
-            query.load(&mut connection).await.map_err(query_error)?;
+        let rows: Vec<FactorRow> = query.load(&mut connection).await.map_err(query_error)?;
         rows.into_iter()
-            .map(|(user_id, key_id, sealed)| {
-                let user = UserId::parse(user_id).map_err(|error| {
+            .map(|row| {
+                let user = UserId::parse(row.user_id.clone()).map_err(|error| {
                     StoreError::Corrupt(format!("otp_factors row with a bad user id: {error}"))
                 })?;
+                let factor = row.into_factor()?;
                 Ok(StoredSecret {
                     user,
-                    sealed: SealedSecret { key_id, sealed },
+                    params: factor.params,
+                    created_at: factor.created_at,
+                    sealed: factor.secret,
                 })
             })
             .collect()

@@ -17,8 +17,8 @@ pub use error::{ApplicationError, StatusCode, StoreError};
 pub use policy::{CallerAllowlist, RecentAuthPolicy};
 pub use ports::{
     Change, ChangeContext, CipherError, Clock, Committed, Current, Decide, FactorStore,
-    FactorWrite, Readiness, Reseal, SecretCipher, SecretSource, SecretStore, StoredSecret,
-    TokenError, TokenVerifier,
+    FactorWrite, OpenedSecret, Readiness, Reseal, SealBinding, SecretCipher, SecretSource,
+    SecretStore, StoredSecret, TokenError, TokenVerifier,
 };
 pub use use_cases::{
     AddedOtp, KeyRotation, ListedFactor, ObjectDetails, OtpFactors, RotationReport, TotpSettings,

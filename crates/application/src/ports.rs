@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use domain::{
-    Attempts, EventKind, FactorEvent, OrgId, OtpFactor, SealedSecret, TotpSecret, UserId,
+    Attempts, EventKind, FactorEvent, OrgId, OtpFactor, SealedSecret, TotpParams, TotpSecret,
+    UserId,
 };
 
 use crate::authenticate::Principal;
@@ -32,29 +33,93 @@ pub enum CipherError {
     /// The sealed secret names a key id that is not configured.
     #[error("no configured key has id {0:?}")]
     UnknownKey(String),
-    /// Authentication failed: wrong key, wrong owner, or tampered bytes.
+    /// Authentication failed: wrong key, wrong owner, parameters or creation
+    /// time, or tampered bytes.
     #[error("sealed secret failed authentication")]
     Tampered,
+    /// Sealed by an earlier version, bound only to owner and key id, and the
+    /// cipher is configured to refuse those until `keys rotate` re-binds them.
+    #[error(
+        "sealed secret is in the unbound format of earlier versions: run `otp-service keys rotate` (with crypto.accept_unbound = true until it finishes)"
+    )]
+    Unbound,
+}
+
+/// What a sealed secret is bound to, as associated data: its owner and the
+/// factor it belongs to (parameters and creation time). A sealed secret put
+/// back into another user's row, into an older factor of the same user, or
+/// beside downgraded digits, period or skew, fails to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealBinding<'a> {
+    /// Whose factor it is.
+    pub owner: &'a UserId,
+    /// Algorithm, digits, period and skew of the factor.
+    pub params: TotpParams,
+    /// When the factor was added (bound to the microsecond, as stored).
+    pub created_at: DateTime<Utc>,
+}
+
+impl<'a> SealBinding<'a> {
+    /// The binding of `factor` of `owner`.
+    #[must_use]
+    pub const fn of(owner: &'a UserId, factor: &OtpFactor) -> Self {
+        Self {
+            owner,
+            params: factor.params,
+            created_at: factor.created_at,
+        }
+    }
+}
+
+/// A secret opened by [`SecretCipher::open_for_rotation`].
+#[derive(Debug)]
+pub struct OpenedSecret {
+    /// The secret.
+    pub secret: TotpSecret,
+    /// Whether it is already sealed as [`SecretCipher::seal`] would seal it
+    /// now (active key, bound format): then there is nothing to re-seal.
+    pub current: bool,
 }
 
 /// Seals secrets at rest and opens them to check a code.
 pub trait SecretCipher: Send + Sync {
-    /// Seals `secret` for `owner` under the active key. The owner is bound as
-    /// associated data: a sealed secret copied to another user never opens.
+    /// Seals `secret` under the active key, bound to `binding` as associated
+    /// data: it opens only for the same owner, parameters and creation time.
     ///
     /// # Errors
     /// [`CipherError`] only if the primitive fails, which it should not.
-    fn seal(&self, owner: &UserId, secret: &TotpSecret) -> Result<SealedSecret, CipherError>;
+    fn seal(
+        &self,
+        binding: &SealBinding<'_>,
+        secret: &TotpSecret,
+    ) -> Result<SealedSecret, CipherError>;
 
-    /// Opens a sealed secret of `owner` with the key it names.
+    /// Opens a sealed secret with the key it names, checking `binding`.
     ///
     /// # Errors
     /// [`CipherError::UnknownKey`] when that key is not configured,
-    /// [`CipherError::Tampered`] when authentication fails.
-    fn open(&self, owner: &UserId, sealed: &SealedSecret) -> Result<TotpSecret, CipherError>;
+    /// [`CipherError::Tampered`] when authentication fails,
+    /// [`CipherError::Unbound`] for a secret of the earlier unbound format
+    /// when those are refused.
+    fn open(
+        &self,
+        binding: &SealBinding<'_>,
+        sealed: &SealedSecret,
+    ) -> Result<TotpSecret, CipherError>;
 
-    /// The id of the key [`SecretCipher::seal`] uses; secrets sealed under
-    /// any other key are what a key rotation re-seals.
+    /// Opens a secret for key rotation: also one of the earlier unbound
+    /// format (whatever the configuration says), so that the rotation can
+    /// re-seal it bound.
+    ///
+    /// # Errors
+    /// As [`SecretCipher::open`], never [`CipherError::Unbound`].
+    fn open_for_rotation(
+        &self,
+        binding: &SealBinding<'_>,
+        sealed: &SealedSecret,
+    ) -> Result<OpenedSecret, CipherError>;
+
+    /// The id of the key [`SecretCipher::seal`] uses.
     fn active_key_id(&self) -> &str;
 }
 
@@ -201,13 +266,29 @@ pub trait FactorStore: Send + Sync {
     async fn purge_pending(&self, added_before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
-/// A stored secret that a key rotation may re-seal.
+/// A stored secret that a key rotation may re-seal, with what it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSecret {
     /// Whose factor it is.
     pub user: UserId,
     /// The secret as stored.
     pub sealed: SealedSecret,
+    /// The factor's parameters, as stored.
+    pub params: TotpParams,
+    /// When the factor was added, as stored.
+    pub created_at: DateTime<Utc>,
+}
+
+impl StoredSecret {
+    /// What the secret is bound to.
+    #[must_use]
+    pub const fn binding(&self) -> SealBinding<'_> {
+        SealBinding {
+            owner: &self.user,
+            params: self.params,
+            created_at: self.created_at,
+        }
+    }
 }
 
 /// A re-sealed secret to write in place of the one read.
@@ -224,14 +305,14 @@ pub struct Reseal {
 /// Sealed secrets in bulk, for key rotation.
 #[async_trait]
 pub trait SecretStore: Send + Sync {
-    /// Up to `limit` factors, in user id order after `after`, whose secret is
-    /// sealed under a key other than `key_id`.
+    /// Up to `limit` factors' secrets, in user id order after `after`. Every
+    /// factor, whatever its key: only the cipher can tell whether a secret is
+    /// sealed the current way (key and format).
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot answer.
-    async fn sealed_under_other_keys(
+    async fn stored_secrets(
         &self,
-        key_id: &str,
         after: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<StoredSecret>, StoreError>;

@@ -412,12 +412,16 @@ async fn rotation_reseals_under_the_new_key_and_resumes_after_an_interruption() 
         .unwrap();
     assert_eq!((rest.examined, rest.resealed, rest.failed), (3, 3, 0));
     assert!(rest.complete());
-    assert_eq!(progress.len(), 3);
+    assert_eq!(progress.len(), 4, "one batch, then three over all five");
     let again = rotation
         .run(2, None, &mut |_: &RotationReport| {})
         .await
         .unwrap();
-    assert_eq!(again, RotationReport::default(), "nothing left to do");
+    assert_eq!(
+        (again.scanned, again.examined, again.resealed),
+        (5, 0, 0),
+        "every secret looked at, nothing left to do"
+    );
 
     // k1 removed: every factor still verifies.
     let after = world_over(store, K2, settings());

@@ -40,7 +40,7 @@ use adapters_grpc::proto::zitadel::auth::v1::AddMyAuthFactorOtpRequest;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
 use adapters_postgres::testing::TestDatabase;
 use adapters_token::DevIssuer;
-use application::SecretCipher;
+use application::{SealBinding, SecretCipher};
 use domain::{TotpKey, TotpParams, TotpSecret, UserId};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
@@ -219,6 +219,9 @@ fn users(prefix: &str, n: usize) -> Vec<String> {
 /// sealed as the service seals, with one `otp.added` event each.
 async fn seed(client: &tokio_postgres::Client, users: &[String], state: &str) -> Vec<TotpKey> {
     let cipher = AesGcmCipher::from_config(&SecretString::from(KEYS)).unwrap();
+    // Whole seconds: the creation time is bound into the sealed secret.
+    let created_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+    let created_text = created_at.to_rfc3339();
     let mut keys = Vec::with_capacity(users.len());
     for batch in users.chunks(20_000) {
         let mut sealed = Vec::with_capacity(batch.len());
@@ -226,7 +229,14 @@ async fn seed(client: &tokio_postgres::Client, users: &[String], state: &str) ->
             let secret = TotpSecret::from_bytes(rand::random::<[u8; 20]>().to_vec()).unwrap();
             sealed.push(
                 cipher
-                    .seal(&UserId::parse(user.clone()).unwrap(), &secret)
+                    .seal(
+                        &SealBinding {
+                            owner: &UserId::parse(user.clone()).unwrap(),
+                            params: TotpParams::default(),
+                            created_at,
+                        },
+                        &secret,
+                    )
                     .unwrap()
                     .sealed,
             );
@@ -239,10 +249,11 @@ async fn seed(client: &tokio_postgres::Client, users: &[String], state: &str) ->
                        SELECT user_id, 1, 1 FROM u RETURNING user_id),
                  f AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, algorithm,
                        digits, period, skew, created_at, changed_at, last_used_step)
-                       SELECT user_id, $3, 'k1', sealed, 'SHA1', 6, 30, 1, now(), now(), NULL FROM u)
+                       SELECT user_id, $3, 'k1', sealed, 'SHA1', 6, 30, 1, $4::text::timestamptz,
+                              $4::text::timestamptz, NULL FROM u)
                  INSERT INTO otp_events (user_id, sequence, kind, actor, resource_owner, occurred_at)
                  SELECT user_id, 1, 'otp.added', user_id, 'org1', now() FROM s",
-                &[&batch, &sealed, &state],
+                &[&batch, &sealed, &state, &created_text],
             )
             .await
             .unwrap();

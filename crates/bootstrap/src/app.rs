@@ -61,7 +61,15 @@ impl std::fmt::Debug for Ports {
 /// # Errors
 /// [`StartError::Adapter`] when the keys are malformed.
 pub fn keyring(settings: &Settings) -> Result<AesGcmCipher, StartError> {
-    AesGcmCipher::from_config(&settings.crypto.keys).map_err(|e| StartError::Adapter(e.to_string()))
+    let cipher = AesGcmCipher::from_config(&settings.crypto.keys)
+        .map_err(|e| StartError::Adapter(e.to_string()))?;
+    if settings.crypto.accept_unbound {
+        tracing::warn!(
+            "crypto.accept_unbound is set: secrets sealed before the bound format still open; \
+             run `otp-service keys rotate`, then unset it"
+        );
+    }
+    Ok(cipher.accepting_unbound(settings.crypto.accept_unbound))
 }
 
 impl Ports {

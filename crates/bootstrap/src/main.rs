@@ -193,7 +193,8 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
     Ok(())
 }
 
-/// `keys rotate`: re-seals under the active key and prints the counts.
+/// `keys rotate`: re-seals under the active key, bound to each factor's
+/// parameters and creation time, and prints the counts.
 async fn rotate_keys(
     settings: &Settings,
     batch_size: usize,
@@ -213,8 +214,9 @@ async fn rotate_keys(
             None,
             &mut |report: &application::RotationReport| {
                 print_out(&format!(
-                    "batch {}: examined {}, re-sealed {}, changed meanwhile {}, failed {}",
+                    "batch {}: scanned {}, to re-seal {}, re-sealed {}, changed meanwhile {}, failed {}",
                     report.batches,
+                    report.scanned,
                     report.examined,
                     report.resealed,
                     report.changed_meanwhile,
@@ -224,11 +226,14 @@ async fn rotate_keys(
         )
         .await?;
     print_out(&format!(
-        "done: examined {}, re-sealed {}, changed meanwhile {}, failed {}",
-        report.examined, report.resealed, report.changed_meanwhile, report.failed
+        "done: scanned {}, to re-seal {}, re-sealed {}, changed meanwhile {}, failed {}",
+        report.scanned, report.examined, report.resealed, report.changed_meanwhile, report.failed
     ));
     if report.complete() {
-        print_out("every secret is sealed under the active key; older keys can be removed");
+        print_out(
+            "every secret is sealed under the active key and bound to its factor; \
+             older keys can be removed and crypto.accept_unbound unset",
+        );
         Ok(())
     } else {
         Err(format!(

@@ -488,6 +488,11 @@ pub struct CryptoSettings {
     /// A file holding the keys, comma- or newline-separated (a mounted
     /// Secret); wins over `keys`.
     pub keys_file: Option<PathBuf>,
+    /// Also open secrets sealed by versions before the bound format (bound
+    /// only to owner and key id): set it while upgrading, run
+    /// `otp-service keys rotate`, then unset it (docs/security.md). Off by
+    /// default: a database writer could put back an older unbound secret.
+    pub accept_unbound: bool,
 }
 
 impl Default for CryptoSettings {
@@ -495,6 +500,7 @@ impl Default for CryptoSettings {
         Self {
             keys: SecretString::from(""),
             keys_file: None,
+            accept_unbound: false,
         }
     }
 }

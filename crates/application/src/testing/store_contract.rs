@@ -381,8 +381,18 @@ pub async fn run_all(store: Arc<dyn FactorStore>) {
     purge_removes_only_stale_pending_factors(store).await;
 }
 
-/// Key rotation's view of the store: secrets under other keys, page by
-/// page in user id order, and compare-and-swap re-sealing.
+/// Distinct parameters per factor, so a store returning the wrong ones shows.
+fn rotation_params(tag: u8) -> TotpParams {
+    if tag.is_multiple_of(2) {
+        TotpParams::default()
+    } else {
+        TotpParams::new(domain::TotpAlgorithm::Sha256, 8, 60, 2).unwrap_or_default()
+    }
+}
+
+/// Key rotation's view of the store: every secret with the parameters and
+/// creation time it is bound to, page by page in user id order, and
+/// compare-and-swap re-sealing.
 ///
 /// # Panics
 /// When the store breaks the property.
@@ -402,9 +412,9 @@ where
     for tag in 0..5_u8 {
         let user = unique_user(&format!("contract-rotate-{tag}"));
         let secret = sealed_with(&old_key, tag);
+        let params = rotation_params(tag);
         let decide = Box::new(move |current: Current<'_>| {
-            let factor =
-                OtpFactor::add(current.factor, secret.clone(), TotpParams::default(), t0())?;
+            let factor = OtpFactor::add(current.factor, secret.clone(), params, t0())?;
             Ok(Change::accepted(
                 FactorWrite::Put(factor),
                 EventKind::OtpAdded,
@@ -418,12 +428,12 @@ where
     }
     users.sort();
 
-    // Page through everything not under `new_key`, keeping only this run's.
+    // Page through every secret, keeping only this run's.
     let mut after: Option<UserId> = None;
     let mut mine = Vec::new();
     loop {
         let page = store
-            .sealed_under_other_keys(&new_key, after.as_ref(), 2)
+            .stored_secrets(after.as_ref(), 2)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(page.len() <= 2);
@@ -433,6 +443,11 @@ where
     }
     let found: Vec<_> = mine.iter().map(|s| s.user.clone()).collect();
     assert_eq!(found, users, "every secret once, in user id order");
+    for stored in &mine {
+        let tag = stored.sealed.sealed[0];
+        assert_eq!(stored.params, rotation_params(tag), "params of {tag}");
+        assert_eq!(stored.created_at, t0(), "creation time of {tag}");
+    }
 
     // The first user's secret changes meanwhile: its re-seal must not land.
     let changed = users[0].clone();

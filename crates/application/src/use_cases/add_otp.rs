@@ -7,7 +7,7 @@ use domain::{EventKind, OtpFactor, TotpKey, otpauth_url};
 use super::{ObjectDetails, Operation, OtpFactors};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::{Change, CipherError, Current, FactorWrite};
+use crate::ports::{Change, CipherError, Current, FactorWrite, SealBinding};
 
 /// The answer to Add: the otpauth URL and the base32 secret (both secret),
 /// and the details of the `otp.added` event.
@@ -42,7 +42,14 @@ impl OtpFactors {
         let key = TotpKey::new(self.secrets.generate(), params);
         let sealed = self
             .cipher
-            .seal(&principal.user_id, key.secret())
+            .seal(
+                &SealBinding {
+                    owner: &principal.user_id,
+                    params,
+                    created_at: at,
+                },
+                key.secret(),
+            )
             .map_err(|error| {
                 tracing::error!(%error, "sealing a new secret failed");
                 ApplicationError::Internal

@@ -25,7 +25,8 @@ use crate::authenticate::Principal;
 use crate::error::ApplicationError;
 use crate::policy::{CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
-    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SecretCipher, SecretSource,
+    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SealBinding, SecretCipher,
+    SecretSource,
 };
 use crate::rate_limit::ChangeLimiter;
 
@@ -324,7 +325,7 @@ fn attempt_code(
         return unchecked(FactorError::Locked { until });
     }
     let secret = cipher
-        .open(owner, &factor.secret)
+        .open(&SealBinding::of(owner, factor), &factor.secret)
         .map_err(|error| add_otp::cipher_failure(&error))?;
     let key = TotpKey::new(secret, factor.params);
     match judge(&attempts, policy, at, || {

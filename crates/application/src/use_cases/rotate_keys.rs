@@ -1,6 +1,7 @@
-//! Key rotation: re-seal every stored secret under the active key, in
-//! bounded batches, while the service runs. Resumable: each run picks up
-//! whatever is still sealed under another key.
+//! Key rotation: re-seal every stored secret under the active key and in
+//! the bound format (owner, parameters and creation time as associated
+//! data), in bounded batches, while the service runs. Resumable: each run
+//! picks up whatever is still sealed under another key or unbound.
 
 use std::sync::Arc;
 
@@ -14,9 +15,12 @@ use crate::ports::{Reseal, SecretCipher, SecretStore};
 pub struct RotationReport {
     /// Batches processed.
     pub batches: u64,
-    /// Secrets found sealed under another key.
+    /// Stored secrets looked at.
+    pub scanned: u64,
+    /// Secrets found sealed under another key, or in the earlier unbound
+    /// format.
     pub examined: u64,
-    /// Secrets re-sealed under the active key.
+    /// Secrets re-sealed under the active key, bound.
     pub resealed: u64,
     /// Secrets that changed while being re-sealed (a new factor or a
     /// removal won); the next run looks at them again.
@@ -75,21 +79,24 @@ impl KeyRotation {
         while max_batches.is_none_or(|max| report.batches < max) {
             let found = self
                 .store
-                .sealed_under_other_keys(&active, after.as_ref(), batch_size)
+                .stored_secrets(after.as_ref(), batch_size)
                 .await?;
             let Some(last) = found.last() else {
                 break;
             };
             after = Some(last.user.clone());
             report.batches += 1;
-            report.examined += found.len() as u64;
+            report.scanned += found.len() as u64;
 
             let mut batch = Vec::with_capacity(found.len());
             for stored in found {
-                let resealed = self
-                    .cipher
-                    .open(&stored.user, &stored.sealed)
-                    .and_then(|secret| self.cipher.seal(&stored.user, &secret));
+                let binding = stored.binding();
+                let resealed = match self.cipher.open_for_rotation(&binding, &stored.sealed) {
+                    Ok(opened) if opened.current => continue,
+                    Ok(opened) => self.cipher.seal(&binding, &opened.secret),
+                    Err(error) => Err(error),
+                };
+                report.examined += 1;
                 match resealed {
                     Ok(new) => batch.push(Reseal {
                         user: stored.user,
@@ -117,6 +124,7 @@ impl KeyRotation {
             target: "audit",
             event = "keys.rotated",
             active_key = %active,
+            scanned = report.scanned,
             examined = report.examined,
             resealed = report.resealed,
             changed_meanwhile = report.changed_meanwhile,

@@ -336,11 +336,12 @@ async fn keys_rotate_reseals_so_the_old_key_can_go() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("batch 2: examined 3, re-sealed 3"),
+        stdout.contains("batch 2: scanned 3, to re-seal 3, re-sealed 3"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("done: examined 3, re-sealed 3, changed meanwhile 0, failed 0"),
+        stdout
+            .contains("done: scanned 3, to re-seal 3, re-sealed 3, changed meanwhile 0, failed 0"),
         "{stdout}"
     );
     assert!(!stdout.contains("AAECAw"), "no key material in the output");
@@ -351,7 +352,7 @@ async fn keys_rotate_reseals_so_the_old_key_can_go() {
     assert_eq!(keys, ["k2"]);
     // Run again: nothing left.
     let again = rotate();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("done: examined 0"));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("done: scanned 3, to re-seal 0"));
 
     // k1 removed: a replica with only k2 checks every factor.
     let k2_only = start(&settings_with(
@@ -368,6 +369,107 @@ async fn keys_rotate_reseals_so_the_old_key_can_go() {
             .await;
         assert_eq!(answer.status, 200, "{}", answer.body);
     }
+}
+
+/// `keys rotate` with the test key only, as an operator runs it.
+fn rotate_with_test_key(db_url: &secrecy::SecretString) -> String {
+    use secrecy::ExposeSecret;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_otp-service"))
+        .args(["keys", "rotate"])
+        .env("OTP__DATABASE__URL", db_url.expose_secret())
+        .env("OTP__CRYPTO__KEYS", crate::helpers::TEST_KEYS)
+        .env("OTP__LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secrets_are_bound_to_the_factor_and_rotate_binds_older_ones() {
+    use secrecy::SecretString;
+    let Some(app) = spawn_app_with(&[]).await else {
+        return;
+    };
+    let sub = user("bound");
+    let (secret, now) = enrolled(&app, &sub).await;
+    let service = app.service_token("login-service");
+    let marker = format!(
+        "SELECT encode(substring(sealed_secret from 1 for 4), 'hex') FROM otp_factors WHERE user_id = '{sub}'"
+    );
+    assert_eq!(app.db.query(&marker).await, ["4f545002"], "bound format");
+
+    // A database writer downgrades the parameters or moves the creation
+    // time: the secret no longer opens, so no code is accepted.
+    for (tamper, undo) in [
+        ("digits = 8", "digits = 6"),
+        ("period = 60", "period = 30"),
+        ("skew = 2", "skew = 1"),
+        (
+            "created_at = created_at - interval '1 microsecond'",
+            "created_at = created_at + interval '1 microsecond'",
+        ),
+    ] {
+        let update = |set: &str| {
+            format!("UPDATE otp_factors SET {set} WHERE user_id = '{sub}' RETURNING 'ok'")
+        };
+        assert_eq!(app.db.query(&update(tamper)).await, ["ok"]);
+        let answer = app.check(&service, &sub, &code_at(&secret, now + 30)).await;
+        assert_eq!(answer.status, 500, "{tamper}: {}", answer.body);
+        assert_eq!(answer.body["code"], json!(13), "{tamper}");
+        assert_eq!(app.db.query(&update(undo)).await, ["ok"]);
+    }
+
+    // A secret sealed the way earlier versions did (bound to owner and key
+    // id only) opens only where crypto.accept_unbound is set.
+    let unbound = adapters_crypto::seal_unbound_for_tests(
+        &SecretString::from(crate::helpers::TEST_KEYS),
+        &domain::UserId::parse(sub.clone()).unwrap(),
+        &domain::TotpSecret::from_base32(&secret).unwrap(),
+    )
+    .unwrap();
+    let hex: String = unbound.sealed.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        app.db
+            .query(&format!(
+                "UPDATE otp_factors SET sealed_secret = '\\x{hex}'::bytea WHERE user_id = '{sub}' RETURNING 'ok'"
+            ))
+            .await,
+        ["ok"]
+    );
+    let strict = app.check(&service, &sub, &code_at(&secret, now + 30)).await;
+    assert_eq!(strict.status, 500, "{}", strict.body);
+    let lenient = start(&settings_with(
+        &app.db.url,
+        &app.issuer.url,
+        &[("OTP__CRYPTO__ACCEPT_UNBOUND", "true")],
+    ));
+    let lenient_address = format!("http://127.0.0.1:{}", lenient.internal_port().unwrap());
+    tokio::spawn(lenient.run_until_stopped());
+    // It opens there: the code verified at enrollment is refused as a
+    // replay (400), not as a secret that will not open (500).
+    let answer = app
+        .check_at(&lenient_address, &service, &sub, &code_at(&secret, now))
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+
+    // `keys rotate` re-seals it bound, under the same key; then the strict
+    // replica accepts it again.
+    let stdout = rotate_with_test_key(&app.db.url);
+    assert!(
+        stdout
+            .contains("done: scanned 1, to re-seal 1, re-sealed 1, changed meanwhile 0, failed 0"),
+        "{stdout}"
+    );
+    assert_eq!(app.db.query(&marker).await, ["4f545002"]);
+    let answer = app.check(&service, &sub, &code_at(&secret, now + 30)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(rotate_with_test_key(&app.db.url).contains("done: scanned 1, to re-seal 0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
