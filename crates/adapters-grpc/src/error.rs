@@ -94,19 +94,99 @@ mod tests {
         assert_eq!(error_detail(&status), None);
     }
 
+    /// The contract's behaviour and authentication tables (and the
+    /// service's own rows, docs/security.md), written out: code and message
+    /// as a client sees them on the wire.
     #[test]
-    fn every_application_code_keeps_its_number() {
-        let errors = [
-            ApplicationError::InvalidRequest("bad".into()),
-            ApplicationError::TokenInvalid,
-            ApplicationError::Unavailable("Errors.Store.Unavailable"),
-            ApplicationError::Internal,
-            FactorError::InvalidCode.into(),
-            FactorError::NothingToVerify.into(),
-            FactorError::AlreadyVerified.into(),
+    fn each_error_has_the_code_and_message_the_contract_gives_it() {
+        let until = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let table: [(ApplicationError, Code, &str); 16] = [
+            (
+                FactorError::AlreadySetUp.into(),
+                Code::AlreadyExists,
+                "Multifactor OTP (OneTimePassword) is already set up (COMMAND-do9se)",
+            ),
+            (
+                FactorError::NothingToVerify.into(),
+                Code::NotFound,
+                "Multifactor OTP (OneTimePassword) doesn't exist (COMMAND-3Mif9s)",
+            ),
+            (
+                FactorError::AlreadyVerified.into(),
+                Code::FailedPrecondition,
+                "Multifactor OTP (OneTimePassword) is already set up (COMMAND-qx4ls)",
+            ),
+            (
+                FactorError::InvalidCode.into(),
+                Code::InvalidArgument,
+                "Invalid code (EVENT-8isk2)",
+            ),
+            (
+                FactorError::NothingToRemove.into(),
+                Code::NotFound,
+                "Multifactor OTP (OneTimePassword) doesn't exist (COMMAND-Hd9sd)",
+            ),
+            (
+                ApplicationError::AuthHeaderMissing,
+                Code::Unauthenticated,
+                "auth header missing",
+            ),
+            (
+                ApplicationError::TokenInvalid,
+                Code::Unauthenticated,
+                "Errors.Token.Invalid (AUTH-7fs1e)",
+            ),
+            (
+                ApplicationError::InvalidRequest("code: must be 1 to 200 characters".into()),
+                Code::InvalidArgument,
+                "code: must be 1 to 200 characters",
+            ),
+            (
+                FactorError::Reused.into(),
+                Code::InvalidArgument,
+                "Code has already been used (TOTP-Auw0a)",
+            ),
+            (
+                FactorError::Locked { until }.into(),
+                Code::FailedPrecondition,
+                "User is locked until 2027-01-15T08:00:00Z (COMMAND-SF3fg)",
+            ),
+            (
+                FactorError::Disabled.into(),
+                Code::FailedPrecondition,
+                "Too many wrong codes: the OTP factor is disabled until it is removed (OTP-DISABLED)",
+            ),
+            (
+                ApplicationError::PermissionDenied,
+                Code::PermissionDenied,
+                "No matching permissions found (AUTH-5mWD2)",
+            ),
+            (
+                ApplicationError::RecentAuthRequired,
+                Code::Unauthenticated,
+                "Errors.Token.RecentAuthenticationRequired (OTP-RECENT-AUTH)",
+            ),
+            (
+                ApplicationError::TooManyChanges,
+                Code::ResourceExhausted,
+                "Too many changes to the OTP factor; try again later (OTP-RATE-LIMITED)",
+            ),
+            (
+                ApplicationError::Unavailable("Errors.Store.Unavailable"),
+                Code::Unavailable,
+                "Errors.Store.Unavailable (OTP-UNAVAILABLE)",
+            ),
+            (
+                ApplicationError::Internal,
+                Code::Internal,
+                "Errors.Internal (OTP-INTERNAL)",
+            ),
         ];
-        for error in errors {
-            assert_eq!(status_of(&error).code() as i32, error.code().as_i32());
+        for (error, code, message) in table {
+            let status = status_of(&error);
+            assert_eq!((status.code(), status.message()), (code, message));
+            let decoded = rpc::Status::decode(status.details()).unwrap();
+            assert_eq!(decoded.code, code as i32, "{message}");
         }
     }
 }

@@ -2,6 +2,8 @@
 //! lowerCamelCase keys, uint64 as strings, RFC 3339 UTC timestamps with 0, 3,
 //! 6 or 9 fractional digits, enums by name, unset fields left out.
 
+use std::fmt;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -14,11 +16,23 @@ pub(crate) struct EmptyRequest {}
 
 /// `VerifyMyAuthFactorOTPRequest`, and `otp.v1.CheckOTPRequest` (whose
 /// `user_id` is in the path).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub(crate) struct VerifyRequest {
     /// `null` and absent both mean the empty string, as in proto3 JSON.
     #[serde(default)]
     pub(crate) code: Option<String>,
+}
+
+/// Shows whether a code came and how long it is, never the code.
+impl fmt::Debug for VerifyRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = f.debug_struct("VerifyRequest");
+        match &self.code {
+            Some(code) => shown.field("code", &format_args!("Some(<{} chars>)", code.len())),
+            None => shown.field("code", &None::<()>),
+        };
+        shown.finish()
+    }
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {
@@ -49,11 +63,22 @@ impl From<ObjectDetails> for Details {
 }
 
 /// `AddMyAuthFactorOTPResponse`: the only place the secret leaves the service.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub(crate) struct AddResponse {
     url: String,
     secret: String,
     details: Details,
+}
+
+/// The details only: the URL and the secret both carry the secret.
+impl fmt::Debug for AddResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddResponse")
+            .field("url", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .field("details", &self.details)
+            .finish()
+    }
 }
 
 impl From<AddedOtp> for AddResponse {
@@ -122,6 +147,33 @@ mod tests {
         assert_eq!(timestamp(at(198_000_000)), "2025-03-21T10:51:27.198Z");
         assert_eq!(timestamp(at(0)), "2025-03-21T10:51:27Z");
         assert_eq!(timestamp(at(198_123_000)), "2025-03-21T10:51:27.198123Z");
+    }
+
+    #[test]
+    fn debug_shows_neither_the_code_nor_the_secret() {
+        let request: VerifyRequest = serde_json::from_str(r#"{"code":"492039"}"#).unwrap();
+        let shown = format!("{request:?}");
+        assert_eq!(shown, r#"VerifyRequest { code: Some(<6 chars>) }"#);
+
+        let response = AddResponse {
+            url: "otpauth://totp/otp:alice?secret=JBSWY3DPEHPK3PXP".into(),
+            secret: "JBSWY3DPEHPK3PXP".into(),
+            details: Details {
+                sequence: "1".into(),
+                creation_date: None,
+                change_date: "2025-03-21T10:51:27Z".into(),
+                resource_owner: None,
+            },
+        };
+        let shown = format!("{response:?}");
+        assert!(!shown.contains("JBSWY3DP"), "{shown}");
+        assert!(shown.contains("2025-03-21T10:51:27Z"), "{shown}");
+        // The wire still carries them.
+        assert!(
+            serde_json::to_string(&response)
+                .unwrap()
+                .contains("JBSWY3DP")
+        );
     }
 
     #[test]

@@ -30,7 +30,13 @@ fn t0() -> DateTime<Utc> {
     // Microsecond precision: what every store keeps.
     Utc.timestamp_opt(1_700_000_000, 123_456_000)
         .single()
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("a fixed instant"))
+}
+
+/// Valid parameters, or a loud failure: a fixture must never fall back to
+/// the defaults, or a round trip would compare defaults with defaults.
+fn params(algorithm: TotpAlgorithm, digits: u8, period: u32, skew: u8) -> TotpParams {
+    TotpParams::new(algorithm, digits, period, skew).unwrap_or_else(|e| panic!("fixture: {e}"))
 }
 
 fn context(user: &UserId, at: DateTime<Utc>) -> ChangeContext {
@@ -54,7 +60,7 @@ async fn add(
     tag: u8,
     at: DateTime<Utc>,
 ) -> Result<u64, ApplicationError> {
-    let params = TotpParams::new(TotpAlgorithm::Sha256, 8, 60, 2).unwrap_or_default();
+    let params = params(TotpAlgorithm::Sha256, 8, 60, 2);
     let decide = Box::new(move |current: Current<'_>| {
         Ok(Change::accepted(
             FactorWrite::Put(OtpFactor::add(current.factor, sealed(tag), params, at)?),
@@ -112,7 +118,7 @@ pub async fn factor_round_trips_with_its_event(store: Arc<dyn FactorStore>) {
     let user = unique_user("contract-roundtrip");
     let at = t0();
     let decide = Box::new(move |current: Current<'_>| {
-        let params = TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 0).unwrap_or_default();
+        let params = params(TotpAlgorithm::Sha512, 8, 45, 0);
         let factor = OtpFactor::add(current.factor, sealed(7), params, at)?;
         Ok(Change::accepted(
             FactorWrite::Put(factor.used(TimeStep(u64::MAX >> 2))),
@@ -137,10 +143,7 @@ pub async fn factor_round_trips_with_its_event(store: Arc<dyn FactorStore>) {
         .unwrap_or_else(|| panic!("factor missing"));
     assert_eq!(stored.state, FactorState::NotReady);
     assert_eq!(stored.secret, sealed(7));
-    assert_eq!(
-        stored.params,
-        TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 0).unwrap_or_default()
-    );
+    assert_eq!(stored.params, params(TotpAlgorithm::Sha512, 8, 45, 0));
     assert_eq!((stored.created_at, stored.changed_at), (at, at));
     assert_eq!(stored.last_used_step, Some(TimeStep(u64::MAX >> 2)));
 }
@@ -237,7 +240,7 @@ pub async fn purge_removes_only_stale_pending_factors(store: Arc<dyn FactorStore
     let old = Utc
         .timestamp_opt(1_000_000_000, 0)
         .single()
-        .unwrap_or_default();
+        .unwrap_or_else(|| panic!("a fixed instant"));
     let (stale, fresh, ready) = (
         unique_user("contract-purge-stale"),
         unique_user("contract-purge-fresh"),
@@ -386,7 +389,7 @@ fn rotation_params(tag: u8) -> TotpParams {
     if tag.is_multiple_of(2) {
         TotpParams::default()
     } else {
-        TotpParams::new(domain::TotpAlgorithm::Sha256, 8, 60, 2).unwrap_or_default()
+        params(TotpAlgorithm::Sha256, 8, 60, 2)
     }
 }
 
