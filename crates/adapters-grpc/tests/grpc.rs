@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_grpc::proto::google::rpc;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
@@ -25,7 +26,7 @@ use adapters_grpc::proto::zitadel::user::v1::{
 };
 use adapters_grpc::proto::zitadel::v1::ErrorDetail;
 use adapters_grpc::{GrpcError, GrpcSettings, error_detail, serve};
-use adapters_memory::{MemoryFactorStore, SystemClock};
+use adapters_memory::MemoryFactorStore;
 use application::testing::{StaticTokens, principal};
 use application::{Authenticator, OtpFactors, TotpSettings};
 use base64::Engine as _;

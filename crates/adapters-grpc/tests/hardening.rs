@@ -13,13 +13,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_grpc::proto::otp::v1::CheckOtpRequest;
 use adapters_grpc::proto::otp::v1::otp_check_service_client::OtpCheckServiceClient;
 use adapters_grpc::proto::zitadel::auth::v1::ListMyAuthFactorsRequest;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
 use adapters_grpc::{GrpcLimits, GrpcSettings, MAX_SMALL_MESSAGE_BYTES, Services, serve};
-use adapters_memory::{MemoryFactorStore, SystemClock};
+use adapters_memory::MemoryFactorStore;
 use application::testing::{StaticTokens, principal};
 use application::{Authenticator, OtpFactors, TotpSettings};
 use domain::TotpParams;

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpServer, test, web};
+use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::{BodyTimeout, HttpState, internal_routes, public_routes, routes};
-use adapters_memory::{MemoryFactorStore, SystemClock};
+use adapters_memory::MemoryFactorStore;
 use application::testing::{StaticTokens, principal};
 use application::{Authenticator, OtpFactors, TotpSettings};
 use domain::TotpParams;

@@ -1,6 +1,6 @@
 //! In-memory adapters for the embedded development mode and for tests: a
-//! `FactorStore` that keeps everything in this process (and loses it on exit),
-//! and the system clock.
+//! `FactorStore` that keeps everything in this process (and loses it on exit).
+//! The production clock is `adapters-clock`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use application::{
-    ApplicationError, ChangeContext, Clock, Committed, Current, Decide, FactorStore, FactorWrite,
+    ApplicationError, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
     Readiness, Reseal, SecretStore, StoreError, StoredSecret,
 };
 use domain::{Attempts, EventKind, FactorEvent, FactorState, OtpFactor, UserId};
@@ -165,17 +165,6 @@ impl SecretStore for MemoryFactorStore {
 impl Readiness for MemoryFactorStore {
     async fn ready(&self) -> Result<(), String> {
         Ok(())
-    }
-}
-
-/// The operating system's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods, reason = "this is the clock adapter")]
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
     }
 }
 

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use aws_lc_rs::digest::{SHA256, digest};
-use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
@@ -113,20 +112,6 @@ enum Endpoint {
     },
 }
 
-/// The wall clock of the operating system, used unless another is given.
-#[derive(Debug)]
-struct SystemClock;
-
-impl Clock for SystemClock {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the default clock of this adapter; tests pass their own"
-    )]
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
 /// What came of one question to the endpoint, before the answer is judged.
 type Answer = Result<Map<String, Value>, TokenError>;
 
@@ -142,7 +127,7 @@ impl IntrospectionVerifier {
     /// not a usable RSA private key; [`TokenConfigError::HttpClient`] if the
     /// HTTP client cannot be built.
     pub fn new(settings: IntrospectionSettings) -> Result<Self, TokenConfigError> {
-        Self::with_clock(settings, Arc::new(SystemClock))
+        Self::with_clock(settings, Arc::new(adapters_clock::SystemClock))
     }
 
     /// Like [`IntrospectionVerifier::new`], reading the time (for `exp`,

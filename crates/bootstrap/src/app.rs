@@ -4,9 +4,9 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::HttpState;
-use adapters_memory::SystemClock;
 use adapters_postgres::PgFactorStore;
 use adapters_token::{
     BearerVerifier, ClaimNames, ClientAuth, IntrospectionSettings, IntrospectionVerifier,

@@ -181,7 +181,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 use application::Clock;
                 format!(
                     "k{}",
-                    adapters_memory::SystemClock.now().format("%Y%m%d%H%M%S")
+                    adapters_clock::SystemClock.now().format("%Y%m%d%H%M%S")
                 )
             });
             print_out(adapters_crypto::generate_key_line(&id)?.expose_secret());
