@@ -52,7 +52,7 @@ mod web;
 
 pub use check::OtpCheckServiceImpl;
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
-pub use observe::{DURATION_BUCKETS, Observe, ObserveLayer};
+pub use observe::{Observe, ObserveLayer};
 pub use server::{
     GrpcError, GrpcLayers, GrpcLimits, GrpcRouter, GrpcSettings, MAX_SMALL_MESSAGE_BYTES, Services,
     router, serve,

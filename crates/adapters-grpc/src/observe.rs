@@ -22,11 +22,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 
-/// Bucket boundaries (seconds) of the duration histograms, as the HTTP and
-/// RPC semantic conventions recommend.
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+use application::telemetry::DURATION_BUCKETS;
 
 fn duration() -> &'static Histogram<f64> {
     static DURATION: OnceLock<Histogram<f64>> = OnceLock::new();

@@ -22,10 +22,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// Bucket boundaries (seconds), as the HTTP semantic conventions recommend.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+use application::telemetry::DURATION_BUCKETS;
 
 struct Instruments {
     duration: Histogram<f64>,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod policy;
 pub mod ports;
 pub mod rate_limit;
+pub mod telemetry;
 pub mod use_cases;
 
 #[cfg(feature = "testing")]
