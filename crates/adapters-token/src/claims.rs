@@ -9,7 +9,8 @@ use domain::{LoginName, OrgId, UserId};
 
 use crate::settings::ClaimNames;
 
-fn invalid(reason: impl Into<String>) -> TokenError {
+/// A token refused for `reason` (logged, never shown to the client).
+pub(crate) fn invalid(reason: impl Into<String>) -> TokenError {
     TokenError::Invalid(reason.into())
 }
 

@@ -2,7 +2,6 @@
 //! HTTP Basic with a client secret (RFC 6749 §2.3.1) or a signed client
 //! assertion, `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9).
 
-use std::fmt;
 use std::path::Path;
 
 use data_encoding::{BASE64, HEXLOWER};
@@ -25,8 +24,9 @@ const ASSERTION_LIFETIME_SECS: u64 = 60;
 const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 
 /// This service's credentials at the introspection endpoint. `Debug` shows
-/// the client and key ids, never the secret or the key.
-#[derive(Clone)]
+/// the client and key ids, never the secret or the key (both are
+/// `SecretString`s, whose `Debug` redacts).
+#[derive(Clone, Debug)]
 pub enum ClientAuth {
     /// `client_secret_basic`: `Authorization: Basic` with the client id and
     /// secret, each form-url-encoded first (RFC 6749 §2.3.1).
@@ -48,26 +48,6 @@ pub enum ClientAuth {
         /// The RSA private key, PEM (PKCS#1 or PKCS#8).
         private_key_pem: SecretString,
     },
-}
-
-impl fmt::Debug for ClientAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Basic { client_id, .. } => f
-                .debug_struct("Basic")
-                .field("client_id", client_id)
-                .field("client_secret", &"[redacted]")
-                .finish(),
-            Self::PrivateKeyJwt {
-                client_id, key_id, ..
-            } => f
-                .debug_struct("PrivateKeyJwt")
-                .field("client_id", client_id)
-                .field("key_id", key_id)
-                .field("private_key_pem", &"[redacted]")
-                .finish(),
-        }
-    }
 }
 
 /// ZITADEL's JSON key file of an API application.
@@ -160,24 +140,6 @@ pub(crate) enum Credentials {
         /// The assertion's `aud`: the issuer.
         audience: String,
     },
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Basic { client_id, .. } => f
-                .debug_struct("Basic")
-                .field("client_id", client_id)
-                .finish_non_exhaustive(),
-            Self::PrivateKeyJwt {
-                client_id, key_id, ..
-            } => f
-                .debug_struct("PrivateKeyJwt")
-                .field("client_id", client_id)
-                .field("key_id", key_id)
-                .finish_non_exhaustive(),
-        }
-    }
 }
 
 /// What a request carries to authenticate the client.
@@ -323,6 +285,27 @@ mod tests {
         let decoded = String::from_utf8(BASE64.decode(encoded.as_bytes()).unwrap()).unwrap();
         assert_eq!(decoded, "my+app%40acme:p%3Ass%2Bw%2Frd+%C3%A9");
         assert!(presented.form.is_empty());
+    }
+
+    #[test]
+    fn debug_shows_ids_but_no_secret_or_key() {
+        let basic = ClientAuth::Basic {
+            client_id: "otp-api".into(),
+            client_secret: SecretString::from("s3cr3t-value"),
+        };
+        let key = ClientAuth::PrivateKeyJwt {
+            client_id: "otp-api".into(),
+            key_id: "kid-7".into(),
+            private_key_pem: SecretString::from("-----BEGIN PRIVATE KEY-----MIIB"),
+        };
+        for (auth, shown) in [(basic, "otp-api"), (key, "kid-7")] {
+            let debug = format!("{auth:?}");
+            assert!(debug.contains(shown), "{debug}");
+            assert!(
+                !debug.contains("s3cr3t") && !debug.contains("MIIB"),
+                "{debug}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tracing::field::Empty;
 
 use application::{Clock, Principal, TokenError, TokenVerifier};
 
-use crate::claims::{audience_contains, check_authorized_party, principal};
+use crate::claims::{audience_contains, check_authorized_party, invalid, principal};
 use crate::client_auth::Credentials;
 use crate::fetch::{Discovery, describe, discover, host, read_body, redact_url};
 use crate::settings::{ClaimNames, IntrospectionSettings, TokenConfigError, check_http_url};
@@ -31,10 +31,6 @@ const MAX_ANSWER_LEN: usize = 64 * 1024;
 /// RFC 7662 §2.2's name of the login name, used when the configured claim
 /// is absent from an answer.
 const USERNAME_MEMBER: &str = "username";
-
-fn invalid(reason: impl Into<String>) -> TokenError {
-    TokenError::Invalid(reason.into())
-}
 
 fn unavailable(reason: impl Into<String>) -> TokenError {
     TokenError::Unavailable(reason.into())
@@ -90,7 +86,7 @@ impl fmt::Debug for IntrospectionVerifier {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("endpoint", &endpoint)
-            .field("client", &self.credentials)
+            .field("client_id", &self.credentials.client_id())
             .field("claims", &self.claims)
             .field("leeway_ms", &self.leeway_ms)
             .field("cached_answers", &self.cache.len())

@@ -13,17 +13,13 @@ use serde_json::{Map, Value};
 
 use application::{Principal, TokenError, TokenVerifier};
 
-use crate::claims::{check_authorized_party, principal};
+use crate::claims::{check_authorized_party, invalid, principal};
 use crate::fetch::{Discovery, discover, fetch_jwks};
 use crate::keys::{KeySet, Selection, VerifyKey, allowed_algorithm};
 use crate::settings::{ClaimNames, JwtSettings, TokenConfigError, check_http_url};
 
 /// Tokens longer than this (in bytes) are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
-
-fn invalid(reason: impl Into<String>) -> TokenError {
-    TokenError::Invalid(reason.into())
-}
 
 /// Validates bearer tokens (JWT, RFC 7519) signed by one OpenID Connect
 /// issuer with an asymmetric key from its JWKS.
