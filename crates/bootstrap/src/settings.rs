@@ -347,7 +347,7 @@ impl Default for AuthSettings {
             jwks_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
             scope_claim: "scope".into(),
-            check_scope: "otp.check".into(),
+            check_scope: TotpSettings::default().check_scope,
             introspection_url: String::new(),
             introspection_client_id: String::new(),
             introspection_client_secret: SecretString::from(""),
@@ -400,19 +400,24 @@ pub struct TotpConfig {
 }
 
 impl Default for TotpConfig {
+    /// The use cases' defaults ([`TotpSettings::default`]), as configuration:
+    /// the values live there once.
     fn default() -> Self {
+        let defaults = TotpSettings::default();
+        let (params, attempts) = (defaults.params, defaults.attempts);
+        let std = |delta: TimeDelta| delta.to_std().unwrap_or_default();
         Self {
-            issuer: "otp-service".into(),
-            algorithm: "SHA1".into(),
-            digits: 6,
-            period: 30,
-            skew: 1,
-            max_attempts: 5,
-            lockout: Duration::from_secs(300),
-            max_lockout: Duration::from_secs(3600),
-            max_failures: 100,
-            max_changes_per_hour: 20,
-            pending_ttl: Duration::from_secs(600),
+            issuer: defaults.issuer,
+            algorithm: params.algorithm().as_str().into(),
+            digits: params.digits(),
+            period: params.period(),
+            skew: params.skew(),
+            max_attempts: attempts.max_attempts(),
+            lockout: std(attempts.lockout()),
+            max_lockout: std(attempts.max_lockout()),
+            max_failures: attempts.max_failures(),
+            max_changes_per_hour: defaults.max_changes_per_hour,
+            pending_ttl: std(defaults.pending_ttl),
         }
     }
 }
@@ -1032,5 +1037,13 @@ mod tests {
         assert_eq!(totp.attempts.max_lockout(), TimeDelta::hours(1));
         assert_eq!(totp.pending_ttl, chrono::TimeDelta::minutes(10));
         assert_eq!(settings.shutdown.drain_delay, Duration::from_secs(5));
+        // Unconfigured, the service runs on the use cases' own defaults.
+        assert_eq!(
+            settings
+                .totp
+                .use_case_settings(&settings.auth.check_scope)
+                .unwrap(),
+            TotpSettings::default()
+        );
     }
 }
