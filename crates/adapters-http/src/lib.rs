@@ -2,7 +2,8 @@
 //! `/auth/v1/users/me/auth_factors`, proto3 JSON bodies, google.rpc.Status
 //! errors, and the health endpoints. Handlers only extract, call a use case
 //! and render. [`public_routes`] and [`internal_routes`] split the trusted
-//! login check onto a listener of its own.
+//! login check onto a listener of its own; [`serve`] runs a listener with
+//! one of those route sets, so the binary needs no actix itself.
 
 mod body;
 mod error;
@@ -10,6 +11,8 @@ mod json;
 mod observe;
 mod routes;
 
+use std::future::Future;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,4 +95,76 @@ pub fn internal_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig)
             .configure(routes::health::register)
             .default_service(web::to(routes::not_found));
     }
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// Everything: the user's calls, the trusted check and the probes (no
+    /// internal listener).
+    All,
+    /// The user's calls and the probes ([`public_routes`]).
+    Public,
+    /// The trusted calls and the probes ([`internal_routes`]).
+    Internal,
+}
+
+/// How [`serve`] runs a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// The route set.
+    pub routes: Routes,
+    /// Deadline for a whole request body (408 past it).
+    pub body_timeout: Duration,
+    /// Worker threads; 0 = one per CPU the process sees.
+    pub workers: usize,
+    /// After `shutdown`, how long in-flight requests get to finish.
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves `state` on `listener` with the telemetry middleware, until
+/// `shutdown` completes: then it stops accepting and gives in-flight
+/// requests `shutdown_timeout` to finish. The process's signals are left
+/// to the caller.
+///
+/// # Errors
+/// The listener cannot be served (at once), or the server's I/O error (from
+/// the returned future).
+pub fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<impl Future<Output = std::io::Result<()>> + Send + 'static> {
+    let body_timeout = BodyTimeout(settings.body_timeout);
+    let routes = settings.routes;
+    let mut server = actix_web::HttpServer::new(move || {
+        let app = actix_web::App::new()
+            .app_data(web::Data::new(body_timeout))
+            .wrap(actix_web::middleware::from_fn(observe));
+        let state = state.clone();
+        match routes {
+            Routes::All => app.configure(self::routes(state)),
+            Routes::Public => app.configure(public_routes(state)),
+            Routes::Internal => app.configure(internal_routes(state)),
+        }
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1));
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let server = server.listen(listener)?.run();
+    let handle = server.handle();
+    Ok(async move {
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            // Ended by itself: an I/O error, or stopped from elsewhere.
+            result = &mut server => return result,
+            () = shutdown => {}
+        }
+        let stopping = handle.stop(true);
+        let (result, ()) = tokio::join!(server, stopping);
+        result
+    })
 }

@@ -153,15 +153,18 @@ pub fn claim_names(settings: &Settings) -> ClaimNames {
     }
 }
 
+/// A REST listener being served (`adapters_http::serve`).
+type HttpServerFuture = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
 /// A started service: its bound ports and the servers to await.
 pub struct Application {
     port: u16,
     grpc_port: u16,
     internal_port: Option<u16>,
     internal_grpc_port: Option<u16>,
-    servers: Vec<actix_web::dev::Server>,
+    servers: Vec<HttpServerFuture>,
     grpc: Vec<tokio::task::JoinHandle<Result<(), adapters_grpc::GrpcError>>>,
-    stop_grpc: tokio::sync::watch::Sender<bool>,
+    stop_listeners: tokio::sync::watch::Sender<bool>,
     drain_grpc: tokio::sync::watch::Sender<bool>,
     purge: tokio::task::JoinHandle<()>,
     draining: Draining,
@@ -188,17 +191,6 @@ fn bind(addr: &str) -> Result<(TcpListener, u16), StartError> {
     Ok((listener, port))
 }
 
-/// Which routes a REST listener serves.
-#[derive(Debug, Clone, Copy)]
-enum RestRoutes {
-    /// Everything (no internal listener).
-    All,
-    /// The user's calls and the probes.
-    Public,
-    /// The trusted calls and the probes.
-    Internal,
-}
-
 impl Application {
     /// Binds `http.addr` and `grpc.addr`, and `http.internal_addr` /
     /// `grpc.internal_addr` when set (port 0 picks a free port), and starts
@@ -220,7 +212,7 @@ impl Application {
         );
         let draining = Draining::default();
         let auth = Authenticator::new(ports.verifier);
-        let (stop_grpc, stopped) = tokio::sync::watch::channel(false);
+        let (stop_listeners, stopped) = tokio::sync::watch::channel(false);
         let (drain_grpc, drain_started) = tokio::sync::watch::channel(false);
 
         let grpc_internal = settings.grpc.internal();
@@ -276,23 +268,36 @@ impl Application {
         };
         let http_internal = settings.http.internal();
         let public_routes = if http_internal.is_some() {
-            RestRoutes::Public
+            adapters_http::Routes::Public
         } else {
-            RestRoutes::All
+            adapters_http::Routes::All
         };
         let listeners = std::iter::once((settings.http.addr.as_str(), public_routes))
-            .chain(http_internal.map(|addr| (addr, RestRoutes::Internal)));
+            .chain(http_internal.map(|addr| (addr, adapters_http::Routes::Internal)));
         let mut servers = Vec::new();
         let mut http_ports = Vec::new();
         for (addr, routes) in listeners {
             let (listener, port) = bind(addr)?;
-            servers.push(http_server(
+            let mut stopped = stopped.clone();
+            let server = adapters_http::serve(
                 listener,
-                addr,
-                routes,
                 state.clone(),
-                settings,
-            )?);
+                adapters_http::ServeSettings {
+                    routes,
+                    body_timeout: settings.http.body_timeout,
+                    workers: settings.http.workers,
+                    shutdown_timeout: settings.shutdown.timeout,
+                },
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
+            let server: HttpServerFuture = Box::pin(server);
+            servers.push(server);
             http_ports.push(port);
         }
         Ok(Self {
@@ -302,7 +307,7 @@ impl Application {
             internal_grpc_port: grpc_ports.get(1).copied(),
             servers,
             grpc,
-            stop_grpc,
+            stop_listeners,
             drain_grpc,
             purge,
             draining,
@@ -363,14 +368,13 @@ impl Application {
         let Self {
             servers,
             grpc,
-            stop_grpc,
+            stop_listeners,
             drain_grpc,
             purge,
             draining,
             shutdown,
             ..
         } = self;
-        let handles: Vec<_> = servers.iter().map(actix_web::dev::Server::handle).collect();
         let mut http = tokio::task::JoinSet::new();
         for server in servers {
             http.spawn(server);
@@ -379,7 +383,7 @@ impl Application {
             // A server that ends by itself (an I/O error) ends the process.
             Some(result) = http.join_next() => {
                 purge.abort();
-                let _ = stop_grpc.send(true);
+                let _ = stop_listeners.send(true);
                 return result.map_err(std::io::Error::other)?;
             }
             () = stop => {}
@@ -395,12 +399,9 @@ impl Application {
         let drain = async {
             tokio::time::sleep(shutdown.drain_delay).await;
             tracing::info!("no longer accepting; finishing in-flight requests");
-            let _ = stop_grpc.send(true);
+            let _ = stop_listeners.send(true);
             let (http, grpc) = tokio::join!(
                 async {
-                    for handle in handles {
-                        tokio::spawn(handle.stop(true));
-                    }
                     while let Some(result) = http.join_next().await {
                         result.map_err(std::io::Error::other)??;
                     }
@@ -437,41 +438,6 @@ impl Application {
             () = abort => Ok(()),
         }
     }
-}
-
-/// The REST server on `listener` with `routes`.
-fn http_server(
-    listener: TcpListener,
-    addr: &str,
-    routes: RestRoutes,
-    state: HttpState,
-    settings: &Settings,
-) -> Result<actix_web::dev::Server, StartError> {
-    let body_timeout = adapters_http::BodyTimeout(settings.http.body_timeout);
-    let mut server = actix_web::HttpServer::new(move || {
-        let app = actix_web::App::new()
-            .app_data(actix_web::web::Data::new(body_timeout))
-            .wrap(actix_web::middleware::from_fn(adapters_http::observe));
-        let state = state.clone();
-        match routes {
-            RestRoutes::All => app.configure(adapters_http::routes(state)),
-            RestRoutes::Public => app.configure(adapters_http::public_routes(state)),
-            RestRoutes::Internal => app.configure(adapters_http::internal_routes(state)),
-        }
-    })
-    // Signals are ours: the drain delay comes before actix stops accepting.
-    .disable_signals()
-    .shutdown_timeout(settings.shutdown.timeout.as_secs().max(1));
-    if settings.http.workers > 0 {
-        server = server.workers(settings.http.workers);
-    }
-    Ok(server
-        .listen(listener)
-        .map_err(|source| StartError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?
-        .run())
 }
 
 /// Deletes pending factors past their time to live, once a minute (they
