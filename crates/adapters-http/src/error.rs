@@ -8,31 +8,30 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use application::ApplicationError;
+use application::{ApplicationError, StatusCode as Code};
 
-/// The HTTP status of a gRPC code, per the contract's table.
+/// The HTTP status of a gRPC code the service answers, per the contract's
+/// table (as grpc-gateway maps them).
 #[must_use]
-pub fn http_status_of(code: i32) -> StatusCode {
+pub const fn http_status_of(code: Code) -> StatusCode {
     match code {
-        0 => StatusCode::OK,
-        3 | 9 | 11 => StatusCode::BAD_REQUEST,
-        5 => StatusCode::NOT_FOUND,
-        6 | 10 => StatusCode::CONFLICT,
-        7 => StatusCode::FORBIDDEN,
-        16 => StatusCode::UNAUTHORIZED,
-        8 => StatusCode::TOO_MANY_REQUESTS,
-        14 => StatusCode::SERVICE_UNAVAILABLE,
-        12 => StatusCode::NOT_IMPLEMENTED,
-        4 => StatusCode::GATEWAY_TIMEOUT,
-        1 => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::InvalidArgument | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
     }
 }
 
 /// An error answer: gRPC code, message, the optional `zitadel.v1.ErrorDetail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    code: i32,
+    code: Code,
     message: String,
     detail: Option<(&'static str, String)>,
     http: StatusCode,
@@ -40,8 +39,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A transport-level refusal with no contract id (bad body, unknown route).
-    pub(crate) fn plain(code: i32, message: impl Into<String>, http: StatusCode) -> Self {
+    /// A transport-level refusal with no contract id (bad body, unknown
+    /// route), with an HTTP status of its own where grpc-gateway has one.
+    pub(crate) fn plain(code: Code, message: impl Into<String>, http: StatusCode) -> Self {
         Self {
             code,
             message: message.into(),
@@ -53,14 +53,14 @@ impl ApiError {
 
     /// A request body that is not valid for the message: 400, code 3.
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        Self::plain(3, message, StatusCode::BAD_REQUEST)
+        Self::plain(Code::InvalidArgument, message, StatusCode::BAD_REQUEST)
     }
 
     /// A request body that did not arrive within the body timeout: 408,
     /// code 4 (DEADLINE_EXCEEDED); the connection is closed after it.
     pub(crate) fn body_timeout() -> Self {
         Self::plain(
-            4,
+            Code::DeadlineExceeded,
             "request body not received in time",
             StatusCode::REQUEST_TIMEOUT,
         )
@@ -69,7 +69,7 @@ impl ApiError {
 
 impl From<ApplicationError> for ApiError {
     fn from(error: ApplicationError) -> Self {
-        let code = error.code().as_i32();
+        let code = error.code();
         let challenge = match error {
             ApplicationError::AuthHeaderMissing => Some(r#"Bearer realm="otp-service""#),
             ApplicationError::TokenInvalid => {
@@ -93,7 +93,7 @@ impl From<ApplicationError> for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (code {})", self.message, self.code)
+        write!(f, "{} (code {})", self.message, self.code.as_i32())
     }
 }
 
@@ -144,7 +144,7 @@ impl ResponseError for ApiError {
             ));
         }
         response.json(StatusBody {
-            code: self.code,
+            code: self.code.as_i32(),
             message: &self.message,
             details,
         })
@@ -156,27 +156,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_of_the_contract_maps_to_its_status() {
+    fn every_code_the_service_answers_maps_to_the_contracts_status() {
         let table = [
-            (3, 400),
-            (9, 400),
-            (11, 400),
-            (5, 404),
-            (6, 409),
-            (10, 409),
-            (7, 403),
-            (16, 401),
-            (8, 429),
-            (13, 500),
-            (2, 500),
-            (15, 500),
-            (14, 503),
-            (12, 501),
-            (4, 504),
-            (1, 499),
+            (Code::InvalidArgument, 400),
+            (Code::FailedPrecondition, 400),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::PermissionDenied, 403),
+            (Code::Unauthenticated, 401),
+            (Code::ResourceExhausted, 429),
+            (Code::Internal, 500),
+            (Code::Unavailable, 503),
+            (Code::Unimplemented, 501),
+            (Code::DeadlineExceeded, 504),
         ];
         for (code, status) in table {
-            assert_eq!(http_status_of(code).as_u16(), status, "code {code}");
+            assert_eq!(http_status_of(code).as_u16(), status, "{code:?}");
         }
     }
 }

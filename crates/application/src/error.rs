@@ -11,6 +11,8 @@ use domain::FactorError;
 pub enum StatusCode {
     /// 3
     InvalidArgument = 3,
+    /// 4: a request body that did not arrive in time (transport only).
+    DeadlineExceeded = 4,
     /// 5
     NotFound = 5,
     /// 6
@@ -21,7 +23,7 @@ pub enum StatusCode {
     ResourceExhausted = 8,
     /// 9
     FailedPrecondition = 9,
-    /// 12
+    /// 12: a known path with another method (transport only).
     Unimplemented = 12,
     /// 13
     Internal = 13,
