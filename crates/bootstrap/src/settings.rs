@@ -463,7 +463,7 @@ impl TotpConfig {
             .map_err(|_| invalid("max_lockout is too long".into()))?;
         let attempts =
             AttemptPolicy::escalating(self.max_attempts, lockout, max_lockout, self.max_failures)
-                .map_err(|e| invalid(e.to_owned()))?;
+                .map_err(|e| invalid(e.to_string()))?;
         let pending_ttl = TimeDelta::from_std(self.pending_ttl)
             .ok()
             .filter(|ttl| *ttl > TimeDelta::zero())

@@ -22,6 +22,23 @@ pub struct AttemptPolicy {
     max_failures: u32,
 }
 
+/// Why an attempt policy was refused; the text names the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// `max_attempts` of 0.
+    #[error("max_attempts must be at least 1")]
+    NoAttempts,
+    /// A lockout of zero or less.
+    #[error("lockout must be longer than zero")]
+    NoLockout,
+    /// `max_lockout` shorter than `lockout`.
+    #[error("max_lockout must be at least lockout")]
+    MaxLockoutBelowLockout,
+    /// `max_failures` below `max_attempts`.
+    #[error("max_failures must be at least max_attempts")]
+    MaxFailuresBelowAttempts,
+}
+
 impl AttemptPolicy {
     /// The defaults: 5 wrong codes lock for 5 minutes, doubling with each
     /// further wrong code up to 1 hour; 100 wrong codes in a row disable.
@@ -37,8 +54,8 @@ impl AttemptPolicy {
     /// after the default 100 failures (at least `max_attempts`).
     ///
     /// # Errors
-    /// A message naming the setting that is out of range.
-    pub fn new(max_attempts: u32, lockout: TimeDelta) -> Result<Self, &'static str> {
+    /// [`PolicyError`] naming the setting that is out of range.
+    pub fn new(max_attempts: u32, lockout: TimeDelta) -> Result<Self, PolicyError> {
         Self::escalating(
             max_attempts,
             lockout,
@@ -51,24 +68,24 @@ impl AttemptPolicy {
     /// `max_failures` at least `max_attempts`.
     ///
     /// # Errors
-    /// A message naming the setting that is out of range.
+    /// [`PolicyError`] naming the setting that is out of range.
     pub fn escalating(
         max_attempts: u32,
         lockout: TimeDelta,
         max_lockout: TimeDelta,
         max_failures: u32,
-    ) -> Result<Self, &'static str> {
+    ) -> Result<Self, PolicyError> {
         if max_attempts == 0 {
-            return Err("max_attempts must be at least 1");
+            return Err(PolicyError::NoAttempts);
         }
         if lockout <= TimeDelta::zero() {
-            return Err("lockout must be longer than zero");
+            return Err(PolicyError::NoLockout);
         }
         if max_lockout < lockout {
-            return Err("max_lockout must be at least lockout");
+            return Err(PolicyError::MaxLockoutBelowLockout);
         }
         if max_failures < max_attempts {
-            return Err("max_failures must be at least max_attempts");
+            return Err(PolicyError::MaxFailuresBelowAttempts);
         }
         Ok(Self {
             max_attempts,

@@ -10,9 +10,9 @@ pub mod totp;
 
 pub use event::{EventKind, FactorEvent};
 pub use factor::{FactorError, FactorState, OtpFactor, SealedSecret};
-pub use guard::{AttemptPolicy, Attempts, Judgement, judge};
+pub use guard::{AttemptPolicy, Attempts, Judgement, PolicyError, judge};
 pub use identity::{IdentityError, LoginName, OrgId, UserId};
 pub use totp::{
-    CodeCheck, SubmittedCode, TimeStep, TotpAlgorithm, TotpKey, TotpParams, TotpParamsError,
-    TotpSecret, otpauth_url,
+    CodeCheck, CodeLengthError, SubmittedCode, TimeStep, TotpAlgorithm, TotpKey, TotpParams,
+    TotpParamsError, TotpSecret, otpauth_url,
 };

@@ -215,15 +215,29 @@ pub struct TimeStep(pub u64);
 /// rule), kept secret because a fresh code is a credential.
 pub struct SubmittedCode(SecretString);
 
+/// Why a submitted code was refused before it was compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodeLengthError {
+    /// No characters at all.
+    #[error("the code is empty")]
+    Empty,
+    /// More characters than any request may carry (the count).
+    #[error("the code has {0} characters, more than 200")]
+    TooLong(usize),
+}
+
 impl SubmittedCode {
     /// Accepts the request field.
     ///
     /// # Errors
-    /// Returns the length in characters when it is 0 or above 200.
-    pub fn parse(code: &str) -> Result<Self, usize> {
+    /// [`CodeLengthError`] when it has no characters or more than 200.
+    pub fn parse(code: &str) -> Result<Self, CodeLengthError> {
         let chars = code.chars().count();
-        if chars == 0 || chars > MAX_SUBMITTED_CODE_CHARS {
-            return Err(chars);
+        if chars == 0 {
+            return Err(CodeLengthError::Empty);
+        }
+        if chars > MAX_SUBMITTED_CODE_CHARS {
+            return Err(CodeLengthError::TooLong(chars));
         }
         Ok(Self(SecretString::from(code)))
     }
@@ -528,9 +542,12 @@ mod tests {
 
     #[test]
     fn submitted_code_length_is_one_to_two_hundred_chars() {
-        assert_eq!(SubmittedCode::parse("").err(), Some(0));
+        assert_eq!(SubmittedCode::parse("").err(), Some(CodeLengthError::Empty));
         assert!(SubmittedCode::parse(&"1".repeat(200)).is_ok());
-        assert_eq!(SubmittedCode::parse(&"1".repeat(201)).err(), Some(201));
+        assert_eq!(
+            SubmittedCode::parse(&"1".repeat(201)).err(),
+            Some(CodeLengthError::TooLong(201))
+        );
     }
 
     #[test]
