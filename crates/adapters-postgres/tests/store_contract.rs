@@ -1,5 +1,6 @@
-//! The FactorStore contract suite against a real PostgreSQL database, and the
-//! same serialisation property across two stores (two replicas' pools) on one
+//! The store contract against a real PostgreSQL database (one test per
+//! property, with and without prepared statements), and the same
+//! serialisation property across two stores (two replicas' pools) on one
 //! database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,28 +34,25 @@ fn store_with(
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_store_without_prepared_statements_meets_the_factor_store_contract() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
-    };
-    application::testing::store_contract::run_all(Arc::new(store_with(&db, 8, false))).await;
+/// A throwaway database and a store over it, or `None` without PostgreSQL.
+async fn contract_store(prepared_statements: bool) -> Option<(TestDatabase, Arc<PgFactorStore>)> {
+    let db = TestDatabase::create().await?;
+    let store = Arc::new(store_with(&db, 8, prepared_statements));
+    Some((db, store))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_store_meets_the_factor_store_contract() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
-    };
-    application::testing::store_contract::run_all(Arc::new(store(&db, 8))).await;
+/// The store contract, one test per property, with prepared statements...
+mod prepared {
+    use super::contract_store;
+
+    application::store_contract_tests!(contract_store(true).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_store_meets_the_secret_store_contract() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
-    };
-    application::testing::store_contract::secrets_page_and_reseal(Arc::new(store(&db, 4))).await;
+/// ...and without (`database.prepared_statements = false`).
+mod unprepared {
+    use super::contract_store;
+
+    application::store_contract_tests!(contract_store(false).await);
 }
 
 fn at() -> DateTime<Utc> {

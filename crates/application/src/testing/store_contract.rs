@@ -1,6 +1,7 @@
 //! The behaviour every [`FactorStore`] adapter must show. Each function is
-//! one property; adapters call them all from their own tests (see
-//! [`run_all`]).
+//! one property; an adapter's test file gets one `#[tokio::test]` per
+//! property from [`store_contract_tests!`](crate::store_contract_tests), so
+//! a failure names the property it broke and hides none of the others.
 
 use std::sync::Arc;
 
@@ -369,19 +370,41 @@ pub async fn concurrent_verifies_succeed_once(store: Arc<dyn FactorStore>) {
     assert_eq!(refused, 15, "{outcomes:?}");
 }
 
-/// Runs every property against `store`.
+/// One `#[tokio::test]` per property of the store contract. `$store` is an
+/// expression, evaluated inside each test (it may `.await`), that answers
+/// `Option<(guard, Arc<Store>)>`: the guard lives as long as the test (a
+/// throwaway database, say), and `None` skips the test (no database here).
+/// The store must implement both `FactorStore` and `SecretStore`.
 ///
-/// # Panics
-/// When the store breaks a property.
-pub async fn run_all(store: Arc<dyn FactorStore>) {
-    unknown_user_has_no_factor(store.clone()).await;
-    factor_round_trips_with_its_event(store.clone()).await;
-    sequences_count_per_user_without_gaps(store.clone()).await;
-    refused_decision_writes_nothing(store.clone()).await;
-    concurrent_changes_are_serialised(store.clone()).await;
-    concurrent_verifies_succeed_once(store.clone()).await;
-    refusals_commit_attempts_and_events(store.clone()).await;
-    purge_removes_only_stale_pending_factors(store).await;
+/// ```ignore
+/// application::store_contract_tests!(Some(((), Arc::new(MemoryFactorStore::new()))));
+/// ```
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($store:expr) => {
+        $crate::store_contract_tests!(@each $store;
+            unknown_user_has_no_factor,
+            factor_round_trips_with_its_event,
+            sequences_count_per_user_without_gaps,
+            refused_decision_writes_nothing,
+            concurrent_changes_are_serialised,
+            concurrent_verifies_succeed_once,
+            refusals_commit_attempts_and_events,
+            purge_removes_only_stale_pending_factors,
+            secrets_page_and_reseal
+        );
+    };
+    (@each $store:expr; $($property:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $property() {
+                let Some((_guard, store)) = $store else {
+                    return;
+                };
+                $crate::testing::store_contract::$property(store).await;
+            }
+        )*
+    };
 }
 
 /// Distinct parameters per factor, so a store returning the wrong ones shows.
