@@ -1,4 +1,4 @@
-//! The gRPC listener under abuse (issue 12): HTTP/2 stream floods and
+//! The gRPC listener under abuse (docs/security.md, "Hardening"): HTTP/2 stream floods and
 //! bodies that never come are cut off, health and reflection accept only
 //! small messages, reflection is a setting, the trusted check is served only
 //! where configured, and a forged user id cannot forge a log line.

@@ -1,5 +1,5 @@
 //! Errors on the wire: google.rpc.Status in proto3 JSON, with the HTTP status
-//! that grpc-gateway gives each gRPC code (contract section 5).
+//! that grpc-gateway gives each gRPC code (docs/api.md, section 5).
 
 use std::fmt;
 

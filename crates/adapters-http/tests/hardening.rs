@@ -1,4 +1,4 @@
-//! The REST adapter under abuse (issue 12): a body that never comes is cut
+//! The REST adapter under abuse (docs/security.md, "Hardening"): a body that never comes is cut
 //! off, the trusted check lives only on the routes meant for it, and a
 //! percent-encoded line break in the path forges no log line.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]

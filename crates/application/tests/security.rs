@@ -1,4 +1,4 @@
-//! Issue 4's rules on the in-memory store with a fixed clock: replay
+//! The security rules (docs/security.md) on the in-memory store with a fixed clock: replay
 //! protection, attempt limits, pending expiry, the trusted login check and
 //! key rotation.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]

@@ -2,7 +2,7 @@
 //!
 //! The HMAC/truncation math is totp-rs's; this module decides which
 //! parameters are allowed, keeps the secret out of Debug output and builds the
-//! otpauth URL exactly as the contract (section 3) spells it.
+//! otpauth URL exactly as docs/api.md (section 3) spells it.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Contract section 6: every way a token can be wrong, on every endpoint.
+//! docs/api.md, section 6: every way a token can be wrong, on every endpoint.
 
 use data_encoding::BASE64URL_NOPAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

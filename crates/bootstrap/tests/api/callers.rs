@@ -1,4 +1,4 @@
-//! Issue 12's token and caller rules end to end: the login check's client
+//! The token and caller rules (docs/security.md) end to end: the login check's client
 //! allowlist, a recent sign-in for Remove and Add over a factor, and load
 //! shedding of introspection.
 

@@ -1,4 +1,4 @@
-//! Issue 12 on the assembled service: the trusted check lives on the
+//! The hardening (docs/security.md) on the assembled service: the trusted check lives on the
 //! internal listeners only, and `/readyz` floods cost one database check
 //! per second.
 

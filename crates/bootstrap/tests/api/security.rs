@@ -1,4 +1,4 @@
-//! Issue 4 end to end: replay protection, attempt limits (exact under
+//! The security rules (docs/security.md) end to end: replay protection, attempt limits (exact under
 //! concurrency, across replicas), the trusted-caller login check over REST
 //! and gRPC, and per-factor parameters against oathtool.
 
