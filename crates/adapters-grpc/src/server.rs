@@ -22,7 +22,10 @@ use crate::check::OtpCheckServiceImpl;
 use crate::observe::ObserveLayer;
 use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
+use crate::proto::zitadel::management::v1::management_service_server::SERVICE_NAME as MANAGEMENT_SERVICE_NAME;
+use crate::proto::zitadel::user::v2::user_service_server::SERVICE_NAME as USER_SERVICE_NAME;
 use crate::service::AuthServiceImpl;
+use crate::users::{ManagementServiceImpl, UserServiceImpl};
 use crate::web::GrpcWebStatusFrameLayer;
 
 /// Settings of the gRPC port.
@@ -55,10 +58,11 @@ impl Default for GrpcSettings {
 /// reflection are served on every listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Services {
-    /// `zitadel.auth.v1.AuthService` and `otp.v1.OtpCheckService`.
+    /// The user-facing services and `otp.v1.OtpCheckService`.
     All,
-    /// Only the signed-in user's `zitadel.auth.v1.AuthService`: the public
-    /// listener when the trusted calls have their own.
+    /// Only the user-facing services (`zitadel.auth.v1.AuthService`,
+    /// `zitadel.user.v2.UserService`, `zitadel.management.v1.ManagementService`):
+    /// the public listener when the trusted calls have their own.
     UserFacing,
     /// Only the trusted callers' `otp.v1.OtpCheckService`: the internal listener.
     Trusted,
@@ -254,6 +258,16 @@ async fn build(
         )
         .add_optional_service(
             services
+                .user_facing()
+                .then(|| UserServiceImpl::new(factors.clone(), auth.clone()).into_server()),
+        )
+        .add_optional_service(
+            services
+                .user_facing()
+                .then(|| ManagementServiceImpl::new(factors.clone(), auth.clone()).into_server()),
+        )
+        .add_optional_service(
+            services
                 .trusted()
                 .then(|| OtpCheckServiceImpl::new(factors, auth).into_server()),
         )
@@ -267,7 +281,7 @@ async fn build(
 fn served_names(services: Services) -> Vec<&'static str> {
     let mut names = vec![""];
     if services.user_facing() {
-        names.push(SERVICE_NAME);
+        names.extend([SERVICE_NAME, USER_SERVICE_NAME, MANAGEMENT_SERVICE_NAME]);
     }
     if services.trusted() {
         names.push(CHECK_SERVICE_NAME);
@@ -276,6 +290,7 @@ fn served_names(services: Services) -> Vec<&'static str> {
 }
 
 /// The complete router of the gRPC port: `zitadel.auth.v1.AuthService`,
+/// `zitadel.user.v2.UserService`, `zitadel.management.v1.ManagementService`,
 /// `grpc.health.v1.Health` (the service and `""` SERVING), server reflection
 /// v1 and v1alpha, gRPC over HTTP/2 and gRPC-web (`application/grpc-web`,
 /// `application/grpc-web+proto`, `-text`) over HTTP/1.1 or HTTP/2, with CORS
