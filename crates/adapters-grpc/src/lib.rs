@@ -2,7 +2,8 @@
 //! for the signed-in user's OTP factor, the TOTP calls of
 //! `zitadel.user.v2.UserService` and the OTP calls of
 //! `zitadel.management.v1.ManagementService` (for the user or an
-//! administrator), with the contract's status codes,
+//! administrator), over gRPC, gRPC-web and the Connect protocol (unary
+//! calls, [`ConnectLayer`]), with the contract's status codes,
 //! messages and `zitadel.v1.ErrorDetail`s, plus the standard health and
 //! reflection services. [`Services`] splits the trusted login check
 //! (`otp.v1.OtpCheckService`) onto its own listener; [`GrpcLimits`] bounds
@@ -46,6 +47,7 @@
 //! in the body's trailers frame ([`GrpcWebStatusFrame`]).
 
 mod check;
+mod connect;
 mod convert;
 mod error;
 mod observe;
@@ -55,6 +57,7 @@ mod users;
 mod web;
 
 pub use check::OtpCheckServiceImpl;
+pub use connect::{Connect, ConnectLayer};
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
 pub use observe::{DURATION_BUCKETS, Observe, ObserveLayer};
 pub use server::{

@@ -19,6 +19,7 @@ use application::{Authenticator, OtpFactors};
 
 use crate::FILE_DESCRIPTOR_SET;
 use crate::check::OtpCheckServiceImpl;
+use crate::connect::ConnectLayer;
 use crate::observe::ObserveLayer;
 use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
@@ -141,16 +142,23 @@ pub enum GrpcError {
     /// The reflection service refused the file descriptor sets.
     #[error("server reflection could not be built: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The descriptors of the Connect translation did not load.
+    #[error("Connect descriptors could not be loaded: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
     /// The server failed while serving.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The layers around every service, outermost first: CORS, the gRPC-web
-/// status frame, gRPC-web translation, the server span and duration metric.
+/// The layers around every service, outermost first: CORS, Connect unary
+/// translation, the gRPC-web status frame, gRPC-web translation, the server
+/// span and duration metric.
 pub type GrpcLayers = Stack<
     ObserveLayer,
-    Stack<GrpcWebLayer, Stack<GrpcWebStatusFrameLayer, Stack<CorsLayer, Identity>>>,
+    Stack<
+        GrpcWebLayer,
+        Stack<GrpcWebStatusFrameLayer, Stack<ConnectLayer, Stack<CorsLayer, Identity>>>,
+    >,
 >;
 
 /// The complete router of the gRPC port; serve it with
@@ -159,9 +167,11 @@ pub type GrpcRouter = Router<GrpcLayers>;
 
 /// Headers a gRPC-web browser client sends; ZITADEL's console and clients
 /// also send their organisation header (ignored here) on every call.
-const ALLOWED_HEADERS: [&str; 6] = [
+const ALLOWED_HEADERS: [&str; 8] = [
     "authorization",
     "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
@@ -248,6 +258,7 @@ async fn build(
         .max_connection_age(limits.max_connection_age)
         .max_connection_age_grace(limits.max_connection_age_grace)
         .layer(cors)
+        .layer(ConnectLayer::new()?)
         .layer(GrpcWebStatusFrameLayer)
         .layer(GrpcWebLayer::new())
         .layer(ObserveLayer)
@@ -292,7 +303,8 @@ fn served_names(services: Services) -> Vec<&'static str> {
 /// The complete router of the gRPC port: `zitadel.auth.v1.AuthService`,
 /// `zitadel.user.v2.UserService`, `zitadel.management.v1.ManagementService`,
 /// `grpc.health.v1.Health` (the service and `""` SERVING), server reflection
-/// v1 and v1alpha, gRPC over HTTP/2 and gRPC-web (`application/grpc-web`,
+/// v1 and v1alpha, gRPC over HTTP/2, Connect unary calls (`application/proto`,
+/// `application/json`) and gRPC-web (`application/grpc-web`,
 /// `application/grpc-web+proto`, `-text`) over HTTP/1.1 or HTTP/2, with CORS
 /// for the origins of `settings`.
 ///

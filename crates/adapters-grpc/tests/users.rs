@@ -473,3 +473,242 @@ async fn grpc_web_reaches_the_user_service_and_reflection_lists_it() {
     }
     server.stop().await;
 }
+
+async fn connect_call(
+    server: &TestServer,
+    procedure: &str,
+    content_type: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/{procedure}", server.addr))
+        .header("content-type", content_type)
+        .header("connect-protocol-version", "1")
+        .header("connect-timeout-ms", "5000")
+        .body(body);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+fn json_body(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap()
+}
+
+fn as_json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap()
+}
+
+const REGISTER: &str = "zitadel.user.v2.UserService/RegisterTOTP";
+const VERIFY: &str = "zitadel.user.v2.UserService/VerifyTOTPRegistration";
+
+#[tokio::test]
+async fn connect_unary_calls_in_json_and_proto() {
+    use serde_json::json;
+    let server = TestServer::start().await;
+    // JSON: proto3 JSON names, uint64 as a string, unknown fields ignored.
+    let (status, headers, body) = connect_call(
+        &server,
+        REGISTER,
+        "application/json",
+        Some("t1-token"),
+        json_body(&json!({"userId": "t1", "someFutureField": 1})),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "application/json");
+    let registered = as_json(&body);
+    assert_eq!(registered["details"]["sequence"], "1");
+    assert_eq!(registered["details"]["resourceOwner"], "org-1");
+    assert!(
+        registered["details"]["changeDate"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(registered["details"].get("creationDate").is_none());
+    assert!(
+        registered["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let secret = registered["secret"].as_str().unwrap().to_owned();
+
+    // Proto: the same call, binary both ways.
+    let request = VerifyTotpRegistrationRequest {
+        user_id: "t1".into(),
+        code: code_of(&secret),
+    };
+    let (status, headers, body) = connect_call(
+        &server,
+        VERIFY,
+        "application/proto",
+        Some("t1-token"),
+        request.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/proto");
+    let verified = adapters_grpc::proto::zitadel::user::v2::VerifyTotpRegistrationResponse::decode(
+        body.as_slice(),
+    )
+    .unwrap();
+    assert_eq!(verified.details.unwrap().sequence, 2);
+
+    // The v2 list and the management list, in JSON.
+    let (status, _, body) = connect_call(
+        &server,
+        "zitadel.user.v2.UserService/ListAuthenticationMethodTypes",
+        "application/json",
+        Some("admin-token"),
+        json_body(&json!({"userId": "t1"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let listed = as_json(&body);
+    assert_eq!(
+        listed["authMethodTypes"],
+        json!(["AUTHENTICATION_METHOD_TYPE_TOTP"])
+    );
+    assert_eq!(listed["details"]["totalResult"], "1");
+    let (status, _, body) = connect_call(
+        &server,
+        "zitadel.management.v1.ManagementService/ListHumanAuthFactors",
+        "application/json; charset=utf-8",
+        Some("root-token"),
+        json_body(&json!({"userId": "t1"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        as_json(&body),
+        json!({"result": [{"state": "AUTH_FACTOR_STATE_READY", "otp": {}}]})
+    );
+    // The v1 AuthService is reachable the same way; an empty body is `{}`.
+    let (status, _, body) = connect_call(
+        &server,
+        "zitadel.auth.v1.AuthService/ListMyAuthFactors",
+        "application/json",
+        Some("t1-token"),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (status, as_json(&body)["result"][0]["state"].clone()),
+        (200, json!("AUTH_FACTOR_STATE_READY"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connect_errors_are_the_protocols_json_with_the_error_detail() {
+    use serde_json::json;
+    let server = TestServer::start().await;
+    let detail_value = |id: &str, message: &str| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            adapters_grpc::proto::zitadel::v1::ErrorDetail {
+                id: id.into(),
+                message: message.into(),
+            }
+            .encode_to_vec(),
+        )
+    };
+    let denied = json!({
+        "code": "permission_denied",
+        "message": "No matching permissions found (AUTH-5mWD2)",
+        "details": [{
+            "type": "zitadel.v1.ErrorDetail",
+            "value": detail_value("AUTH-5mWD2", "No matching permissions found"),
+            "debug": {"id": "AUTH-5mWD2", "message": "No matching permissions found"}
+        }]
+    });
+    // The same error JSON whichever encoding the request used.
+    for (content_type, body) in [
+        ("application/json", json_body(&json!({"userId": "t2"}))),
+        (
+            "application/proto",
+            RegisterTotpRequest {
+                user_id: "t2".into(),
+            }
+            .encode_to_vec(),
+        ),
+    ] {
+        let (status, headers, answer) =
+            connect_call(&server, REGISTER, content_type, Some("bob-token"), body).await;
+        assert_eq!(status, 403, "{content_type}");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(as_json(&answer), denied, "{content_type}");
+    }
+
+    let (status, _, answer) = connect_call(
+        &server,
+        REGISTER,
+        "application/json",
+        None,
+        json_body(&json!({"userId": "t2"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        as_json(&answer),
+        json!({"code": "unauthenticated", "message": "auth header missing"})
+    );
+
+    let (status, _, answer) = connect_call(
+        &server,
+        VERIFY,
+        "application/json",
+        Some("t2-token"),
+        json_body(&json!({"userId": "t2", "code": "123456"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let answer = as_json(&answer);
+    assert_eq!(answer["code"], "not_found");
+    assert_eq!(answer["details"][0]["debug"]["id"], "COMMAND-3Mif9s");
+
+    for (procedure, body, code, http) in [
+        (REGISTER, b"{\"userId\": ".to_vec(), "invalid_argument", 400),
+        (
+            REGISTER,
+            b"{\"userId\": 5}".to_vec(),
+            "invalid_argument",
+            400,
+        ),
+        (REGISTER, b"[]".to_vec(), "invalid_argument", 400),
+        (
+            "zitadel.user.v2.UserService/AddPasskey",
+            b"{}".to_vec(),
+            "unimplemented",
+            501,
+        ),
+        ("made.up.Service/Call", b"{}".to_vec(), "unimplemented", 501),
+    ] {
+        let (status, _, answer) = connect_call(
+            &server,
+            procedure,
+            "application/json",
+            Some("t2-token"),
+            body,
+        )
+        .await;
+        assert_eq!(status, http, "{procedure}");
+        assert_eq!(as_json(&answer)["code"], code, "{procedure}");
+    }
+    // A body over the message limit.
+    let big = json_body(&json!({"userId": "x".repeat(70 * 1024)}));
+    let (status, _, answer) =
+        connect_call(&server, REGISTER, "application/json", Some("t2-token"), big).await;
+    assert_eq!(
+        (status, as_json(&answer)["code"].clone()),
+        (429, json!("resource_exhausted"))
+    );
+    server.stop().await;
+}
