@@ -6,8 +6,9 @@
 //! message in the request's encoding; a failure is the Connect error JSON
 //! `{"code": "permission_denied", "message": ..., "details": [{"type":
 //! "zitadel.v1.ErrorDetail", "value": <base64>, "debug": {...}}]}` with the
-//! HTTP status of its code. `connect-timeout-ms` becomes `grpc-timeout`;
-//! response metadata travels as headers, trailers as `trailer-<name>`.
+//! HTTP status of its code. `connect-timeout-ms` bounds the call (then
+//! `deadline_exceeded`) and is passed on as `grpc-timeout`; response
+//! metadata travels as headers, trailers as `trailer-<name>`.
 //!
 //! Not served: streaming methods, the `GET` form of unary calls, and
 //! compressed requests (`content-encoding` other than `identity` is
@@ -134,7 +135,21 @@ where
         let fresh = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, fresh);
         let pool = self.pool.clone();
-        Box::pin(unary(inner, pool, codec, request))
+        let deadline = deadline_of(request.headers());
+        Box::pin(async move {
+            let Some(deadline) = deadline else {
+                return unary(inner, pool, codec, request).await;
+            };
+            let answer = tokio::time::timeout(deadline, unary(inner, pool.clone(), codec, request));
+            match answer.await {
+                Ok(answer) => answer,
+                Err(_) => Ok(error_response(
+                    &Status::deadline_exceeded("the call's connect-timeout-ms passed"),
+                    &pool,
+                    &HeaderMap::new(),
+                )),
+            }
+        })
     }
 }
 
@@ -278,13 +293,25 @@ where
     Ok(answer)
 }
 
-/// `connect-timeout-ms` (at most 10 digits) as a `grpc-timeout` value.
-fn timeout_of(headers: &HeaderMap) -> Option<HeaderValue> {
+/// `connect-timeout-ms`: at most 10 digits, else ignored.
+fn timeout_millis(headers: &HeaderMap) -> Option<u64> {
     let millis = headers.get("connect-timeout-ms")?.to_str().ok()?;
     if millis.is_empty() || millis.len() > 10 || !millis.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let millis: u64 = millis.parse().ok()?;
+    millis.parse().ok()
+}
+
+/// How long the whole call may take (`connect-timeout-ms`): past it the
+/// answer is `deadline_exceeded` (the server's own `grpc.request_timeout`
+/// bounds every call as well).
+fn deadline_of(headers: &HeaderMap) -> Option<std::time::Duration> {
+    timeout_millis(headers).map(std::time::Duration::from_millis)
+}
+
+/// `connect-timeout-ms` as a `grpc-timeout` value, for the handlers.
+fn timeout_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let millis = timeout_millis(headers)?;
     // grpc-timeout allows at most 8 digits: larger values in seconds.
     let value = if millis < 100_000_000 {
         format!("{millis}m")

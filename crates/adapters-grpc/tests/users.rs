@@ -702,6 +702,26 @@ async fn connect_errors_are_the_protocols_json_with_the_error_detail() {
         assert_eq!(status, http, "{procedure}");
         assert_eq!(as_json(&answer)["code"], code, "{procedure}");
     }
+    // connect-timeout-ms bounds the call: a body announced but never sent.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST /{REGISTER} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             connect-timeout-ms: 200\r\nauthorization: Bearer t2-token\r\n\
+             content-length: 100\r\n\r\n{{\"userId\":"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 4096];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut answer))
+                .await
+                .expect("answered before the server's own timeout")
+                .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+        assert!(answer.contains("deadline_exceeded"), "{answer}");
+    }
     // A body over the message limit.
     let big = json_body(&json!({"userId": "x".repeat(70 * 1024)}));
     let (status, _, answer) =
