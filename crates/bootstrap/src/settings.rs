@@ -902,6 +902,37 @@ mod tests {
         assert!(printed.contains("REDACTED"));
     }
 
+    #[test]
+    fn administrators_come_from_auth_and_empty_turns_a_role_off() {
+        let defaults = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(
+            defaults.use_case_settings().unwrap().admins,
+            AdminPolicy::default()
+        );
+        assert_eq!(
+            defaults.auth.roles_claim,
+            "urn:zitadel:iam:org:project:roles"
+        );
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "[auth]\nroles_claim = \"realm_access.roles\"\nadmin_role = \"helpdesk\"\ninstance_admin_role = \"\"\nadmin_scope = \" otp:admin \""
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file.0), env(&[])).unwrap();
+        assert_eq!(settings.auth.roles_claim, "realm_access.roles");
+        assert_eq!(
+            settings.use_case_settings().unwrap().admins,
+            AdminPolicy {
+                org_role: Some("helpdesk".into()),
+                instance_role: None,
+                org_scope: Some("otp:admin".into()),
+            }
+        );
+        let off = Settings::load(None, env(&[("OTP__AUTH__ADMIN_ROLE", "")])).unwrap();
+        assert_eq!(off.use_case_settings().unwrap().admins.org_role, None);
+    }
+
     fn tempfile() -> (std::path::PathBuf, std::fs::File) {
         let path = std::env::temp_dir().join(format!(
             "otp-settings-{}-{:?}.toml",
