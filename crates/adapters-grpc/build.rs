@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/zitadel/message.proto",
         "proto/zitadel/user.proto",
         "proto/zitadel/auth.proto",
+        "proto/zitadel/object/v2/object.proto",
+        "proto/zitadel/user/v2/user_service.proto",
+        "proto/zitadel/management.proto",
         "proto/otp/v1/check.proto",
         "proto/google/rpc/status.proto",
     ];
@@ -33,6 +36,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".zitadel.auth.v1.AddMyAuthFactorOTPResponse",
             ".zitadel.auth.v1.VerifyMyAuthFactorOTPRequest",
             ".otp.v1.CheckOTPRequest",
+            ".zitadel.user.v2.RegisterTOTPResponse",
+            ".zitadel.user.v2.VerifyTOTPRegistrationRequest",
         ])
         .file_descriptor_set_path(out_dir.join("descriptor.bin"))
         .include_file("proto.rs")

@@ -9,6 +9,7 @@ use crate::proto::zitadel::auth::v1::{
     AddMyAuthFactorOtpResponse, ListMyAuthFactorsResponse, VerifyMyAuthFactorOtpRequest,
 };
 use crate::proto::zitadel::user::v1::{AuthFactor, AuthFactorOtp, AuthFactorState, auth_factor};
+use crate::proto::zitadel::user::v2::{RegisterTotpResponse, VerifyTotpRegistrationRequest};
 use crate::proto::zitadel::v1;
 
 /// A `google.protobuf.Timestamp` of a time (nanoseconds kept; a leap second's
@@ -43,6 +44,15 @@ pub(crate) fn added(added: AddedOtp) -> AddMyAuthFactorOtpResponse {
     }
 }
 
+/// `zitadel.user.v2.RegisterTOTPResponse`: the secret, once.
+pub(crate) fn registered(added: AddedOtp) -> RegisterTotpResponse {
+    RegisterTotpResponse {
+        details: Some(crate::users::v2_details(added.details)),
+        uri: added.url.expose_secret().to_owned(),
+        secret: added.secret.expose_secret().to_owned(),
+    }
+}
+
 /// `ListMyAuthFactorsResponse`: each READY factor as `AuthFactor{READY, otp{}}`.
 pub(crate) fn listed(factors: Vec<ListedFactor>) -> ListMyAuthFactorsResponse {
     let result = factors
@@ -63,6 +73,25 @@ impl std::fmt::Debug for AddMyAuthFactorOtpResponse {
             .field("url", &"[REDACTED]")
             .field("secret", &"[REDACTED]")
             .field("details", &self.details)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RegisterTotpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterTotpResponse")
+            .field("details", &self.details)
+            .field("uri", &"[REDACTED]")
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for VerifyTotpRegistrationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyTotpRegistrationRequest")
+            .field("user_id", &self.user_id)
+            .field("code", &"[REDACTED]")
             .finish()
     }
 }

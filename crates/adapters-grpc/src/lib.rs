@@ -1,5 +1,9 @@
 //! gRPC and gRPC-web adapter (tonic): ZITADEL's `zitadel.auth.v1.AuthService`
-//! for the signed-in user's OTP factor, with the contract's status codes,
+//! for the signed-in user's OTP factor, the TOTP calls of
+//! `zitadel.user.v2.UserService` and the OTP calls of
+//! `zitadel.management.v1.ManagementService` (for the user or an
+//! administrator), over gRPC, gRPC-web and the Connect protocol (unary
+//! calls, [`ConnectLayer`]), with the contract's status codes,
 //! messages and `zitadel.v1.ErrorDetail`s, plus the standard health and
 //! reflection services. [`Services`] splits the trusted login check
 //! (`otp.v1.OtpCheckService`) onto its own listener; [`GrpcLimits`] bounds
@@ -43,14 +47,17 @@
 //! in the body's trailers frame ([`GrpcWebStatusFrame`]).
 
 mod check;
+mod connect;
 mod convert;
 mod error;
 mod observe;
 mod server;
 mod service;
+mod users;
 mod web;
 
 pub use check::OtpCheckServiceImpl;
+pub use connect::{Connect, ConnectLayer};
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
 pub use observe::{Observe, ObserveLayer};
 pub use server::{
@@ -58,10 +65,12 @@ pub use server::{
     router, serve,
 };
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
+pub use users::{ManagementServiceImpl, UserServiceImpl};
 pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
 
 /// The code generated from `proto/` (messages, server and client), one module
 /// per proto package: `zitadel::v1`, `zitadel::user::v1`, `zitadel::auth::v1`,
+/// `zitadel::object::v2`, `zitadel::user::v2`, `zitadel::management::v1`,
 /// this service's own `otp::v1` and `google::rpc`. The clients (`zitadel::auth::v1::auth_service_client`)
 /// are for tests and other crates' tests.
 pub mod proto {

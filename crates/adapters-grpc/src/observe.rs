@@ -21,6 +21,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
+use crate::proto::zitadel::management::v1::management_service_server::SERVICE_NAME as MANAGEMENT_SERVICE_NAME;
+use crate::proto::zitadel::user::v2::user_service_server::SERVICE_NAME as USER_SERVICE_NAME;
 
 use application::telemetry::DURATION_BUCKETS;
 
@@ -38,8 +40,10 @@ fn duration() -> &'static Histogram<f64> {
 
 /// The services of this port: only their names (and plausible method names)
 /// name spans and metric series, so no caller can invent new ones.
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 7] = [
     SERVICE_NAME,
+    USER_SERVICE_NAME,
+    MANAGEMENT_SERVICE_NAME,
     CHECK_SERVICE_NAME,
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",

@@ -19,10 +19,14 @@ use application::{Authenticator, OtpFactors};
 
 use crate::FILE_DESCRIPTOR_SET;
 use crate::check::OtpCheckServiceImpl;
+use crate::connect::ConnectLayer;
 use crate::observe::ObserveLayer;
 use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
+use crate::proto::zitadel::management::v1::management_service_server::SERVICE_NAME as MANAGEMENT_SERVICE_NAME;
+use crate::proto::zitadel::user::v2::user_service_server::SERVICE_NAME as USER_SERVICE_NAME;
 use crate::service::AuthServiceImpl;
+use crate::users::{ManagementServiceImpl, UserServiceImpl};
 use crate::web::GrpcWebStatusFrameLayer;
 
 /// Settings of the gRPC port.
@@ -55,10 +59,11 @@ impl Default for GrpcSettings {
 /// reflection are served on every listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Services {
-    /// `zitadel.auth.v1.AuthService` and `otp.v1.OtpCheckService`.
+    /// The user-facing services and `otp.v1.OtpCheckService`.
     All,
-    /// Only the signed-in user's `zitadel.auth.v1.AuthService`: the public
-    /// listener when the trusted calls have their own.
+    /// Only the user-facing services (`zitadel.auth.v1.AuthService`,
+    /// `zitadel.user.v2.UserService`, `zitadel.management.v1.ManagementService`):
+    /// the public listener when the trusted calls have their own.
     UserFacing,
     /// Only the trusted callers' `otp.v1.OtpCheckService`: the internal listener.
     Trusted,
@@ -137,16 +142,23 @@ pub enum GrpcError {
     /// The reflection service refused the file descriptor sets.
     #[error("server reflection could not be built: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The descriptors of the Connect translation did not load.
+    #[error("Connect descriptors could not be loaded: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
     /// The server failed while serving.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The layers around every service, outermost first: CORS, the gRPC-web
-/// status frame, gRPC-web translation, the server span and duration metric.
+/// The layers around every service, outermost first: CORS, Connect unary
+/// translation, the gRPC-web status frame, gRPC-web translation, the server
+/// span and duration metric.
 pub type GrpcLayers = Stack<
     ObserveLayer,
-    Stack<GrpcWebLayer, Stack<GrpcWebStatusFrameLayer, Stack<CorsLayer, Identity>>>,
+    Stack<
+        GrpcWebLayer,
+        Stack<GrpcWebStatusFrameLayer, Stack<ConnectLayer, Stack<CorsLayer, Identity>>>,
+    >,
 >;
 
 /// The complete router of the gRPC port; serve it with
@@ -155,9 +167,11 @@ pub type GrpcRouter = Router<GrpcLayers>;
 
 /// Headers a gRPC-web browser client sends; ZITADEL's console and clients
 /// also send their organisation header (ignored here) on every call.
-const ALLOWED_HEADERS: [&str; 6] = [
+const ALLOWED_HEADERS: [&str; 8] = [
     "authorization",
     "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
@@ -244,6 +258,7 @@ async fn build(
         .max_connection_age(limits.max_connection_age)
         .max_connection_age_grace(limits.max_connection_age_grace)
         .layer(cors)
+        .layer(ConnectLayer::new()?)
         .layer(GrpcWebStatusFrameLayer)
         .layer(GrpcWebLayer::new())
         .layer(ObserveLayer)
@@ -251,6 +266,16 @@ async fn build(
             services
                 .user_facing()
                 .then(|| AuthServiceImpl::new(factors.clone(), auth.clone()).into_server()),
+        )
+        .add_optional_service(
+            services
+                .user_facing()
+                .then(|| UserServiceImpl::new(factors.clone(), auth.clone()).into_server()),
+        )
+        .add_optional_service(
+            services
+                .user_facing()
+                .then(|| ManagementServiceImpl::new(factors.clone(), auth.clone()).into_server()),
         )
         .add_optional_service(
             services
@@ -267,7 +292,7 @@ async fn build(
 fn served_names(services: Services) -> Vec<&'static str> {
     let mut names = vec![""];
     if services.user_facing() {
-        names.push(SERVICE_NAME);
+        names.extend([SERVICE_NAME, USER_SERVICE_NAME, MANAGEMENT_SERVICE_NAME]);
     }
     if services.trusted() {
         names.push(CHECK_SERVICE_NAME);
@@ -276,8 +301,10 @@ fn served_names(services: Services) -> Vec<&'static str> {
 }
 
 /// The complete router of the gRPC port: `zitadel.auth.v1.AuthService`,
+/// `zitadel.user.v2.UserService`, `zitadel.management.v1.ManagementService`,
 /// `grpc.health.v1.Health` (the service and `""` SERVING), server reflection
-/// v1 and v1alpha, gRPC over HTTP/2 and gRPC-web (`application/grpc-web`,
+/// v1 and v1alpha, gRPC over HTTP/2, Connect unary calls (`application/proto`,
+/// `application/json`) and gRPC-web (`application/grpc-web`,
 /// `application/grpc-web+proto`, `-text`) over HTTP/1.1 or HTTP/2, with CORS
 /// for the origins of `settings`.
 ///

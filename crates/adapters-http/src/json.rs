@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use application::{AddedOtp, ListedFactor, ObjectDetails};
+use application::{AddedOtp, FactorList, ListedFactor, ObjectDetails};
 
 /// Requests without fields (Add, Remove, List): any JSON object is accepted.
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +101,96 @@ impl From<ObjectDetails> for DetailsResponse {
     fn from(details: ObjectDetails) -> Self {
         Self {
             details: details.into(),
+        }
+    }
+}
+
+/// `zitadel.object.v2.Details` (no `creationDate`: ZITADEL's user
+/// service leaves it unset on these calls).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct V2Details {
+    sequence: String,
+    change_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_owner: Option<String>,
+}
+
+impl From<ObjectDetails> for V2Details {
+    fn from(details: ObjectDetails) -> Self {
+        Self {
+            sequence: details.sequence.to_string(),
+            change_date: timestamp(details.change_date),
+            resource_owner: details.resource_owner.map(|org| org.as_str().to_owned()),
+        }
+    }
+}
+
+/// `zitadel.user.v2.RegisterTOTPResponse`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RegisterResponse {
+    details: V2Details,
+    uri: String,
+    secret: String,
+}
+
+impl From<AddedOtp> for RegisterResponse {
+    fn from(added: AddedOtp) -> Self {
+        Self {
+            details: added.details.into(),
+            uri: added.url.expose_secret().to_owned(),
+            secret: added.secret.expose_secret().to_owned(),
+        }
+    }
+}
+
+/// `VerifyTOTPRegistrationResponse` and `RemoveTOTPResponse`.
+#[derive(Debug, Serialize)]
+pub(crate) struct V2DetailsResponse {
+    details: V2Details,
+}
+
+impl From<ObjectDetails> for V2DetailsResponse {
+    fn from(details: ObjectDetails) -> Self {
+        Self {
+            details: details.into(),
+        }
+    }
+}
+
+/// `zitadel.object.v2.ListDetails`: zero `totalResult` left out, as proto3
+/// JSON does; `processedSequence` is never set (no projection here).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_result: Option<String>,
+    timestamp: String,
+}
+
+/// `zitadel.user.v2.ListAuthenticationMethodTypesResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MethodTypesResponse {
+    details: ListDetails,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    auth_method_types: Vec<&'static str>,
+}
+
+impl From<FactorList> for MethodTypesResponse {
+    fn from(list: FactorList) -> Self {
+        let auth_method_types: Vec<&'static str> = list
+            .factors
+            .iter()
+            .map(|ListedFactor::Otp| "AUTHENTICATION_METHOD_TYPE_TOTP")
+            .collect();
+        Self {
+            details: ListDetails {
+                total_result: (!auth_method_types.is_empty())
+                    .then(|| auth_method_types.len().to_string()),
+                timestamp: timestamp(list.read_at),
+            },
+            auth_method_types,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! REST/JSON adapter (actix-web): the contract's paths under
-//! `/auth/v1/users/me/auth_factors`, proto3 JSON bodies, google.rpc.Status
+//! `/auth/v1/users/me/auth_factors`, ZITADEL's user service v2 TOTP calls
+//! (`/v2/users/{user_id}/...`) and the v1 management calls
+//! (`/management/v1/users/{user_id}/auth_factors/...`), proto3 JSON bodies, google.rpc.Status
 //! errors, and the health endpoints. Handlers only extract, call a use case
 //! and render. [`public_routes`] and [`internal_routes`] split the trusted
 //! login check onto a listener of its own; [`serve`] runs a listener with
@@ -67,6 +69,7 @@ pub fn routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
         config
             .app_data(web::Data::new(state))
             .configure(routes::otp::register)
+            .configure(routes::users::register)
             .configure(routes::otp::register_trusted)
             .configure(routes::health::register)
             .default_service(web::to(routes::not_found));
@@ -80,6 +83,7 @@ pub fn public_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
         config
             .app_data(web::Data::new(state))
             .configure(routes::otp::register)
+            .configure(routes::users::register)
             .configure(routes::health::register)
             .default_service(web::to(routes::not_found));
     }

@@ -12,7 +12,7 @@ use application::{
     ApplicationError, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
     Readiness, Reseal, SecretStore, StoreError, StoredSecret,
 };
-use domain::{Attempts, EventKind, FactorEvent, FactorState, OtpFactor, UserId};
+use domain::{Attempts, EventKind, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
 
 /// An appended event as the memory store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub struct RecordedEvent {
     pub event: FactorEvent,
     /// Who acted.
     pub actor: UserId,
+    /// The organisation the change was made in, when known.
+    pub resource_owner: Option<OrgId>,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +66,16 @@ impl FactorStore for MemoryFactorStore {
         Ok(streams.get(user).and_then(|s| s.factor.clone()))
     }
 
+    async fn resource_owner(&self, user: &UserId) -> Result<Option<OrgId>, StoreError> {
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(streams.get(user).and_then(|s| {
+            s.events
+                .iter()
+                .rev()
+                .find_map(|recorded| recorded.resource_owner.clone())
+        }))
+    }
+
     async fn change(
         &self,
         user: &UserId,
@@ -95,6 +107,7 @@ impl FactorStore for MemoryFactorStore {
             stream.events.push(RecordedEvent {
                 event,
                 actor: context.actor.clone(),
+                resource_owner: context.resource_owner.clone(),
             });
             events.push(event);
         }

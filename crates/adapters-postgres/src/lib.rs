@@ -47,7 +47,7 @@ use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
 use crate::connect::{Redactor, Target, establish, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::rows::{FactorRow, state_name};
-use crate::schema::otp_factors;
+use crate::schema::{otp_events, otp_factors};
 use crate::statements::{
     FactorOp, FactorValues, Head, PurgePending, ReadState, StateRow, WriteChange, WriteReseal,
 };
@@ -432,6 +432,50 @@ impl FactorStore for PgFactorStore {
         };
         row.map_err(query_error)?
             .map(FactorRow::into_factor)
+            .transpose()
+    }
+
+    #[tracing::instrument(
+        name = "db.query",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "resource_owner")
+    )]
+    async fn resource_owner(&self, user: &UserId) -> Result<Option<OrgId>, StoreError> {
+        let mut connection = self.connection().await?;
+        // The newest event naming an organisation: a backward scan of the
+        // primary key (user_id, sequence) that stops at the first hit.
+        let query = || {
+            otp_events::table
+                .filter(otp_events::user_id.eq(user.as_str()))
+                .filter(otp_events::resource_owner.is_not_null())
+                .order(otp_events::sequence.desc())
+                .select(otp_events::resource_owner)
+        };
+        let row = match query()
+            .first::<Option<String>>(&mut connection)
+            .await
+            .optional()
+        {
+            Err(error) if lost_connection(&error) => {
+                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
+                drop(Object::take(connection));
+                let mut connection = self.connection().await?;
+                query()
+                    .first::<Option<String>>(&mut connection)
+                    .await
+                    .optional()
+            }
+            row => row,
+        };
+        row.map_err(query_error)?
+            .flatten()
+            .map(|org| {
+                OrgId::parse(org).map_err(|error| {
+                    StoreError::Corrupt(format!(
+                        "otp_events of user {user:?} name an invalid resource owner: {error}"
+                    ))
+                })
+            })
             .transpose()
     }
 

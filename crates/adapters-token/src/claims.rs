@@ -1,5 +1,5 @@
-//! Reading the identity (user, organisation, login name, scopes) from a set
-//! of claims: a JWT's payload or an introspection answer.
+//! Reading the identity (user, organisation, login name, scopes, roles) from
+//! a set of claims: a JWT's payload or an introspection answer.
 
 use chrono::DateTime;
 use serde_json::{Map, Value};
@@ -55,6 +55,52 @@ pub(crate) fn scope_claim(
     }
 }
 
+/// The claim `name`: a top-level claim of that name, else (when the name
+/// has dots) the value at that path of nested objects, e.g. Keycloak's
+/// `realm_access.roles` or `resource_access.my-client.roles`.
+fn claim_at<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(name) {
+        return Some(value);
+    }
+    let mut parts = name.split('.');
+    let mut value = claims.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// The roles of claim `name` (see [`claim_at`]): an object's keys
+/// (ZITADEL's `{"role": {"orgId": "domain"}}`), an array of strings, or a
+/// space-separated string. Absent or `null` is none; any other shape is an
+/// error (a token must not be half understood).
+pub(crate) fn roles_claim(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Vec<String>, TokenError> {
+    match claim_at(claims, name) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Object(roles)) => Ok(roles.keys().cloned().collect()),
+        Some(Value::String(roles)) => Ok(roles
+            .split(' ')
+            .filter(|role| !role.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        Some(Value::Array(roles)) => roles
+            .iter()
+            .map(|role| match role {
+                Value::String(role) => Ok(role.clone()),
+                _ => Err(invalid(format!(
+                    "claim {name} has an entry that is not a string"
+                ))),
+            })
+            .collect(),
+        Some(_) => Err(invalid(format!(
+            "claim {name} is neither an object, a string nor an array of strings"
+        ))),
+    }
+}
+
 /// The principal the claims name. The login name comes from
 /// `names.login_name`, else from `login_name_fallback` when given.
 pub(crate) fn principal(
@@ -106,6 +152,7 @@ pub(crate) fn principal(
     // RFC 8176 / OIDC Core: an array of strings; a space-separated string is
     // accepted as well, as for `scope`.
     let amr = scope_claim(claims, "amr")?;
+    let roles = roles_claim(claims, &names.roles)?;
     Ok(Principal {
         user_id,
         org_id,
@@ -115,6 +162,7 @@ pub(crate) fn principal(
         authorized_party,
         auth_time,
         amr,
+        roles,
     })
 }
 
@@ -264,6 +312,48 @@ mod tests {
         )
         .unwrap();
         assert!(check_authorized_party(&client_only, "aud", &allowed).is_err());
+    }
+
+    #[test]
+    fn roles_from_zitadel_keycloak_or_a_list() {
+        let claims = map(json!({
+            "urn:zitadel:iam:org:project:roles": {
+                "otp.admin": {"org-1": "acme.example"},
+                "viewer": {"org-1": "acme.example"}
+            },
+            "realm_access": {"roles": ["otp.admin", "offline_access"]},
+            "resource_access": {"otp-service": {"roles": ["otp.instance_admin"]}},
+            "groups": "a b",
+            "bad": 3,
+            "bad_entry": ["x", 1],
+        }));
+        let mut zitadel = roles_claim(&claims, "urn:zitadel:iam:org:project:roles").unwrap();
+        zitadel.sort();
+        assert_eq!(zitadel, ["otp.admin", "viewer"]);
+        assert_eq!(
+            roles_claim(&claims, "realm_access.roles").unwrap(),
+            ["otp.admin", "offline_access"]
+        );
+        assert_eq!(
+            roles_claim(&claims, "resource_access.otp-service.roles").unwrap(),
+            ["otp.instance_admin"]
+        );
+        assert_eq!(roles_claim(&claims, "groups").unwrap(), ["a", "b"]);
+        assert!(roles_claim(&claims, "absent").unwrap().is_empty());
+        assert!(
+            roles_claim(&claims, "realm_access.nothing")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(roles_claim(&claims, "bad").is_err());
+        assert!(roles_claim(&claims, "bad_entry").is_err());
+        let names = ClaimNames::default();
+        let p = principal(&claims, &names, None);
+        assert!(p.is_err(), "no sub");
+        let mut with_sub = claims.clone();
+        with_sub.insert("sub".into(), json!("u"));
+        let p = principal(&with_sub, &names, None).unwrap();
+        assert!(p.has_role("otp.admin") && !p.has_role("offline_access"));
     }
 
     #[test]

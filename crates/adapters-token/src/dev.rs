@@ -98,6 +98,23 @@ impl DevIssuer {
         login_name: Option<&str>,
         ttl: Duration,
     ) -> Result<SecretString, TokenConfigError> {
+        self.issue_with_roles(sub, org_id, login_name, &[], ttl)
+    }
+
+    /// [`DevIssuer::issue`] with `roles` in ZITADEL's project roles claim
+    /// (`urn:zitadel:iam:org:project:roles`: `{"role": {"<org id>": ""}}`),
+    /// e.g. `otp.admin` for a development administrator.
+    ///
+    /// # Errors
+    /// As [`DevIssuer::issue`].
+    pub fn issue_with_roles(
+        &self,
+        sub: &str,
+        org_id: Option<&str>,
+        login_name: Option<&str>,
+        roles: &[&str],
+        ttl: Duration,
+    ) -> Result<SecretString, TokenConfigError> {
         let claim_error = |e: domain::IdentityError| TokenConfigError::Claim(e.to_string());
         UserId::parse(sub).map_err(claim_error)?;
         if let Some(org_id) = org_id {
@@ -121,6 +138,19 @@ impl DevIssuer {
         }
         if let Some(login_name) = login_name {
             claims.insert(names.login_name, login_name.into());
+        }
+        if !roles.is_empty() {
+            let granted: Map<String, Value> = roles
+                .iter()
+                .map(|role| {
+                    let orgs: Map<String, Value> = org_id
+                        .map(|org| (org.to_owned(), Value::from("")))
+                        .into_iter()
+                        .collect();
+                    ((*role).to_owned(), Value::Object(orgs))
+                })
+                .collect();
+            claims.insert(names.roles, Value::Object(granted));
         }
 
         let mut header = Header::new(Algorithm::EdDSA);

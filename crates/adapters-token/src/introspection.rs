@@ -491,6 +491,7 @@ mod tests {
             authorized_party: None,
             auth_time: None,
             amr: Vec::new(),
+            roles: Vec::new(),
         }
     }
 

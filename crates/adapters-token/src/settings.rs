@@ -14,9 +14,13 @@ pub const DEFAULT_ORG_ID_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
 pub const DEFAULT_LOGIN_NAME_CLAIM: &str = "preferred_username";
 /// The default claim of the granted scopes (RFC 8693 §4.2, RFC 9068 §2.2.3).
 pub const DEFAULT_SCOPE_CLAIM: &str = "scope";
+/// The default claim of the granted roles (ZITADEL's project roles:
+/// `{"role": {"orgId": "org domain"}}`).
+pub const DEFAULT_ROLES_CLAIM: &str = "urn:zitadel:iam:org:project:roles";
 
 /// Which claims carry the identity. Defaults: `sub`,
-/// `urn:zitadel:iam:user:resourceowner:id`, `preferred_username`, `scope`.
+/// `urn:zitadel:iam:user:resourceowner:id`, `preferred_username`, `scope`,
+/// `urn:zitadel:iam:org:project:roles`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimNames {
     /// The claim of the user id (required in every token).
@@ -28,6 +32,12 @@ pub struct ClaimNames {
     /// The claim of the granted scopes (optional in a token): a
     /// space-separated string or an array of strings.
     pub scope: String,
+    /// The claim of the granted roles (optional in a token): an object whose
+    /// keys are the roles (ZITADEL), an array of strings, or a
+    /// space-separated string. A name not found as a top-level claim is
+    /// read as a dotted path (Keycloak: `realm_access.roles`,
+    /// `resource_access.<client>.roles`).
+    pub roles: String,
 }
 
 impl Default for ClaimNames {
@@ -37,6 +47,7 @@ impl Default for ClaimNames {
             org_id: DEFAULT_ORG_ID_CLAIM.to_owned(),
             login_name: DEFAULT_LOGIN_NAME_CLAIM.to_owned(),
             scope: DEFAULT_SCOPE_CLAIM.to_owned(),
+            roles: DEFAULT_ROLES_CLAIM.to_owned(),
         }
     }
 }
@@ -48,6 +59,7 @@ impl ClaimNames {
             ("organisation id", &self.org_id),
             ("login name", &self.login_name),
             ("scope", &self.scope),
+            ("roles", &self.roles),
         ] {
             if name.trim().is_empty() {
                 return Err(TokenConfigError::InvalidSetting(format!(

@@ -130,11 +130,13 @@ async fn custom_claim_names() {
         org_id: "tenant".into(),
         login_name: "email".into(),
         scope: "scp".into(),
+        roles: "realm_access.roles".into(),
     };
     let verifier = JwtVerifier::new(settings).unwrap();
     let claims = with(
         claims(&server.issuer()),
-        &json!({ "uid": "u-7", "tenant": "t-1", "email": "a@b.c", "scp": ["otp:login"], "scope": "ignored" }),
+        &json!({ "uid": "u-7", "tenant": "t-1", "email": "a@b.c", "scp": ["otp:login"], "scope": "ignored",
+            "realm_access": {"roles": ["otp.admin"]} }),
     );
     let principal = verify(&verifier, &sign(Some("k1"), &claims)).await.unwrap();
     assert_eq!(principal.user_id.as_str(), "u-7");

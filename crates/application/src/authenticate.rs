@@ -30,6 +30,10 @@ pub struct Principal {
     pub auth_time: Option<DateTime<Utc>>,
     /// How the user signed in (`amr`, RFC 8176 values such as `pwd`, `mfa`).
     pub amr: Vec<String>,
+    /// The roles the token grants (the configured roles claim: ZITADEL's
+    /// project roles object, or an array of role names); they make an
+    /// administrator (see [`crate::AdminPolicy`]).
+    pub roles: Vec<String>,
 }
 
 impl Principal {
@@ -45,6 +49,12 @@ impl Principal {
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|granted| granted == scope)
+    }
+
+    /// Whether the token grants `role`.
+    #[must_use]
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|granted| granted == role)
     }
 }
 
@@ -140,6 +150,7 @@ mod tests {
             authorized_party: None,
             auth_time: None,
             amr: Vec::new(),
+            roles: Vec::new(),
         };
         assert_eq!(principal.account(), "u1");
     }

@@ -15,12 +15,13 @@ pub mod testing;
 
 pub use authenticate::{Authenticator, Principal};
 pub use error::{ApplicationError, StatusCode, StoreError};
-pub use policy::{CallerAllowlist, RecentAuthPolicy};
+pub use policy::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, Standing};
 pub use ports::{
     Change, ChangeContext, CipherError, Clock, Committed, Current, Decide, FactorStore,
     FactorWrite, OpenedSecret, Readiness, Reseal, SealBinding, SecretCipher, SecretSource,
     SecretStore, StoredSecret, TokenError, TokenVerifier,
 };
 pub use use_cases::{
-    AddedOtp, KeyRotation, ListedFactor, ObjectDetails, OtpFactors, RotationReport, TotpSettings,
+    AddedOtp, Callers, FactorList, KeyRotation, ListedFactor, ObjectDetails, OtpFactors,
+    RotationReport, TotpSettings,
 };

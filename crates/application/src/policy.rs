@@ -1,8 +1,10 @@
 //! Rules on the caller beyond a valid token: which clients may make the
-//! trusted login check, and how recent a user's sign-in must be for the
-//! calls that change their second factor.
+//! trusted login check, how recent a user's sign-in must be for the calls
+//! that change their second factor, and who administers other users' factors.
 
 use chrono::{DateTime, TimeDelta, Utc};
+
+use domain::{OrgId, UserId};
 
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
@@ -106,6 +108,76 @@ impl RecentAuthPolicy {
     }
 }
 
+/// Who administers other users' OTP factors: a token granting
+/// `org_role` (or `org_scope`) administers the factors whose resource owner
+/// is the token's own organisation; one granting `instance_role` administers
+/// every factor. Each `None`: nobody holds that standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminPolicy {
+    /// The role of an administrator within their own organisation.
+    pub org_role: Option<String>,
+    /// The role of an administrator of every organisation.
+    pub instance_role: Option<String>,
+    /// A scope that counts as `org_role` (for providers without roles).
+    pub org_scope: Option<String>,
+}
+
+impl Default for AdminPolicy {
+    /// `otp.admin` within the own organisation, `otp.instance_admin`
+    /// everywhere, no scope.
+    fn default() -> Self {
+        Self {
+            org_role: Some("otp.admin".to_owned()),
+            instance_role: Some("otp.instance_admin".to_owned()),
+            org_scope: None,
+        }
+    }
+}
+
+/// What a caller may do to a user's factor, before the factor's resource
+/// owner is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// The caller is the user.
+    Own,
+    /// The caller administers every organisation.
+    InstanceAdmin,
+    /// The caller administers this organisation (the token's org claim) only.
+    OrgAdmin(OrgId),
+    /// The caller may not act on the user.
+    None,
+}
+
+impl AdminPolicy {
+    /// The caller's standing towards `user`'s factor. `own_allowed: false`
+    /// (the management calls) gives the user no standing of their own.
+    #[must_use]
+    pub fn standing(&self, caller: &Principal, user: &UserId, own_allowed: bool) -> Standing {
+        if own_allowed && caller.user_id == *user {
+            return Standing::Own;
+        }
+        if self
+            .instance_role
+            .as_deref()
+            .is_some_and(|role| caller.has_role(role))
+        {
+            return Standing::InstanceAdmin;
+        }
+        let org_admin = self
+            .org_role
+            .as_deref()
+            .is_some_and(|role| caller.has_role(role))
+            || self
+                .org_scope
+                .as_deref()
+                .is_some_and(|scope| caller.has_scope(scope));
+        match (&caller.org_id, org_admin) {
+            (Some(org), true) => Standing::OrgAdmin(org.clone()),
+            _ => Standing::None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +192,7 @@ mod tests {
             authorized_party: None,
             auth_time: None,
             amr: Vec::new(),
+            roles: Vec::new(),
         }
     }
 
@@ -138,6 +211,48 @@ mod tests {
         assert!(CallerAllowlist::new(["login-azp"]).allows(&caller));
         assert!(CallerAllowlist::new(["x", "svc-user"]).allows(&caller));
         assert!(!CallerAllowlist::new(["login", "LOGIN-APP"]).allows(&caller));
+    }
+
+    #[test]
+    fn standing_is_own_then_instance_then_org_admin() {
+        let policy = AdminPolicy {
+            org_scope: Some("otp:admin".into()),
+            ..AdminPolicy::default()
+        };
+        let target = UserId::parse("target").unwrap();
+        let mut caller = principal_named("target");
+        assert_eq!(policy.standing(&caller, &target, true), Standing::Own);
+        assert_eq!(policy.standing(&caller, &target, false), Standing::None);
+        caller = principal_named("admin");
+        assert_eq!(policy.standing(&caller, &target, true), Standing::None);
+        caller.roles = vec!["otp.admin".into()];
+        assert_eq!(
+            policy.standing(&caller, &target, true),
+            Standing::None,
+            "an org admin without an org claim administers nothing"
+        );
+        caller.org_id = Some(OrgId::parse("org-a").unwrap());
+        assert_eq!(
+            policy.standing(&caller, &target, false),
+            Standing::OrgAdmin(OrgId::parse("org-a").unwrap())
+        );
+        caller.roles = Vec::new();
+        caller.scopes = vec!["otp:admin".into()];
+        assert!(matches!(
+            policy.standing(&caller, &target, true),
+            Standing::OrgAdmin(_)
+        ));
+        caller.roles = vec!["otp.instance_admin".into()];
+        assert_eq!(
+            policy.standing(&caller, &target, false),
+            Standing::InstanceAdmin
+        );
+        let off = AdminPolicy {
+            org_role: None,
+            instance_role: None,
+            org_scope: None,
+        };
+        assert_eq!(off.standing(&caller, &target, true), Standing::None);
     }
 
     #[test]

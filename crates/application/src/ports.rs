@@ -234,6 +234,14 @@ pub trait FactorStore: Send + Sync {
     /// [`StoreError`] when the store cannot answer.
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError>;
 
+    /// The user's organisation as last recorded: the resource owner of the
+    /// user's newest event that names one (`None` for a user never seen, or
+    /// whose events never named one). It outlives the factor, as the events do.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot answer.
+    async fn resource_owner(&self, user: &UserId) -> Result<Option<OrgId>, StoreError>;
+
     /// Runs `decide` on the user's current state and writes the [`Change`]
     /// it returns: the factor, the wrong-code count, and the events with the
     /// next sequence numbers (1, 2, 3, ... per user, no gaps), in one atomic

@@ -119,6 +119,7 @@ pub fn principal(user: &str) -> Principal {
         authorized_party: None,
         auth_time: None,
         amr: Vec::new(),
+        roles: Vec::new(),
     }
 }
 

@@ -150,6 +150,7 @@ pub fn claim_names(settings: &Settings) -> ClaimNames {
         org_id: settings.auth.org_id_claim.clone(),
         login_name: settings.auth.login_name_claim.clone(),
         scope: settings.auth.scope_claim.clone(),
+        roles: settings.auth.roles_claim.clone(),
     }
 }
 

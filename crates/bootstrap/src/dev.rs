@@ -27,6 +27,9 @@ pub struct DevService {
     pub app: Application,
     /// A valid bearer token for user `dev-user`.
     pub token: SecretString,
+    /// A valid bearer token for `dev-admin`, an administrator (role
+    /// `otp.admin`) of `dev-org`, for the v2 and management calls on other users.
+    pub admin_token: SecretString,
 }
 
 /// Starts the development service: memory store, an ephemeral key unless
@@ -61,6 +64,15 @@ pub fn start_with(settings: &Settings, allow_non_loopback: bool) -> Result<DevSe
             DEV_TOKEN_TTL,
         )
         .map_err(|e| StartError::Adapter(e.to_string()))?;
+    let admin_token = issuer
+        .issue_with_roles(
+            "dev-admin",
+            Some("dev-org"),
+            Some("admin@otp-service.localhost"),
+            &["otp.admin"],
+            DEV_TOKEN_TTL,
+        )
+        .map_err(|e| StartError::Adapter(e.to_string()))?;
     let cipher = if settings.crypto.keys.expose_secret().trim().is_empty() {
         generate_key_line("dev-ephemeral")
             .and_then(|line| AesGcmCipher::from_config(&line))
@@ -76,7 +88,11 @@ pub fn start_with(settings: &Settings, allow_non_loopback: bool) -> Result<DevSe
         cipher: Arc::new(cipher),
     };
     let app = Application::start(settings, ports)?;
-    Ok(DevService { app, token })
+    Ok(DevService {
+        app,
+        token,
+        admin_token,
+    })
 }
 
 /// Development mode listens on loopback unless an address was configured:
@@ -142,8 +158,14 @@ fn refuse_non_loopback(settings: &Settings) -> Result<(), StartError> {
 
 /// The banner `dev` prints: the warning, the token and ready-to-paste curls.
 #[must_use]
-pub fn banner(port: u16, grpc_port: u16, token: &SecretString) -> String {
+pub fn banner(
+    port: u16,
+    grpc_port: u16,
+    token: &SecretString,
+    admin_token: &SecretString,
+) -> String {
     let token = token.expose_secret();
+    let admin_token = admin_token.expose_secret();
     let base = format!("http://127.0.0.1:{port}/auth/v1/users/me/auth_factors");
     let rule = "=".repeat(78);
     format!(
@@ -157,6 +179,11 @@ pub fn banner(port: u16, grpc_port: u16, token: &SecretString) -> String {
 Bearer token (user dev-user, organisation dev-org, valid 24 hours):
 
 export TOKEN='{token}'
+
+An administrator of dev-org (user dev-admin, role otp.admin), for the
+v2 user service and management calls on other users:
+
+export ADMIN_TOKEN='{admin_token}'
 
 Add an OTP factor (answers url, secret and details):
 
@@ -174,7 +201,11 @@ List factors / remove it:
 curl -sS -X POST {base}/_search -H \"Authorization: Bearer $TOKEN\" -d '{{}}'
 curl -sS -X DELETE {base}/otp -H \"Authorization: Bearer $TOKEN\"
 
-gRPC and gRPC-web (zitadel.auth.v1.AuthService, reflection enabled) on 127.0.0.1:{grpc_port}.
+ZITADEL's v2 user service: POST/DELETE http://127.0.0.1:{port}/v2/users/dev-user/totp
+(docs/clients.md has every call).
+
+gRPC, gRPC-web and Connect (zitadel.auth.v1.AuthService, zitadel.user.v2.UserService,
+zitadel.management.v1.ManagementService; reflection enabled) on 127.0.0.1:{grpc_port}.
 "
     )
 }

@@ -156,6 +156,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 service.app.port(),
                 service.app.grpc_port(),
                 &service.token,
+                &service.admin_token,
             ));
             if enroll {
                 let (base, token) = (

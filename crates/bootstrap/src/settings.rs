@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use application::{CallerAllowlist, RecentAuthPolicy, TotpSettings};
+use application::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, TotpSettings};
 use chrono::TimeDelta;
 use domain::{AttemptPolicy, TotpAlgorithm, TotpParams, TotpParamsError};
 
@@ -281,6 +281,18 @@ pub struct AuthSettings {
     pub http_timeout: Duration,
     /// Claim carrying the granted scopes (space-separated or an array).
     pub scope_claim: String,
+    /// Claim carrying the granted roles: ZITADEL's project roles object
+    /// (its keys are the roles), an array or a space-separated string; a
+    /// dotted name is a path (Keycloak `realm_access.roles`).
+    pub roles_claim: String,
+    /// The role that administers the OTP factors of the token's own
+    /// organisation (the org claim must equal the factor's resource
+    /// owner); empty = nobody.
+    pub admin_role: String,
+    /// The role that administers every organisation's OTP factors; empty = nobody.
+    pub instance_admin_role: String,
+    /// A scope that counts as `admin_role` (providers without roles); empty = none.
+    pub admin_scope: String,
     /// The scope a trusted caller's token needs for the login check
     /// (`POST /v1/users/{user_id}/otp/_check`).
     pub check_scope: String,
@@ -347,6 +359,10 @@ impl Default for AuthSettings {
             jwks_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
             scope_claim: "scope".into(),
+            roles_claim: "urn:zitadel:iam:org:project:roles".into(),
+            admin_role: "otp.admin".into(),
+            instance_admin_role: "otp.instance_admin".into(),
+            admin_scope: String::new(),
             check_scope: TotpSettings::default().check_scope,
             introspection_url: String::new(),
             introspection_client_id: String::new(),
@@ -480,6 +496,7 @@ impl TotpConfig {
             check_clients: CallerAllowlist::default(),
             recent_auth: RecentAuthPolicy::default(),
             max_changes_per_hour: self.max_changes_per_hour,
+            admins: AdminPolicy::default(),
         })
     }
 }
@@ -704,6 +721,12 @@ impl Settings {
             max_age,
             methods: self.auth.recent_auth_methods.clone(),
         };
+        let named = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        totp.admins = AdminPolicy {
+            org_role: named(&self.auth.admin_role),
+            instance_role: named(&self.auth.instance_admin_role),
+            org_scope: named(&self.auth.admin_scope),
+        };
         Ok(totp)
     }
 
@@ -888,6 +911,37 @@ mod tests {
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("AAECAwQF"), "{printed}");
         assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn administrators_come_from_auth_and_empty_turns_a_role_off() {
+        let defaults = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(
+            defaults.use_case_settings().unwrap().admins,
+            AdminPolicy::default()
+        );
+        assert_eq!(
+            defaults.auth.roles_claim,
+            "urn:zitadel:iam:org:project:roles"
+        );
+        let mut file = tempfile();
+        writeln!(
+            file.1,
+            "[auth]\nroles_claim = \"realm_access.roles\"\nadmin_role = \"helpdesk\"\ninstance_admin_role = \"\"\nadmin_scope = \" otp:admin \""
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file.0), env(&[])).unwrap();
+        assert_eq!(settings.auth.roles_claim, "realm_access.roles");
+        assert_eq!(
+            settings.use_case_settings().unwrap().admins,
+            AdminPolicy {
+                org_role: Some("helpdesk".into()),
+                instance_role: None,
+                org_scope: Some("otp:admin".into()),
+            }
+        );
+        let off = Settings::load(None, env(&[("OTP__AUTH__ADMIN_ROLE", "")])).unwrap();
+        assert_eq!(off.use_case_settings().unwrap().admins.org_role, None);
     }
 
     fn tempfile() -> (std::path::PathBuf, std::fs::File) {

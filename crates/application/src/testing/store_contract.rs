@@ -282,6 +282,74 @@ pub async fn sequences_count_per_user_without_gaps(store: Arc<dyn FactorStore>) 
     assert_eq!(ready_later, Some(sealed(4)));
 }
 
+/// The resource owner is the newest one the user's events named, and
+/// outlives the factor; an unknown user's is `None`.
+///
+/// # Panics
+/// When the store breaks the property.
+pub async fn resource_owner_is_the_newest_named(store: Arc<dyn FactorStore>) {
+    let user = unique_user("contract-owner");
+    let s = store.as_ref();
+    assert_eq!(s.resource_owner(&user).await, Ok(None));
+    assert_eq!(add(s, &user, 1, t0()).await, Ok(1));
+    assert_eq!(
+        s.resource_owner(&user)
+            .await
+            .ok()
+            .flatten()
+            .map(|org| org.as_str().to_owned()),
+        Some("org-1".to_owned())
+    );
+    // A change whose context names no organisation (a trusted caller's
+    // check) keeps the owner; one naming another moves it.
+    let unnamed = ChangeContext {
+        at: t0(),
+        actor: user.clone(),
+        resource_owner: None,
+    };
+    let decide = Box::new(|current: Current<'_>| {
+        OtpFactor::remove(current.factor)?;
+        Ok(Change::accepted(FactorWrite::Delete, EventKind::OtpRemoved))
+    });
+    assert_eq!(last_sequence(s.change(&user, unnamed, decide).await), Ok(2));
+    assert_eq!(s.find(&user).await, Ok(None));
+    assert_eq!(
+        s.resource_owner(&user)
+            .await
+            .ok()
+            .flatten()
+            .map(|org| org.as_str().to_owned()),
+        Some("org-1".to_owned()),
+        "the owner outlives the factor, and an unnamed event keeps it"
+    );
+    let elsewhere = ChangeContext {
+        at: t0(),
+        actor: user.clone(),
+        resource_owner: OrgId::parse("org-2").ok(),
+    };
+    let params = TotpParams::default();
+    let decide = Box::new(move |current: Current<'_>| {
+        Ok(Change::accepted(
+            FactorWrite::Put(OtpFactor::add(current.factor, sealed(2), params, t0())?),
+            EventKind::OtpAdded,
+        ))
+    });
+    assert_eq!(
+        last_sequence(s.change(&user, elsewhere, decide).await),
+        Ok(3)
+    );
+    assert_eq!(
+        s.resource_owner(&user)
+            .await
+            .ok()
+            .flatten()
+            .map(|org| org.as_str().to_owned()),
+        Some("org-2".to_owned())
+    );
+    let other = unique_user("contract-owner-other");
+    assert_eq!(s.resource_owner(&other).await, Ok(None), "per user");
+}
+
 /// A refused decision writes nothing and uses no sequence number.
 ///
 /// # Panics
@@ -390,6 +458,7 @@ macro_rules! store_contract_tests {
             concurrent_changes_are_serialised,
             concurrent_verifies_succeed_once,
             refusals_commit_attempts_and_events,
+            resource_owner_is_the_newest_named,
             purge_removes_only_stale_pending_factors,
             secrets_page_and_reseal
         );

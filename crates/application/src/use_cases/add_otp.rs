@@ -4,6 +4,7 @@ use secrecy::SecretString;
 
 use domain::{EventKind, OtpFactor, TotpKey, otpauth_url};
 
+use super::target::{Callers, Target};
 use super::{ObjectDetails, Operation, OtpFactors};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
@@ -33,9 +34,37 @@ impl OtpFactors {
     /// `totp.max_changes_per_hour`; store failures.
     #[tracing::instrument(name = "AddOtp", skip_all, fields(user_id = %principal.user_id))]
     pub async fn add_otp(&self, principal: &Principal) -> Result<AddedOtp, ApplicationError> {
-        let context = self.context(principal, principal.org_id.clone());
+        self.add_to(principal, Target::own(principal)).await
+    }
+
+    /// Add for `user_id` (`RegisterTOTP`): the same rules as
+    /// [`OtpFactors::add_otp`], for the user themself or an administrator
+    /// (see the `target` module); the caller is the events' actor and the
+    /// one whose sign-in must be recent.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for a bad user id, `PermissionDenied` for a caller
+    /// who may not act on the user; then as [`OtpFactors::add_otp`].
+    #[tracing::instrument(name = "RegisterTotp", skip_all, fields(caller = %caller.user_id))]
+    pub async fn add_otp_for(
+        &self,
+        caller: &Principal,
+        user_id: &str,
+    ) -> Result<AddedOtp, ApplicationError> {
+        let target = self
+            .authorize(caller, user_id, "RegisterTOTPRequest", Callers::SelfOrAdmin)
+            .await?;
+        self.add_to(caller, target).await
+    }
+
+    async fn add_to(
+        &self,
+        principal: &Principal,
+        target: Target,
+    ) -> Result<AddedOtp, ApplicationError> {
+        let context = self.context(principal, target.owner.clone());
         let at = context.at;
-        self.changes.admit(&principal.user_id, at)?;
+        self.changes.admit(&target.user, at)?;
         let recent_auth = self.settings.recent_auth.require(principal, at);
         let params = self.settings.params;
         let pending_ttl = self.settings.pending_ttl;
@@ -44,7 +73,7 @@ impl OtpFactors {
             .cipher
             .seal(
                 &SealBinding {
-                    owner: &principal.user_id,
+                    owner: &target.user,
                     params,
                     created_at: at,
                 },
@@ -67,13 +96,13 @@ impl OtpFactors {
             ))
         });
         let event = self
-            .commit(Operation::Enroll, &principal.user_id, context, decide)
+            .commit(Operation::Enroll, &target.user, context, decide)
             .await?;
 
-        let mut details = ObjectDetails::of_change(event, principal);
+        let mut details = ObjectDetails::of_change(event, &target);
         details.creation_date = Some(event.at);
         Ok(AddedOtp {
-            url: otpauth_url(&self.settings.issuer, principal.account(), &key),
+            url: otpauth_url(&self.settings.issuer, &target.account, &key),
             secret: key.secret().to_base32(),
             details,
         })

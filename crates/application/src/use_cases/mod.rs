@@ -6,6 +6,7 @@ mod check_otp;
 mod list_factors;
 mod remove_otp;
 mod rotate_keys;
+mod target;
 mod verify_otp;
 
 use std::sync::Arc;
@@ -18,12 +19,13 @@ use domain::{
 };
 
 pub use add_otp::AddedOtp;
-pub use list_factors::ListedFactor;
+pub use list_factors::{FactorList, ListedFactor};
 pub use rotate_keys::{KeyRotation, RotationReport};
+pub use target::Callers;
 
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::policy::{CallerAllowlist, RecentAuthPolicy};
+use crate::policy::{AdminPolicy, CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
     Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SealBinding, SecretCipher,
     SecretSource,
@@ -49,13 +51,15 @@ pub struct TotpSettings {
     pub recent_auth: RecentAuthPolicy,
     /// Add and Remove calls per user per sliding hour (`0`: no limit).
     pub max_changes_per_hour: u32,
+    /// Who administers other users' factors.
+    pub admins: AdminPolicy,
 }
 
 impl Default for TotpSettings {
     /// Issuer `otp-service`, SHA1/6/30s/skew 1, pending factors expire after
     /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`, no
     /// client trusted with the check, no recent sign-in required, 20 changes
-    /// per user per hour.
+    /// per user per hour, the default [`AdminPolicy`].
     fn default() -> Self {
         Self {
             issuer: "otp-service".to_owned(),
@@ -66,6 +70,7 @@ impl Default for TotpSettings {
             check_clients: CallerAllowlist::default(),
             recent_auth: RecentAuthPolicy::default(),
             max_changes_per_hour: 20,
+            admins: AdminPolicy::default(),
         }
     }
 }
@@ -104,12 +109,12 @@ pub struct ObjectDetails {
 }
 
 impl ObjectDetails {
-    fn of_change(event: FactorEvent, principal: &Principal) -> Self {
+    fn of_change(event: FactorEvent, target: &target::Target) -> Self {
         Self {
             sequence: event.sequence,
             creation_date: None,
             change_date: event.at,
-            resource_owner: principal.org_id.clone(),
+            resource_owner: target.owner.clone(),
         }
     }
 }

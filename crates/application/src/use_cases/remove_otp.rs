@@ -2,6 +2,7 @@
 
 use domain::{Attempts, EventKind, OtpFactor};
 
+use super::target::{Callers, Target};
 use super::{ObjectDetails, Operation, OtpFactors, refuse_expired};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
@@ -21,10 +22,41 @@ impl OtpFactors {
         &self,
         principal: &Principal,
     ) -> Result<ObjectDetails, ApplicationError> {
-        let context = self.context(principal, principal.org_id.clone());
+        self.remove_from(principal, Target::own(principal)).await
+    }
+
+    /// Remove for `user_id`: `RemoveTOTP` ([`Callers::SelfOrAdmin`]) and
+    /// `RemoveHumanAuthFactorOTP` ([`Callers::AdminOnly`]), the same rules
+    /// as [`OtpFactors::remove_otp`] (the caller is the event's actor and
+    /// the one whose sign-in must be recent).
+    ///
+    /// # Errors
+    /// `InvalidRequest` for a bad user id, `PermissionDenied` for a caller
+    /// who may not act on the user; then as [`OtpFactors::remove_otp`].
+    #[tracing::instrument(name = "RemoveTotp", skip_all, fields(caller = %caller.user_id))]
+    pub async fn remove_otp_for(
+        &self,
+        caller: &Principal,
+        user_id: &str,
+        callers: Callers,
+    ) -> Result<ObjectDetails, ApplicationError> {
+        let request = match callers {
+            Callers::SelfOrAdmin => "RemoveTOTPRequest",
+            Callers::AdminOnly => "RemoveHumanAuthFactorOTPRequest",
+        };
+        let target = self.authorize(caller, user_id, request, callers).await?;
+        self.remove_from(caller, target).await
+    }
+
+    async fn remove_from(
+        &self,
+        principal: &Principal,
+        target: Target,
+    ) -> Result<ObjectDetails, ApplicationError> {
+        let context = self.context(principal, target.owner.clone());
         let at = context.at;
         self.settings.recent_auth.require(principal, at)?;
-        self.changes.admit(&principal.user_id, at)?;
+        self.changes.admit(&target.user, at)?;
         let pending_ttl = self.settings.pending_ttl;
         let decide = Box::new(move |current: Current<'_>| {
             let live = OtpFactor::live(current.factor, at, pending_ttl);
@@ -39,8 +71,8 @@ impl OtpFactors {
             Ok(change)
         });
         let event = self
-            .commit(Operation::Remove, &principal.user_id, context, decide)
+            .commit(Operation::Remove, &target.user, context, decide)
             .await?;
-        Ok(ObjectDetails::of_change(event, principal))
+        Ok(ObjectDetails::of_change(event, &target))
     }
 }

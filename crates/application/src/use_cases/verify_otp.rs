@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use domain::{EventKind, OtpFactor, SubmittedCode};
 
+use super::target::{Callers, Target};
 use super::{CodeAttempt, ObjectDetails, Operation, OtpFactors, attempt_code, refuse_expired};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
@@ -24,15 +25,51 @@ impl OtpFactors {
         principal: &Principal,
         code: &str,
     ) -> Result<ObjectDetails, ApplicationError> {
+        self.verify_for(
+            principal,
+            Target::own(principal),
+            "VerifyMyAuthFactorOTPRequest",
+            code,
+        )
+        .await
+    }
+
+    /// Verify for `user_id` (`VerifyTOTPRegistration`): the same rules as
+    /// [`OtpFactors::verify_otp`], for the user themself or an administrator.
+    ///
+    /// # Errors
+    /// `InvalidRequest` for a bad user id, `PermissionDenied` for a caller
+    /// who may not act on the user; then as [`OtpFactors::verify_otp`].
+    #[tracing::instrument(name = "VerifyTotpRegistration", skip_all, fields(caller = %caller.user_id))]
+    pub async fn verify_otp_for(
+        &self,
+        caller: &Principal,
+        user_id: &str,
+        code: &str,
+    ) -> Result<ObjectDetails, ApplicationError> {
+        const REQUEST: &str = "VerifyTOTPRegistrationRequest";
+        let target = self
+            .authorize(caller, user_id, REQUEST, Callers::SelfOrAdmin)
+            .await?;
+        self.verify_for(caller, target, REQUEST, code).await
+    }
+
+    async fn verify_for(
+        &self,
+        principal: &Principal,
+        target: Target,
+        request: &str,
+        code: &str,
+    ) -> Result<ObjectDetails, ApplicationError> {
         let code = SubmittedCode::parse(code).map_err(|_| {
-            ApplicationError::InvalidRequest(Cow::Borrowed(
-                "invalid VerifyMyAuthFactorOTPRequest.Code: value length must be between 1 and 200 runes",
-            ))
+            ApplicationError::InvalidRequest(Cow::Owned(format!(
+                "invalid {request}.Code: value length must be between 1 and 200 runes"
+            )))
         })?;
-        let context = self.context(principal, principal.org_id.clone());
+        let context = self.context(principal, target.owner.clone());
         let at = context.at;
         let cipher = self.cipher.clone();
-        let owner = principal.user_id.clone();
+        let owner = target.user.clone();
         let settings = self.settings.clone();
 
         let decide = Box::new(move |current: Current<'_>| {
@@ -63,8 +100,8 @@ impl OtpFactors {
             })
         });
         let event = self
-            .commit(Operation::Verify, &principal.user_id, context, decide)
+            .commit(Operation::Verify, &target.user, context, decide)
             .await?;
-        Ok(ObjectDetails::of_change(event, principal))
+        Ok(ObjectDetails::of_change(event, &target))
     }
 }

@@ -19,7 +19,7 @@ async fn dev_mode_serves_the_api_with_the_token_it_prints() {
     .unwrap();
     let service = dev::start(&settings).unwrap();
     let (port, grpc_port) = (service.app.port(), service.app.grpc_port());
-    let banner = dev::banner(port, grpc_port, &service.token);
+    let banner = dev::banner(port, grpc_port, &service.token, &service.admin_token);
     assert!(
         banner.contains("DATA IS NOT KEPT")
             && banner.contains("NEVER USE THIS MODE TO SERVE PRODUCTION")
@@ -51,6 +51,29 @@ async fn dev_mode_serves_the_api_with_the_token_it_prints() {
             .unwrap()
             .contains(":dev@otp-service.localhost?")
     );
+    assert!(banner.contains(service.admin_token.expose_secret()));
+    // The printed administrator token administers dev-org's users.
+    let removed: serde_json::Value = client
+        .delete(format!(
+            "http://127.0.0.1:{port}/management/v1/users/dev-user/auth_factors/otp"
+        ))
+        .bearer_auth(service.admin_token.expose_secret())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(removed["details"]["sequence"], "2", "{removed}");
+    let denied = client
+        .delete(format!(
+            "http://127.0.0.1:{port}/management/v1/users/dev-admin/auth_factors/otp"
+        ))
+        .bearer_auth(service.token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
     let foreign = client
         .post(&url)
         .bearer_auth(crate::helpers::sign(&crate::helpers::claims(

@@ -90,6 +90,13 @@ fn buf_curl(
     if protocol == "grpc" {
         command.arg("--http2-prior-knowledge");
     }
+    if protocol == "connect" {
+        // Server reflection is a streaming call, which the Connect side of
+        // the gRPC port does not serve: the schema comes from the protos.
+        let protos =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters-grpc/proto");
+        command.arg("--schema").arg(protos);
+    }
     let output = command.arg(url).output().unwrap();
     assert!(
         output.status.success(),
@@ -129,4 +136,46 @@ async fn buf_curl_adds_over_grpc_and_verifies_over_grpc_web_through_reflection()
             .await
             .unwrap();
     assert_eq!(verified["details"]["sequence"], "2", "{verified}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buf_curl_registers_over_connect_and_an_admin_lists_over_grpc() {
+    let Some(app) = spawn_app().await else { return };
+    let Some(buf) = buf() else { return };
+    let user_id = user("buf-connect");
+    let token = app.token(&user_id);
+    let mut admin = crate::helpers::claims(&app.issuer.url, &user("buf-admin"));
+    admin["urn:zitadel:iam:org:project:roles"] =
+        serde_json::json!({"otp.admin": {"69629023906488334": "acme.zitadel.cloud"}});
+    let admin = crate::helpers::sign(&admin);
+    let register = format!(
+        "{}/zitadel.user.v2.UserService/RegisterTOTP",
+        app.grpc_address
+    );
+    let body = format!(r#"{{"userId":"{user_id}"}}"#);
+    let (buf_connect, connect_body) = (buf.clone(), body.clone());
+    let registered = tokio::task::spawn_blocking(move || {
+        buf_curl(&buf_connect, "connect", &register, &token, &connect_body)
+    })
+    .await
+    .unwrap();
+    assert_eq!(registered["details"]["sequence"], "1", "{registered}");
+    assert!(
+        registered["uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let list = format!(
+        "{}/zitadel.management.v1.ManagementService/ListHumanAuthFactors",
+        app.grpc_address
+    );
+    let listed = tokio::task::spawn_blocking(move || buf_curl(&buf, "grpc", &list, &admin, &body))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!({}),
+        "a pending factor is not listed"
+    );
 }

@@ -9,6 +9,7 @@
 mod auth;
 mod behaviour;
 mod callers;
+mod clients;
 mod concurrency;
 mod dev;
 mod enroll;
