@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use diesel::connection::CacheSize;
 use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::Integer;
-use diesel::{ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, SelectableHelper};
+use diesel::{ExpressionMethods, IntoSql, QueryDsl, SelectableHelper};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -286,17 +286,28 @@ fn lost_connection(error: &diesel::result::Error) -> bool {
     )
 }
 
+/// The one row (or none) of a statement's answer, read to its end. The
+/// answer must be read to the end: an autocommit statement commits after
+/// its rows were sent, and a commit that fails (a serialization failure
+/// under `SERIALIZABLE`) is reported after them. `get_result` and `first`
+/// stop at the first row and drop that error unread, so a write rolled back
+/// at commit would be answered as committed.
+fn only_row<T>(rows: diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Option<T>> {
+    Ok(rows?.into_iter().next())
+}
+
 /// Reads the user's stream head and factor in one statement (one snapshot).
 async fn read_state(
     connection: &mut AsyncPgConnection,
     user: &UserId,
 ) -> Result<State, diesel::result::Error> {
-    let row: Option<StateRow> = ReadState {
-        user: user.as_str(),
-    }
-    .get_result(connection)
-    .await
-    .optional()?;
+    let row: Option<StateRow> = only_row(
+        ReadState {
+            user: user.as_str(),
+        }
+        .load(connection)
+        .await,
+    )?;
     let Some(((version, last_sequence, failed_attempts, last_failure_at), columns)) = row else {
         return Ok(State {
             head: Head::NONE,
@@ -416,13 +427,13 @@ impl FactorStore for PgFactorStore {
                 .find(user.as_str())
                 .select(FactorRow::as_select())
         };
-        let row = match retrying!(query().first(&mut connection).await.optional()) {
+        let row = match retrying!(only_row(query().load(&mut connection).await)) {
             Err(error) if lost_connection(&error) => {
                 // Died while idle in the pool: once more on a fresh one.
                 tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
                 drop(Object::take(connection));
                 let mut connection = self.connection().await?;
-                retrying!(query().first(&mut connection).await.optional())
+                retrying!(only_row(query().load(&mut connection).await))
             }
             row => row,
         };
@@ -457,8 +468,8 @@ impl FactorStore for PgFactorStore {
         if let Ok(change) = empty
             && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, change)?
         {
-            match (*write).get_result::<i64>(&mut connection).await {
-                Ok(1) => return Ok(committed),
+            match only_row((*write).load::<i64>(&mut connection).await) {
+                Ok(Some(1)) => return Ok(committed),
                 Ok(_) => {}
                 Err(error) => match retry::transient(&error) {
                     // Rolled back: nothing was written, the usual way is safe.
@@ -513,8 +524,8 @@ impl FactorStore for PgFactorStore {
                 Plan::Nothing(committed) => return Ok(committed),
                 Plan::Write(write, committed) => (write, committed),
             };
-            match (*write).get_result::<i64>(&mut connection).await {
-                Ok(1) => return Ok(committed),
+            match only_row((*write).load::<i64>(&mut connection).await) {
+                Ok(Some(1)) => return Ok(committed),
                 Ok(_) => {
                     tracing::debug!(
                         round,
@@ -570,8 +581,9 @@ impl FactorStore for PgFactorStore {
         let purged = futures::future::try_join_all(stale.iter().map(|user| async move {
             retrying!(
                 PurgePending { user, added_before }
-                    .get_result::<i64>(&mut &*shared)
+                    .load::<i64>(&mut &*shared)
                     .await
+                    .map(|rows| rows.into_iter().sum::<i64>())
             )
         }));
         let purged = purged.await.map_err(query_error)?;
@@ -649,7 +661,12 @@ impl SecretStore for PgFactorStore {
                 new_key_id: &reseal.new.key_id,
                 new_sealed: &reseal.new.sealed,
             };
-            retrying!(statement().get_result::<i64>(&mut &*shared).await)
+            retrying!(
+                statement()
+                    .load::<i64>(&mut &*shared)
+                    .await
+                    .map(|rows| rows.into_iter().sum::<i64>())
+            )
         }));
         let written = written.await.map_err(query_error)?;
         Ok(written
