@@ -74,3 +74,44 @@ async fn sixteen_parallel_verifies_of_one_code_succeed_once() {
         crate::helpers::assert_error(answer, 400, 9, "COMMAND-qx4ls");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_parallel_adds_of_different_users_all_succeed() {
+    let Some(app) = spawn_app().await else { return };
+    let tokens: Vec<String> = (0..32)
+        .map(|i| app.token(&user(&format!("parallel-users-{i}"))))
+        .collect();
+    let answers = join_all(tokens.iter().map(|token| app.add(token))).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["details"]["sequence"], "1", "{}", answer.body);
+    }
+    let stored = app
+        .db
+        .query("SELECT count(*)::text FROM otp_factors WHERE user_id LIKE 'parallel-users-%'")
+        .await;
+    assert_eq!(stored, ["32"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_can_never_serialise_a_change_answers_503_not_500() {
+    let Some(app) = spawn_app().await else { return };
+    // Every write of a stream row is rolled back as a serialization failure.
+    app.db
+        .query(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$",
+        )
+        .await;
+    app.db
+        .query(
+            "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON otp_user_streams \
+             FOR EACH ROW EXECUTE FUNCTION refuse()",
+        )
+        .await;
+    let token = app.token(&user("never-serialised"));
+    let answer = app.add(&token).await;
+    crate::helpers::assert_error(&answer, 503, 14, "OTP-UNAVAILABLE");
+    // Reads are untouched: the user simply has no factor.
+    assert_eq!(app.list(&token).await.status, 200);
+}
