@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use adapters_grpc::proto::zitadel::auth::v1::AddMyAuthFactorOtpRequest;
+use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
 use futures::future::join_all;
 
 use crate::helpers::{code_at, settled_now, spawn_app, spawn_app_with, user};
@@ -112,6 +114,16 @@ async fn a_store_that_can_never_serialise_a_change_answers_503_not_500() {
     let token = app.token(&user("never-serialised"));
     let answer = app.add(&token).await;
     crate::helpers::assert_error(&answer, 503, 14, "OTP-UNAVAILABLE");
+    // The same over gRPC: UNAVAILABLE (14), never INTERNAL.
+    let mut client = AuthServiceClient::connect(app.grpc_address.clone())
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(AddMyAuthFactorOtpRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let status = client.add_my_auth_factor_otp(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     // Reads are untouched: the user simply has no factor.
     assert_eq!(app.list(&token).await.status, 200);
 }
