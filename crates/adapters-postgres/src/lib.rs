@@ -11,10 +11,18 @@
 //! number of processes, sequence numbers have no gaps, and no lock is held
 //! while the use case decides (or opens a secret). Two round trips and one
 //! commit per change, one round trip per read (see `statements`).
+//!
+//! Every statement is a transaction of one user only (a page of the re-seal
+//! or the purge is one statement per user), so the store distributes by
+//! `user_id` on Citus, YugabyteDB or CockroachDB with no cross-shard
+//! transaction. A statement rolled back by a serialization failure or a
+//! deadlock runs again, a bounded number of times (see `retry`), then the
+//! call is answered as unavailable (503).
 
 mod connect;
 mod error;
 mod migrate;
+mod retry;
 mod rows;
 mod schema;
 mod statements;
@@ -29,7 +37,7 @@ use async_trait::async_trait;
 use diesel::connection::CacheSize;
 use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::Integer;
-use diesel::{ExpressionMethods, IntoSql, OptionalExtension, QueryDsl, SelectableHelper};
+use diesel::{ExpressionMethods, IntoSql, QueryDsl, SelectableHelper};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -46,6 +54,7 @@ use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
 
 use crate::connect::{Redactor, Target, establish, parse_target};
 use crate::error::{pool_error, query_error};
+use crate::retry::{Reason, retrying};
 use crate::rows::{FactorRow, state_name};
 use crate::schema::{otp_events, otp_factors};
 use crate::statements::{
@@ -191,7 +200,7 @@ impl PgFactorStore {
             .get_result::<i32>(&mut connection)
             .await
             .map_err(|error| unreachable(error.to_string()))?;
-        match migrate::schema_is_current(&mut connection).await {
+        match retrying!(migrate::schema_is_current(&mut connection).await) {
             Ok(true) => Ok(()),
             Ok(false) => Err(SCHEMA_NOT_CURRENT.to_owned()),
             Err(error) => Err(unreachable(error.to_string())),
@@ -253,8 +262,10 @@ fn build_pool(
 
 /// How many times a change reads, decides and tries its write before it
 /// gives up with 503: each lost round means another change of the same user
-/// committed in between, so this bounds the wait of a user who changes their
-/// factor from dozens of clients at once, never a normal call.
+/// committed in between (or the engine rolled the statement back with a
+/// serialization failure or a deadlock), so this bounds the wait of a user
+/// who changes their factor from dozens of clients at once, never a normal
+/// call.
 const MAX_ROUNDS: u32 = 64;
 
 /// The user's state as one read found it.
@@ -275,13 +286,14 @@ fn lost_connection(error: &diesel::result::Error) -> bool {
     )
 }
 
-/// Whether a failed write lost a serialization race (SQLSTATE 40001):
-/// nothing was written, so deciding again on fresh state is safe.
-fn lost_race(error: &diesel::result::Error) -> bool {
-    matches!(
-        error,
-        diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
-    )
+/// The one row (or none) of a statement's answer, read to its end. The
+/// answer must be read to the end: an autocommit statement commits after
+/// its rows were sent, and a commit that fails (a serialization failure
+/// under `SERIALIZABLE`) is reported after them. `get_result` and `first`
+/// stop at the first row and drop that error unread, so a write rolled back
+/// at commit would be answered as committed.
+fn only_row<T>(rows: diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Option<T>> {
+    Ok(rows?.into_iter().next())
 }
 
 /// Reads the user's stream head and factor in one statement (one snapshot).
@@ -289,12 +301,13 @@ async fn read_state(
     connection: &mut AsyncPgConnection,
     user: &UserId,
 ) -> Result<State, diesel::result::Error> {
-    let row: Option<StateRow> = ReadState {
-        user: user.as_str(),
-    }
-    .get_result(connection)
-    .await
-    .optional()?;
+    let row: Option<StateRow> = only_row(
+        ReadState {
+            user: user.as_str(),
+        }
+        .load(connection)
+        .await,
+    )?;
     let Some(((version, last_sequence, failed_attempts, last_failure_at), columns)) = row else {
         return Ok(State {
             head: Head::NONE,
@@ -399,12 +412,6 @@ fn attempts_of(user: &UserId, head: &Head) -> Result<Attempts, StoreError> {
         last_failure_at: head.last_failure_at,
     })
 }
-/// A random pause before round `round` of a contended change: up to a
-/// millisecond per round lost, at most 20 ms.
-fn retry_pause(round: u32) -> Duration {
-    let ceiling_us = u64::from(round.min(20)) * 1000;
-    Duration::from_micros(rand::random_range(0..=ceiling_us))
-}
 
 #[async_trait]
 impl FactorStore for PgFactorStore {
@@ -420,13 +427,13 @@ impl FactorStore for PgFactorStore {
                 .find(user.as_str())
                 .select(FactorRow::as_select())
         };
-        let row = match query().first(&mut connection).await.optional() {
+        let row = match retrying!(only_row(query().load(&mut connection).await)) {
             Err(error) if lost_connection(&error) => {
                 // Died while idle in the pool: once more on a fresh one.
                 tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
                 drop(Object::take(connection));
                 let mut connection = self.connection().await?;
-                query().first(&mut connection).await.optional()
+                retrying!(only_row(query().load(&mut connection).await))
             }
             row => row,
         };
@@ -451,19 +458,22 @@ impl FactorStore for PgFactorStore {
                 .order(otp_events::sequence.desc())
                 .select(otp_events::resource_owner)
         };
-        let row = match query()
-            .first::<Option<String>>(&mut connection)
-            .await
-            .optional()
-        {
+        let row = match retrying!(only_row(
+            query()
+                .limit(1)
+                .load::<Option<String>>(&mut connection)
+                .await
+        )) {
             Err(error) if lost_connection(&error) => {
                 tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
                 drop(Object::take(connection));
                 let mut connection = self.connection().await?;
-                query()
-                    .first::<Option<String>>(&mut connection)
-                    .await
-                    .optional()
+                retrying!(only_row(
+                    query()
+                        .limit(1)
+                        .load::<Option<String>>(&mut connection)
+                        .await
+                ))
             }
             row => row,
         };
@@ -500,25 +510,32 @@ impl FactorStore for PgFactorStore {
             factor: None,
             attempts: Attempts::default(),
         });
+        // Why the next round runs: counted once it does.
+        let mut retry_because = None;
         if let Ok(change) = empty
             && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, change)?
         {
-            match (*write).get_result::<i64>(&mut connection).await {
-                Ok(1) => return Ok(committed),
+            match only_row((*write).load::<i64>(&mut connection).await) {
+                Ok(Some(1)) => return Ok(committed),
                 Ok(_) => {}
-                Err(error) if lost_race(&error) => {}
-                // Whether it committed is unknown: never decided again.
-                Err(error) => return Err(query_error(error).into()),
+                Err(error) => match retry::transient(&error) {
+                    // Rolled back: nothing was written, the usual way is safe.
+                    Some(reason) => retry_because = Some(reason),
+                    // Whether it committed is unknown: never decided again.
+                    None => return Err(query_error(error).into()),
+                },
             }
         }
         let mut fresh_connection = false;
         for round in 0..MAX_ROUNDS {
+            if let Some(reason) = retry_because.take() {
+                retry::count(reason);
+            }
             if round > 1 {
                 // Several changes of this user raced: spread the retries.
-                tokio::time::sleep(retry_pause(round)).await;
+                tokio::time::sleep(retry::pause(round)).await;
             }
-            let state = match read_state(&mut connection, user).await {
-                Ok(state) => state,
+            let read = match read_state(&mut connection, user).await {
                 Err(error) if lost_connection(&error) && !fresh_connection => {
                     // A connection that died while idle in the pool: drop it
                     // and read again, once, on a fresh one.
@@ -526,11 +543,24 @@ impl FactorStore for PgFactorStore {
                     drop(Object::take(connection));
                     connection = self.connection().await?;
                     fresh_connection = true;
-                    let state = read_state(&mut connection, user).await;
-                    state.map_err(query_error)?
+                    read_state(&mut connection, user).await
                 }
-                Err(error) if lost_race(&error) => continue,
-                Err(error) => return Err(query_error(error).into()),
+                read => read,
+            };
+            let state = match read {
+                Ok(state) => state,
+                Err(error) => match retry::transient(&error) {
+                    Some(reason) => {
+                        tracing::debug!(
+                            round,
+                            reason = reason.as_str(),
+                            "the read was rolled back; reading again"
+                        );
+                        retry_because = Some(reason);
+                        continue;
+                    }
+                    None => return Err(query_error(error).into()),
+                },
             };
             let attempts = attempts_of(user, &state.head)?;
             let change = decide(Current {
@@ -541,16 +571,28 @@ impl FactorStore for PgFactorStore {
                 Plan::Nothing(committed) => return Ok(committed),
                 Plan::Write(write, committed) => (write, committed),
             };
-            match (*write).get_result::<i64>(&mut connection).await {
-                Ok(1) => return Ok(committed),
-                Ok(_) => tracing::debug!(
-                    round,
-                    "another change of the user came first; deciding again"
-                ),
-                Err(error) if lost_race(&error) => {
-                    tracing::debug!(round, "serialization failure; deciding again");
+            match only_row((*write).load::<i64>(&mut connection).await) {
+                Ok(Some(1)) => return Ok(committed),
+                Ok(_) => {
+                    tracing::debug!(
+                        round,
+                        "another change of the user came first; deciding again"
+                    );
+                    retry_because = Some(Reason::LostRace);
                 }
-                Err(error) => return Err(query_error(error).into()),
+                // Rolled back whole (SQLSTATE 40001 or 40P01): nothing was
+                // written, so deciding again on fresh state is safe.
+                Err(error) => match retry::transient(&error) {
+                    Some(reason) => {
+                        tracing::debug!(
+                            round,
+                            reason = reason.as_str(),
+                            "the write was rolled back; deciding again"
+                        );
+                        retry_because = Some(reason);
+                    }
+                    None => return Err(query_error(error).into()),
+                },
             }
         }
         tracing::warn!(
@@ -567,23 +609,30 @@ impl FactorStore for PgFactorStore {
     )]
     async fn purge_pending(&self, added_before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut connection = self.connection().await?;
-        let stale: Vec<String> = otp_factors::table
-            .filter(otp_factors::state.eq(state_name(FactorState::NotReady)))
-            .filter(otp_factors::created_at.lt(added_before))
-            .select(otp_factors::user_id)
-            .order(otp_factors::user_id.asc())
-            .limit(PURGE_BATCH)
-            .load(&mut connection)
-            .await
-            .map_err(query_error)?;
+        let stale: Vec<String> = retrying!(
+            otp_factors::table
+                .filter(otp_factors::state.eq(state_name(FactorState::NotReady)))
+                .filter(otp_factors::created_at.lt(added_before))
+                .select(otp_factors::user_id)
+                .order(otp_factors::user_id.asc())
+                .limit(PURGE_BATCH)
+                .load(&mut connection)
+                .await
+        )
+        .map_err(query_error)?;
         // One statement per user (each a change of one user only), sent
-        // together on the connection as a pipeline.
+        // together on the connection as a pipeline; each runs again on its
+        // own if rolled back (it is conditional: a second run after the
+        // first applied deletes nothing).
         let shared: &AsyncPgConnection = &connection;
-        let purged = futures::future::try_join_all(
-            stale
-                .iter()
-                .map(|user| PurgePending { user, added_before }.get_result::<i64>(&mut &*shared)),
-        );
+        let purged = futures::future::try_join_all(stale.iter().map(|user| async move {
+            retrying!(
+                PurgePending { user, added_before }
+                    .load::<i64>(&mut &*shared)
+                    .await
+                    .map(|rows| rows.into_iter().sum::<i64>())
+            )
+        }));
         let purged = purged.await.map_err(query_error)?;
         Ok(purged
             .into_iter()
@@ -605,15 +654,19 @@ impl SecretStore for PgFactorStore {
         limit: usize,
     ) -> Result<Vec<StoredSecret>, StoreError> {
         let mut connection = self.connection().await?;
-        let mut query = otp_factors::table
-            .select(FactorRow::as_select())
-            .order(otp_factors::user_id.asc())
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(otp_factors::user_id.gt(after.as_str().to_owned()));
-        }
-        let rows: Vec<FactorRow> = query.load(&mut connection).await.map_err(query_error)?;
+        let query = || {
+            let mut query = otp_factors::table
+                .select(FactorRow::as_select())
+                .order(otp_factors::user_id.asc())
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .into_boxed();
+            if let Some(after) = after {
+                query = query.filter(otp_factors::user_id.gt(after.as_str().to_owned()));
+            }
+            query
+        };
+        let rows: Vec<FactorRow> =
+            retrying!(query().load(&mut connection).await).map_err(query_error)?;
         rows.into_iter()
             .map(|row| {
                 let user = UserId::parse(row.user_id.clone()).map_err(|error| {
@@ -640,17 +693,24 @@ impl SecretStore for PgFactorStore {
             return Ok(0);
         }
         let connection = self.connection().await?;
-        // One statement per user, pipelined on one connection.
+        // One statement per user, pipelined on one connection; each runs
+        // again on its own if rolled back (it is conditional on the old
+        // seal: a second run after the first applied writes nothing).
         let shared: &AsyncPgConnection = &connection;
-        let written = futures::future::try_join_all(batch.iter().map(|reseal| {
-            WriteReseal {
+        let written = futures::future::try_join_all(batch.iter().map(|reseal| async move {
+            let statement = || WriteReseal {
                 user: reseal.user.as_str(),
                 old_key_id: &reseal.old.key_id,
                 old_sealed: &reseal.old.sealed,
                 new_key_id: &reseal.new.key_id,
                 new_sealed: &reseal.new.sealed,
-            }
-            .get_result::<i64>(&mut &*shared)
+            };
+            retrying!(
+                statement()
+                    .load::<i64>(&mut &*shared)
+                    .await
+                    .map(|rows| rows.into_iter().sum::<i64>())
+            )
         }));
         let written = written.await.map_err(query_error)?;
         Ok(written

@@ -1,11 +1,12 @@
 //! The embedded schema migrations: applying them (`otp-service migrate`, or
-//! at start-up) and telling whether a database has them all (readiness).
+//! at start-up; in one transaction under a transaction-scoped advisory
+//! lock) and telling whether a database has them all (readiness).
 
 use std::time::Duration;
 
 use diesel::pg::Pg;
 use diesel::sql_types::{BigInt, Bool};
-use diesel::{ExpressionMethods, QueryDsl};
+use diesel::{Connection as _, ExpressionMethods, QueryDsl};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -17,9 +18,10 @@ use crate::error::PgError;
 /// Every migration in `migrations/`, compiled into the binary.
 pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// The key of the session-level advisory lock held while migrating, so that
-/// replicas starting together migrate one after the other. Any fixed value
-/// works as long as no other code uses it: this is "otp-migr" in ASCII.
+/// The key of the transaction-scoped advisory lock (`pg_advisory_xact_lock`)
+/// held while migrating, so that replicas starting together migrate one
+/// after the other. Any fixed value works as long as no other code uses it:
+/// this is "otp-migr" in ASCII.
 const MIGRATION_LOCK_KEY: i64 = 0x6f74_702d_6d69_6772;
 
 /// How long `run_migrations` waits to connect when the URL sets no
@@ -37,15 +39,19 @@ diesel::table! {
 /// Applies every pending embedded migration and returns how many were
 /// applied (0 when the schema was already current).
 ///
-/// Safe to run from several processes at once: each holds a PostgreSQL
-/// advisory lock on its migrating connection, so they run one after the
-/// other and the later ones find nothing pending. Works on both tokio
-/// runtime flavours (the synchronous migration harness runs on a blocking
-/// thread).
+/// Safe to run from several processes at once: all pending migrations are
+/// applied in one transaction that first takes a transaction-scoped
+/// advisory lock (`pg_advisory_xact_lock`, released by the commit or
+/// rollback), so migrators run one after the other and the later ones find
+/// nothing pending. No session-level lock is taken, so this works through a
+/// transaction pooler (PgBouncer `pool_mode = transaction`) and on engines
+/// without session-level locks. Works on both tokio runtime flavours (the
+/// synchronous migration harness runs on a blocking thread).
 ///
 /// # Errors
 /// [`PgError::InvalidUrl`], [`PgError::Connect`] when the server cannot be
-/// reached, [`PgError::Migration`] when a migration fails (it is rolled back).
+/// reached, [`PgError::Migration`] when a migration fails (all of this run's
+/// migrations are rolled back).
 pub async fn run_migrations(url: &SecretString) -> Result<usize, PgError> {
     let mut target = parse_target(url)?;
     let redactor = Redactor::new(&target.config);
@@ -66,28 +72,44 @@ pub async fn run_migrations(url: &SecretString) -> Result<usize, PgError> {
     Ok(applied)
 }
 
-/// Takes the migration lock on `connection`, applies what is pending and
-/// releases the lock. Blocking: run it on a blocking thread.
+/// Why a migration run failed: a statement of its own, or a migration.
+enum Failure {
+    Statement(diesel::result::Error),
+    Migration(String),
+}
+
+impl From<diesel::result::Error> for Failure {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Statement(error)
+    }
+}
+
+/// In one transaction on `connection`: takes the migration lock and applies
+/// what is pending (each migration in a savepoint of its own). Blocking: run
+/// it on a blocking thread.
 fn migrate_locked(connection: AsyncPgConnection) -> Result<usize, String> {
     let mut connection: AsyncConnectionWrapper<AsyncPgConnection> =
         AsyncConnectionWrapper::from(connection);
-    let lock =
-        diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY);
-    diesel::RunQueryDsl::execute(lock, &mut connection)
-        .map_err(|error| format!("cannot take the migration lock: {error}"))?;
-    let applied = connection
-        .run_pending_migrations(MIGRATIONS)
-        .map(|versions| versions.len())
-        .map_err(|error| error.to_string());
-    // Closing the connection would release the lock too; unlocking first just
-    // lets the next migrator go on without waiting for the close.
-    let unlock =
-        diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(MIGRATION_LOCK_KEY);
-    let unlocked = diesel::RunQueryDsl::execute(unlock, &mut connection);
-    if let Err(error) = unlocked {
-        tracing::warn!(%error, "cannot release the migration lock; it goes with the connection");
-    }
-    applied
+    let applied = connection.transaction::<usize, Failure, _>(|connection| {
+        // READ COMMITTED whatever the database's default (a database set to
+        // SERIALIZABLE, as distributed engines are): the snapshot of a
+        // serializable transaction is taken by its first statement, before
+        // the lock wait, and would not show what the migrator that held the
+        // lock applied; each READ COMMITTED statement after the wait does.
+        let isolation = diesel::sql_query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
+        diesel::RunQueryDsl::execute(isolation, connection)?;
+        let lock = diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY);
+        diesel::RunQueryDsl::execute(lock, connection)?;
+        connection
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.len())
+            .map_err(|error| Failure::Migration(error.to_string()))
+    });
+    applied.map_err(|failure| match failure {
+        Failure::Statement(error) => error.to_string(),
+        Failure::Migration(cause) => cause,
+    })
 }
 
 /// The version of the newest embedded migration, as diesel records it.

@@ -2,6 +2,12 @@
 //! [`TestDatabase`] is a fresh, migrated database on the server named by
 //! `DATABASE_URL`, dropped again when the value is dropped.
 //!
+//! With `OTP_TEST_ISOLATION=serializable` (or `repeatable read`) every test
+//! database is created with that `default_transaction_isolation`, so every
+//! connection the service opens to it runs its statements at that level, as
+//! on a distributed engine (CockroachDB is always `SERIALIZABLE`):
+//! `OTP_TEST_ISOLATION=serializable cargo test ...` proves a suite under it.
+//!
 //! ```no_run
 //! # async fn example() {
 //! let Some(db) = adapters_postgres::testing::TestDatabase::create().await else {
@@ -23,6 +29,9 @@ use crate::migrate::run_migrations;
 
 /// The server used when `DATABASE_URL` is not set.
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The environment variable naming the default isolation of test databases.
+pub const ISOLATION_VAR: &str = "OTP_TEST_ISOLATION";
 
 /// How long connecting to the test server may take before it counts as not
 /// reachable.
@@ -54,7 +63,16 @@ impl TestDatabase {
     /// unreachable and `CI` is set, or when the reachable server refuses to
     /// create the database or the migrations fail.
     pub async fn create() -> Option<Self> {
-        Self::create_with(true).await
+        Self::create_with(true, isolation_from_env()).await
+    }
+
+    /// Like [`TestDatabase::create`], but the database's connections run
+    /// `SERIALIZABLE` whatever `OTP_TEST_ISOLATION` says.
+    ///
+    /// # Panics
+    /// As [`TestDatabase::create`].
+    pub async fn create_serializable() -> Option<Self> {
+        Self::create_with(true, Some("serializable")).await
     }
 
     /// Like [`TestDatabase::create`], but leaves the database empty: no
@@ -63,7 +81,7 @@ impl TestDatabase {
     /// # Panics
     /// As [`TestDatabase::create`].
     pub async fn create_empty() -> Option<Self> {
-        Self::create_with(false).await
+        Self::create_with(false, isolation_from_env()).await
     }
 
     /// Runs `sql` in this database and answers the first column of every
@@ -87,7 +105,7 @@ impl TestDatabase {
             .collect()
     }
 
-    async fn create_with(migrate: bool) -> Option<Self> {
+    async fn create_with(migrate: bool, isolation: Option<&'static str>) -> Option<Self> {
         let server_url = std::env::var("DATABASE_URL")
             .ok()
             .filter(|url| !url.is_empty())
@@ -132,6 +150,16 @@ impl TestDatabase {
             server,
         };
         // From here on a panic drops `database`, which drops the database again.
+        if let Some(level) = isolation {
+            // Before the migrations: they too must work on such a database.
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{}\" SET default_transaction_isolation = '{level}'",
+                    database.name
+                ))
+                .await
+                .unwrap_or_else(|error| panic!("cannot set {level} on {}: {error}", database.name));
+        }
         if migrate {
             run_migrations(&database.url).await.unwrap_or_else(|error| {
                 panic!("cannot migrate test database {}: {error}", database.name)
@@ -170,6 +198,24 @@ impl fmt::Debug for TestDatabase {
         f.debug_struct("TestDatabase")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// The isolation `OTP_TEST_ISOLATION` asks for, if any.
+///
+/// # Panics
+/// When it names no isolation level PostgreSQL has.
+fn isolation_from_env() -> Option<&'static str> {
+    let value = std::env::var(ISOLATION_VAR).ok()?;
+    let value = value.trim().to_ascii_lowercase().replace(['-', '_'], " ");
+    match value.as_str() {
+        "" => None,
+        "serializable" => Some("serializable"),
+        "repeatable read" => Some("repeatable read"),
+        "read committed" => Some("read committed"),
+        other => panic!(
+            "{ISOLATION_VAR}={other}: expected serializable, repeatable read or read committed"
+        ),
     }
 }
 

@@ -11,6 +11,9 @@
 //! tools). `BENCH_SECONDS` (10) and `BENCH_CLIENTS` (16) tune the runs,
 //! `BENCH_USERS` (100000) the users seeded per call, `DATABASE_URL` the
 //! server (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! After the table's usual runs, Add runs again on a second database whose
+//! connections default to `SERIALIZABLE` (`REST Add, SERIALIZABLE`, with
+//! its rate as a multiple of the default isolation's Add in the note).
 //! `BENCH_SCALE=1` adds the scale run: Add on a database already holding
 //! 1M enrolled users and 10M events, against Add on the empty one.
 //! `BENCH_PROFILE="REST Add"` (any call's name) records a `perf` profile of
@@ -840,6 +843,33 @@ fn main() {
         );
         paced.note = format!("target {half:.0}/s, {pace_ms} ms pacing {}", paced.note);
         runs.push(paced);
+
+        // Add again on a database whose connections default to
+        // SERIALIZABLE, as a distributed engine runs (its own service, so
+        // the first database's pool and caches do not share it).
+        {
+            let serializable_db = TestDatabase::create_serializable()
+                .await
+                .expect("PostgreSQL is needed for the benchmark");
+            let serializable = Service::start(&serializable_db, &issuer_url, clients, &[]);
+            serializable.wait_ready().await;
+            let tokens = mint(&issuer, &users("z", n));
+            let mut run = measured(
+                &serializable,
+                "REST Add, SERIALIZABLE",
+                Some("add"),
+                &add_lines(&tokens),
+                clients,
+                seconds,
+                0,
+            );
+            run.note = format!(
+                "{:.2}x of Add at the default isolation {}",
+                run.rate() / runs[0].rate(),
+                run.note
+            );
+            runs.push(run);
+        }
 
         if scale {
             println!("  scale run: filling the database ...");

@@ -248,6 +248,91 @@ async fn two_processes_on_one_database_keep_every_rule() {
     assert_eq!(stored, ["1", "0", "38"]);
 }
 
+/// `otp-service migrate` on the database at `url`, to completion.
+fn migrate(url: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_otp-service"))
+        .arg("migrate")
+        .env("OTP__DATABASE__URL", url)
+        .env("OTP__CRYPTO__KEYS", TEST_KEYS)
+        .env("OTP__LOG__FILTER", "info")
+        .env("OTEL_SDK_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_migrate_runs_wait_on_a_transaction_lock_and_both_succeed() {
+    let Some(db) = TestDatabase::create_empty().await else {
+        return;
+    };
+    let (mut holder, connection) =
+        tokio_postgres::connect(db.url.expose_secret(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    // Another migrator holds the lock (the same key, transaction-scoped):
+    // both runs must queue behind it, inside their own transaction.
+    let transaction = holder.transaction().await.unwrap();
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(x'6f74702d6d696772'::bigint)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let url = db.url.expose_secret().to_owned();
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || migrate(&url))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Waiting on the advisory lock, in a transaction, by the xact form
+        // (seen from a fresh session: within a transaction the activity
+        // view is a snapshot).
+        let waiting = db
+            .query(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND wait_event = 'advisory' \
+                 AND xact_start IS NOT NULL",
+            )
+            .await;
+        if waiting.len() == 2 {
+            for query in &waiting {
+                assert!(query.contains("pg_advisory_xact_lock"), "{query}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the migrate runs never queued on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    transaction.commit().await.unwrap();
+    for run in join_all(runs).await {
+        let output = run.unwrap();
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let applied = db
+        .query("SELECT count(*)::text FROM __diesel_schema_migrations")
+        .await;
+    assert_eq!(applied, ["3"]);
+    // Nothing stays locked once both are done.
+    let locks = db
+        .query("SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory'")
+        .await;
+    assert_eq!(locks, ["0"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_drains_without_losing_accepted_requests() {
     let Some(db) = TestDatabase::create().await else {

@@ -1,0 +1,297 @@
+//! Statements rolled back by the server (serialization failures, deadlocks)
+//! run again a bounded number of times, each retry counted as
+//! `otp.store.retries` by `reason`, and then the call is answered as
+//! unavailable; a real deadlock with another session costs a retry, not an
+//! error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use adapters_postgres::testing::TestDatabase;
+use adapters_postgres::{PgFactorStore, PgSettings};
+use application::testing::unique_user;
+use application::{
+    ApplicationError, Change, ChangeContext, Current, FactorStore, FactorWrite, StatusCode,
+};
+use chrono::{DateTime, Utc};
+use domain::{EventKind, OtpFactor, SealedSecret, TotpParams, UserId};
+use secrecy::ExposeSecret;
+use tokio_postgres::{Client, NoTls};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+/// The `reason` of every `otp.store.retries` event seen.
+#[derive(Clone, Default)]
+struct Retries(Arc<Mutex<Vec<String>>>);
+
+impl Retries {
+    fn count(&self, reason: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| *r == reason)
+            .count()
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    counter: bool,
+    reason: String,
+}
+
+impl Visit for Fields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "monotonic_counter.otp.store.retries" && value == 1 {
+            self.counter = true;
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "reason" {
+            write!(self.reason, "{value:?}").unwrap();
+            self.reason = self.reason.trim_matches('"').to_owned();
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "reason" {
+            value.clone_into(&mut self.reason);
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Retries {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != "otp.metrics" {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.counter {
+            self.0.lock().unwrap().push(fields.reason);
+        }
+    }
+}
+
+fn store(db: &TestDatabase) -> PgFactorStore {
+    PgFactorStore::connect(&PgSettings {
+        url: db.url.clone(),
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(20),
+        prepared_statements: true,
+    })
+    .unwrap()
+}
+
+async fn raw(db: &TestDatabase) -> Client {
+    let (client, connection) = tokio_postgres::connect(db.url.expose_secret(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn at() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+}
+
+fn context(user: &UserId) -> ChangeContext {
+    ChangeContext {
+        at: at(),
+        actor: user.clone(),
+        resource_owner: None,
+    }
+}
+
+fn add_decision(tag: u8) -> application::Decide {
+    Box::new(move |current: Current<'_>| {
+        let secret = SealedSecret {
+            key_id: "k1".into(),
+            sealed: vec![tag; 48],
+        };
+        Ok(Change::accepted(
+            FactorWrite::Put(OtpFactor::add(
+                current.factor,
+                secret,
+                TotpParams::default(),
+                at(),
+            )?),
+            EventKind::OtpAdded,
+        ))
+    })
+}
+
+/// Every write of a stream row fails with `sqlstate` and `message`, as an
+/// engine that can never order the statement would answer.
+async fn fail_stream_writes(db: &TestDatabase, sqlstate: &str, message: &str) {
+    raw(db)
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION '{message}' USING ERRCODE = '{sqlstate}'; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON otp_user_streams \
+             FOR EACH ROW EXECUTE FUNCTION refuse();"
+        ))
+        .await
+        .unwrap();
+}
+
+// Current-thread runtimes: the capturing subscriber is the thread's default,
+// and every task of the test runs on that thread.
+
+#[tokio::test]
+async fn a_change_that_keeps_failing_serialization_is_retried_64_times_then_unavailable() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let retries = Retries::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
+    fail_stream_writes(&db, "40001", "could not serialize access").await;
+    let store = store(&db);
+    let user = unique_user("always-40001");
+    let started = Instant::now();
+    let error = store
+        .change(&user, context(&user), add_decision(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ApplicationError::Unavailable(_)),
+        "{error:?}"
+    );
+    assert_eq!(error.code(), StatusCode::Unavailable);
+    assert_eq!(
+        retries.count("serialization"),
+        64,
+        "one per round after the first"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_change_that_keeps_deadlocking_is_retried_then_unavailable() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let retries = Retries::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
+    fail_stream_writes(&db, "40P01", "deadlock detected").await;
+    let store = store(&db);
+    let user = unique_user("always-40P01");
+    let error = store
+        .change(&user, context(&user), add_decision(1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), StatusCode::Unavailable, "{error:?}");
+    assert_eq!(retries.count("deadlock"), 64);
+}
+
+#[tokio::test]
+async fn a_lasting_error_is_not_retried() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let retries = Retries::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
+    // Raised (P0001), not a serialization failure: answered at once.
+    fail_stream_writes(&db, "P0001", "no writes today").await;
+    let store = store(&db);
+    let user = unique_user("lasting");
+    let error = store
+        .change(&user, context(&user), add_decision(1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), StatusCode::Unavailable, "{error:?}");
+    assert!(retries.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_real_deadlock_with_another_session_costs_one_retry_and_the_change_commits() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let retries = Retries::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
+    let store = Arc::new(store(&db));
+    let user = unique_user("deadlock");
+    let first = store
+        .change(&user, context(&user), add_decision(1))
+        .await
+        .unwrap();
+    assert_eq!(first.events[0].sequence, 1);
+
+    // Another session locks the factor row first (and never runs the
+    // deadlock check itself, so the service's statement is the victim).
+    let mut other = raw(&db).await;
+    let transaction = other.transaction().await.unwrap();
+    transaction
+        .batch_execute("SET LOCAL deadlock_timeout = '60s'")
+        .await
+        .unwrap();
+    transaction
+        .execute(
+            "SELECT 1 FROM otp_factors WHERE user_id = $1 FOR UPDATE",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    // The change locks the stream row, then waits for the factor row.
+    let change = {
+        let (store, user) = (store.clone(), user.clone());
+        tokio::spawn(async move { store.change(&user, context(&user), add_decision(2)).await })
+    };
+    let watcher = raw(&db).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never waited for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Now the other session wants the stream row: a lock cycle. The server
+    // aborts the change's statement (40P01), which lets this one go on.
+    transaction
+        .execute(
+            "UPDATE otp_user_streams SET version = version + 1 WHERE user_id = $1",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+
+    let committed = change.await.unwrap().unwrap();
+    assert_eq!(committed.events[0].sequence, 2);
+    assert_eq!(
+        retries.count("deadlock"),
+        1,
+        "{:?}",
+        retries.0.lock().unwrap()
+    );
+    let stored = store.find(&user).await.unwrap().unwrap();
+    assert_eq!(stored.secret.sealed, vec![2; 48]);
+}
