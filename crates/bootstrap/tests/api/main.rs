@@ -12,6 +12,7 @@ mod callers;
 mod concurrency;
 mod dev;
 mod enroll;
+mod faults;
 mod hardening;
 mod helpers;
 mod interop;
