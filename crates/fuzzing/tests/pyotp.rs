@@ -12,10 +12,10 @@
 //! why), never reads other parameters from it.
 //!
 //! Needs python3 with pyotp: `OTP_PYTHON` names the interpreter (.ci/run
-//! sets it to its venv's); without pyotp the test fails in CI and is
-//! skipped, with a printed line, elsewhere.
+//! sets it to its venv's, pyotp pinned); without pyotp the test fails in CI
+//! and prints one `SKIPPED:` line elsewhere.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -64,7 +64,7 @@ fn start() -> Option<Pyotp> {
             "pyotp is not installed for {} (CI installs it: .ci/run)",
             python()
         );
-        println!("skipped: no pyotp for {}", python());
+        eprintln!("SKIPPED: no pyotp for {} (set OTP_PYTHON)", python());
         return None;
     }
     let mut child = Command::new(python())
