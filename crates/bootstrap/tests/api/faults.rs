@@ -914,8 +914,8 @@ async fn slowloris_clients_do_not_starve_others() {
         slowest_grpc = slowest_grpc.max(sent.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(slowest_rest < Duration::from_secs(1), "{slowest_rest:?}");
-    assert!(slowest_grpc < Duration::from_secs(1), "{slowest_grpc:?}");
+    assert!(slowest_rest < Duration::from_secs(2), "{slowest_rest:?}");
+    assert!(slowest_grpc < Duration::from_secs(2), "{slowest_grpc:?}");
 
     // And the slow bodies were cut off by the body/request timeouts (2 s),
     // the slow headers by actix's request-head timeout (5 s).
