@@ -1,5 +1,6 @@
 //! The real binary, as Kubernetes runs it: two `otp-service serve` processes
-//! over one database, and SIGTERM under load.
+//! over one database, and SIGTERM under load; [`spawn_url`] and
+//! [`await_ready`] for the fault tests that start it without a database.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
