@@ -52,13 +52,22 @@ pub(crate) async fn message<T: DeserializeOwned + Default>(
     payload: web::Payload,
 ) -> Result<T, ApiError> {
     let body = read_limited(request, payload).await?;
+    decode(name, &body)
+}
+
+/// Decodes a whole body as the request message `T`, as [`message`] does
+/// once it has read it.
+pub(crate) fn decode<T: DeserializeOwned + Default>(
+    name: &str,
+    body: &[u8],
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     // Proto3 JSON messages are objects: anything else (an array, a number)
     // is refused even where serde would map it onto the struct.
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-        .map_err(|error| {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|error| {
             use serde_json::error::Category;
             let what = match error.classify() {
                 Category::Syntax | Category::Io => "malformed JSON",

@@ -172,3 +172,25 @@ pub fn serve(
         result
     })
 }
+
+/// The body decoding of `VerifyMyAuthFactorOTPRequest` and `CheckOTPRequest`
+/// exactly as their handlers do it once the body is read, without the HTTP
+/// around it: what the `json_body` fuzz target (`fuzz/`) and its corpus
+/// replay call. `Ok` holds the `code` field (`None` when absent or `null`).
+///
+/// # Errors
+/// The handlers' 400 (code 3) for a body that is not a JSON object of the
+/// message.
+pub fn decode_verify_body(body: &[u8]) -> Result<Option<secrecy::SecretString>, ApiError> {
+    body::decode::<json::VerifyRequest>("VerifyMyAuthFactorOTPRequest", body)
+        .map(|request| request.code.map(secrecy::SecretString::from))
+}
+
+/// The body decoding of the messages without fields (Add, Remove, List) as
+/// their handlers do it: see [`decode_verify_body`].
+///
+/// # Errors
+/// The handlers' 400 (code 3) for a body that is not a JSON object.
+pub fn decode_empty_body(body: &[u8]) -> Result<(), ApiError> {
+    body::decode::<json::EmptyRequest>("AddMyAuthFactorOTPRequest", body).map(|_| ())
+}

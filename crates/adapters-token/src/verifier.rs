@@ -145,7 +145,7 @@ impl Remote {
         let seen = self.snapshot();
         match seen.keys.select(kid, alg) {
             Selection::NotFound => {}
-            other => return settle(other, kid, None),
+            other => return settle(other, kid, None, true),
         }
         {
             let mut discovered = self.fetching.lock().await;
@@ -162,23 +162,36 @@ impl Remote {
             }
         }
         let now = self.snapshot();
-        settle(now.keys.select(kid, alg), kid, now.last_error.as_deref())
+        settle(
+            now.keys.select(kid, alg),
+            kid,
+            now.last_error.as_deref(),
+            !now.keys.is_empty(),
+        )
     }
 }
 
 /// The outcome of a key selection; `fetch_error` is why the key set could not
-/// be fetched last time, which makes a missing key "unavailable".
+/// be fetched last time. A missing key is "unavailable" only when no key set
+/// was ever fetched (`cached` is false): with keys cached, a kid the issuer
+/// has not published (as far as the service could learn) is an invalid
+/// token, 401, also while the issuer cannot be reached; the client's next
+/// attempt after the outage (and `min_refresh_interval`) refetches.
 fn settle(
     selection: Selection,
     kid: Option<&str>,
     fetch_error: Option<&str>,
+    cached: bool,
 ) -> Result<Arc<VerifyKey>, TokenError> {
     match selection {
         Selection::Found(key) => Ok(key),
         Selection::AlgorithmMismatch => Err(invalid("the algorithm does not match the key")),
         Selection::Ambiguous => Err(invalid("no kid and the key set has several keys")),
         Selection::NotFound => match fetch_error {
-            Some(error) => Err(TokenError::Unavailable(error.to_owned())),
+            Some(error) if !cached => Err(TokenError::Unavailable(error.to_owned())),
+            Some(error) => Err(invalid(format!(
+                "unknown kid (the cached key set could not be refreshed: {error})"
+            ))),
             None if kid.is_some() => Err(invalid("unknown kid")),
             None => Err(invalid("no kid and no key")),
         },
@@ -354,7 +367,7 @@ impl JwtVerifier {
     async fn key_for(&self, header: &TokenHeader) -> Result<Arc<VerifyKey>, TokenError> {
         let kid = header.kid.as_deref();
         match &self.keys {
-            Keys::Static(set) => settle(set.select(kid, header.alg), kid, None),
+            Keys::Static(set) => settle(set.select(kid, header.alg), kid, None, true),
             Keys::Remote(remote) => remote.key_for(kid, header.alg).await,
         }
     }

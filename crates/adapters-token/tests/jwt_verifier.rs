@@ -682,9 +682,10 @@ async fn cached_keys_survive_an_outage() {
     server.set("/jwks", 503, "");
     tokio::time::sleep(Duration::from_millis(80)).await;
     let unknown = sign_with(RSA2_KEY, Algorithm::RS256, Some("k2"), &claims);
+    // A kid the cached set lacks is refused (401), not "unavailable" (503).
     assert!(matches!(
         verify(&verifier, &unknown).await,
-        Err(TokenError::Unavailable(reason)) if reason.contains("503")
+        Err(TokenError::Invalid(reason)) if reason.contains("unknown kid") && reason.contains("503")
     ));
     assert_eq!(server.hits("/jwks"), 2);
     // The cached key still verifies, without asking the issuer.

@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the API on PostgreSQL (applies migrations first).
+    /// Serve the API on PostgreSQL (applies migrations first; while the
+    /// database cannot be reached, serves not ready and keeps trying).
     Serve {
         /// Do not apply migrations at start (run `otp-service migrate` separately).
         #[arg(long)]
@@ -133,9 +134,10 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
     match command {
         Command::Serve { no_migrate } => {
             let ports = Ports::production(&settings)?;
-            if !no_migrate {
-                migrate(&settings).await?;
-            }
+            // A database that cannot be reached at start is no reason to
+            // exit: serve (not ready: `/readyz` 503 until the schema is
+            // current) and apply the migrations once it can be reached.
+            let unreachable = !no_migrate && migrate_or_unreachable(&settings).await?;
             let app = Application::start(&settings, ports)?;
             tracing::info!(
                 http_port = app.port(),
@@ -144,7 +146,19 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 internal_grpc_port = app.internal_grpc_port(),
                 "serving"
             );
-            app.run_until_stopped().await?;
+            let serving = app.run_until_stopped();
+            if unreachable {
+                tokio::pin!(serving);
+                tokio::select! {
+                    stopped = &mut serving => stopped?,
+                    migrated = migrate_when_reachable(&settings) => {
+                        migrated?;
+                        serving.await?;
+                    }
+                }
+            } else {
+                serving.await?;
+            }
         }
         Command::Migrate => migrate(&settings).await?,
         Command::Dev {
@@ -262,6 +276,37 @@ async fn enroll_here(
         ansi,
     )
     .await
+}
+
+/// Applies the migrations; `true` (after a warning) when the database
+/// cannot be reached, any other failure is the error.
+async fn migrate_or_unreachable(settings: &Settings) -> Result<bool, Box<dyn std::error::Error>> {
+    match adapters_postgres::run_migrations(&settings.database.url).await {
+        Ok(applied) => {
+            tracing::info!(applied, database = %adapters_postgres::describe_database(&settings.database.url), "migrations applied");
+            Ok(false)
+        }
+        Err(adapters_postgres::PgError::Connect(cause)) => {
+            tracing::warn!(%cause, "database unreachable at start: serving, not ready, until the migrations can be applied");
+            Ok(true)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Retries the migrations (every 0.25 s, doubling up to 5 s) until the
+/// database can be reached and they are applied; a failure other than an
+/// unreachable database is the error (the process then stops, as it does
+/// when it happens at start).
+async fn migrate_when_reachable(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        tokio::time::sleep(pause).await;
+        if !migrate_or_unreachable(settings).await? {
+            return Ok(());
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+    }
 }
 
 async fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {

@@ -15,7 +15,7 @@ pub const AUDIENCE: &str = "otp-api-tests";
 pub const ORG_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
 pub const PRIVATE_PEM: &str = include_str!("fixtures/rs256-private.pem");
 pub const PUBLIC_PEM: &str = include_str!("fixtures/rs256-public.pem");
-const MODULUS: &str = include_str!("fixtures/rs256-jwk-n.txt");
+pub const MODULUS: &str = include_str!("fixtures/rs256-jwk-n.txt");
 pub const KID: &str = "api-test-key";
 pub const TEST_KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 

@@ -13,6 +13,7 @@ mod clients;
 mod concurrency;
 mod dev;
 mod enroll;
+mod faults;
 mod hardening;
 mod helpers;
 mod interop;

@@ -1,5 +1,6 @@
 //! The real binary, as Kubernetes runs it: two `otp-service serve` processes
-//! over one database, and SIGTERM under load.
+//! over one database, and SIGTERM under load; [`spawn_url`] and
+//! [`await_ready`] for the fault tests that start it without a database.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -73,6 +74,13 @@ pub async fn serve(db: &TestDatabase, issuer: &Issuer, extra: &[(&str, &str)]) -
 
 /// [`serve`] on the database at `url`.
 pub async fn serve_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Process {
+    let process = spawn_url(url, issuer, extra);
+    await_ready(&process, Duration::from_secs(30)).await;
+    process
+}
+
+/// Starts `otp-service serve` on the database at `url` and returns at once.
+pub fn spawn_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Process {
     let (http, grpc) = (free_port(), free_port());
     let (internal, internal_grpc) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!("otp-service-{http}.log"));
@@ -101,15 +109,19 @@ pub async fn serve_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Pr
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let process = Process {
+    Process {
         child,
         address: format!("http://127.0.0.1:{http}"),
         grpc_address: format!("http://127.0.0.1:{grpc}"),
         internal_address: format!("http://127.0.0.1:{internal}"),
         log,
-    };
+    }
+}
+
+/// Waits (up to `limit`) until `/readyz` of `process` answers 200.
+pub async fn await_ready(process: &Process, limit: Duration) {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
     loop {
         let ready = client
             .get(format!("{}/readyz", process.address))
@@ -117,7 +129,7 @@ pub async fn serve_url(url: &str, issuer: &Issuer, extra: &[(&str, &str)]) -> Pr
             .await
             .is_ok_and(|r| r.status().is_success());
         if ready {
-            return process;
+            return;
         }
         assert!(
             Instant::now() < deadline,
