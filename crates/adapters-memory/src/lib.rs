@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use application::{
     ApplicationError, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
-    Readiness, Reseal, SecretStore, StoreError, StoredSecret,
+    NotReady, Readiness, Reseal, SecretStore, StoreError, StoredSecret,
 };
 use domain::{Attempts, EventKind, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
 
@@ -176,7 +176,7 @@ impl SecretStore for MemoryFactorStore {
 
 #[async_trait]
 impl Readiness for MemoryFactorStore {
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), NotReady> {
         Ok(())
     }
 }

@@ -47,7 +47,7 @@ use secrecy::SecretString;
 
 use application::{
     ApplicationError, Change, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
-    Readiness, Reseal, SecretStore, StoreError, StoredSecret,
+    NotReady, Readiness, Reseal, SecretStore, StoreError, StoredSecret,
 };
 use chrono::{DateTime, Utc};
 use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
@@ -68,14 +68,10 @@ pub use crate::migrate::run_migrations;
 /// How long a readiness check may take before the database counts as
 /// unreachable.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Readiness answer when the database cannot be queried.
-const UNREACHABLE: &str = "database unreachable";
 /// Answer of a change that lost every round to other changes of the user.
 const CONTENDED: &str = "too many concurrent changes of this user";
 /// Pending factors purged per run (the next run goes on).
 const PURGE_BATCH: i64 = 1000;
-/// Readiness answer when the newest embedded migration is missing.
-const SCHEMA_NOT_CURRENT: &str = "schema not current: run `otp-service migrate`";
 
 /// Where the database is and how the pool uses it.
 #[derive(Debug, Clone)]
@@ -187,10 +183,10 @@ impl PgFactorStore {
             .map_err(|error| pool_error(&error, &self.redactor))
     }
 
-    async fn check_ready(&self) -> Result<(), String> {
+    async fn check_ready(&self) -> Result<(), NotReady> {
         let unreachable = |cause: String| {
             tracing::warn!(%cause, "readiness: database unreachable");
-            UNREACHABLE.to_owned()
+            NotReady::Unreachable
         };
         let mut connection = self
             .connection()
@@ -202,7 +198,7 @@ impl PgFactorStore {
             .map_err(|error| unreachable(error.to_string()))?;
         match retrying!(migrate::schema_is_current(&mut connection).await) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(SCHEMA_NOT_CURRENT.to_owned()),
+            Ok(false) => Err(NotReady::SchemaBehind),
             Err(error) => Err(unreachable(error.to_string())),
         }
     }
@@ -724,12 +720,12 @@ impl SecretStore for PgFactorStore {
 impl Readiness for PgFactorStore {
     /// Ok when `SELECT 1` answers and the newest embedded migration is
     /// applied, within two seconds.
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), NotReady> {
         tokio::time::timeout(READY_TIMEOUT, self.check_ready())
             .await
             .unwrap_or_else(|_| {
                 tracing::warn!(timeout = ?READY_TIMEOUT, "readiness: database check timed out");
-                Err(UNREACHABLE.to_owned())
+                Err(NotReady::Unreachable)
             })
     }
 }

@@ -103,7 +103,7 @@ async fn readiness_needs_a_reachable_and_migrated_database() {
     let store = store_at(&db.url);
     assert_eq!(
         store.ready().await,
-        Err("schema not current: run `otp-service migrate`".to_owned())
+        Err(application::NotReady::SchemaBehind)
     );
     run_migrations(&db.url).await.unwrap();
     assert_eq!(store.ready().await, Ok(()));
@@ -113,7 +113,7 @@ async fn readiness_needs_a_reachable_and_migrated_database() {
         "postgres://postgres@127.0.0.1:1/postgres",
     ));
     let started = std::time::Instant::now();
-    assert_eq!(down.ready().await, Err("database unreachable".to_owned()));
+    assert_eq!(down.ready().await, Err(application::NotReady::Unreachable));
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 

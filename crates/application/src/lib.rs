@@ -18,8 +18,8 @@ pub use error::{ApplicationError, StatusCode, StoreError};
 pub use policy::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, Standing};
 pub use ports::{
     Change, ChangeContext, CipherError, Clock, Committed, Current, Decide, FactorStore,
-    FactorWrite, OpenedSecret, Readiness, Reseal, SealBinding, SecretCipher, SecretSource,
-    SecretStore, StoredSecret, TokenError, TokenVerifier,
+    FactorWrite, NotReady, OpenedSecret, Readiness, Reseal, SealBinding, SecretCipher,
+    SecretSource, SecretStore, StoredSecret, TokenError, TokenVerifier,
 };
 pub use use_cases::{
     AddedOtp, Callers, FactorList, KeyRotation, ListedFactor, ObjectDetails, OtpFactors,

@@ -342,6 +342,21 @@ pub trait Readiness: Send + Sync {
     /// Checks the dependencies the service needs to answer requests.
     ///
     /// # Errors
-    /// A short reason, safe to show to an operator, when it is not ready.
-    async fn ready(&self) -> Result<(), String>;
+    /// [`NotReady`]: why not, safe to show to anyone (`/readyz` shows it).
+    async fn ready(&self) -> Result<(), NotReady>;
+}
+
+/// Why the service cannot do its work right now. The text is what `/readyz`
+/// answers; causes (which host, which error) go only to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The database cannot be reached, or did not answer in time.
+    #[error("database unreachable")]
+    Unreachable,
+    /// The database is reachable but its schema is behind this version.
+    #[error("schema not current: run `otp-service migrate`")]
+    SchemaBehind,
+    /// The process is draining before it stops.
+    #[error("shutting down")]
+    ShuttingDown,
 }

@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use application::Readiness;
+use application::{NotReady, Readiness};
 
 /// Readiness that asks `inner` at most once per `ttl`; probes arriving while
 /// a check runs wait for it and share its answer.
 pub struct CachedReadiness {
     inner: Arc<dyn Readiness>,
     ttl: Duration,
-    last: Mutex<Option<(Instant, Result<(), String>)>>,
+    last: Mutex<Option<(Instant, Result<(), NotReady>)>>,
 }
 
 impl std::fmt::Debug for CachedReadiness {
@@ -41,7 +41,7 @@ impl CachedReadiness {
 
 #[async_trait]
 impl Readiness for CachedReadiness {
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), NotReady> {
         if self.ttl.is_zero() {
             return self.inner.ready().await;
         }
@@ -50,10 +50,10 @@ impl Readiness for CachedReadiness {
         if let Some((at, answer)) = last.as_ref()
             && at.elapsed() < self.ttl
         {
-            return answer.clone();
+            return *answer;
         }
         let answer = self.inner.ready().await;
-        *last = Some((Instant::now(), answer.clone()));
+        *last = Some((Instant::now(), answer));
         answer
     }
 }
@@ -69,13 +69,13 @@ mod tests {
 
     #[async_trait]
     impl Readiness for Counting {
-        async fn ready(&self) -> Result<(), String> {
+        async fn ready(&self) -> Result<(), NotReady> {
             let calls = self.0.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
             if calls.is_multiple_of(2) {
                 Ok(())
             } else {
-                Err("database down".into())
+                Err(NotReady::Unreachable)
             }
         }
     }
@@ -96,8 +96,8 @@ mod tests {
         assert_eq!(inner.0.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         // A new period asks again, and a failure is cached the same way.
-        assert_eq!(cached.ready().await, Err("database down".into()));
-        assert_eq!(cached.ready().await, Err("database down".into()));
+        assert_eq!(cached.ready().await, Err(NotReady::Unreachable));
+        assert_eq!(cached.ready().await, Err(NotReady::Unreachable));
         assert_eq!(inner.0.load(Ordering::SeqCst), 2);
     }
 

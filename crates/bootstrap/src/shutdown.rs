@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
-use application::Readiness;
+use application::{NotReady, Readiness};
 
 /// Whether the process is draining; shared by readiness and the runner.
 #[derive(Debug, Clone, Default)]
@@ -52,9 +52,9 @@ impl DrainAwareReadiness {
 
 #[async_trait]
 impl Readiness for DrainAwareReadiness {
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), NotReady> {
         if self.draining.is_draining() {
-            return Err("shutting down".to_owned());
+            return Err(NotReady::ShuttingDown);
         }
         self.inner.ready().await
     }
@@ -92,7 +92,7 @@ mod tests {
 
     #[async_trait]
     impl Readiness for AlwaysReady {
-        async fn ready(&self) -> Result<(), String> {
+        async fn ready(&self) -> Result<(), NotReady> {
             Ok(())
         }
     }
@@ -103,6 +103,6 @@ mod tests {
         let readiness = DrainAwareReadiness::new(Arc::new(AlwaysReady), draining.clone());
         assert_eq!(readiness.ready().await, Ok(()));
         draining.start();
-        assert_eq!(readiness.ready().await, Err("shutting down".to_owned()));
+        assert_eq!(readiness.ready().await, Err(NotReady::ShuttingDown));
     }
 }

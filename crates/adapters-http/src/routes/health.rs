@@ -22,6 +22,6 @@ async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
     match state.readiness.ready().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(reason) => HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "not ready", "reason": reason})),
+            .json(json!({"status": "not ready", "reason": reason.to_string()})),
     }
 }

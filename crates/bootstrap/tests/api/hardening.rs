@@ -106,7 +106,7 @@ struct Counting {
 
 #[async_trait::async_trait]
 impl Readiness for Counting {
-    async fn ready(&self) -> Result<(), String> {
+    async fn ready(&self) -> Result<(), application::NotReady> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.ready().await
     }
