@@ -46,7 +46,7 @@ impl OtpCheckService for OtpCheckServiceImpl {
         let user = parse_user_id(&message.user_id).map_err(|error| status_of(&error))?;
         let details = self
             .factors
-            .check_otp(&caller, user.as_str(), &message.code)
+            .check_otp(&caller, &user, &message.code)
             .await
             .map_err(|error| status_of(&error))?;
         Ok(Response::new(CheckOtpResponse {

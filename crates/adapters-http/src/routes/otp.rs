@@ -124,11 +124,7 @@ async fn check(
     let body = message::<VerifyRequest>("CheckOTPRequest", &request, payload).await?;
     let details = state
         .factors
-        .check_otp(
-            &caller,
-            user.as_str(),
-            body.code.as_deref().unwrap_or_default(),
-        )
+        .check_otp(&caller, &user, body.code.as_deref().unwrap_or_default())
         .await?;
     Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
 }

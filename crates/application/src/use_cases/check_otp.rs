@@ -22,14 +22,15 @@ impl OtpFactors {
     /// lock is not extended).
     ///
     /// # Errors
-    /// `PermissionDenied` without the scope or an allowed client; `InvalidRequest` for a bad user
-    /// id or a code outside 1..=200 characters; `NothingToVerify` without a
+    /// `PermissionDenied` without the scope or an allowed client; `InvalidRequest` for a
+    /// code outside 1..=200 characters (the user id comes parsed: the
+    /// adapters refuse a bad one before anything records it); `NothingToVerify` without a
     /// READY factor; `InvalidCode`, `Reused`, `Locked`, `Disabled`; store failures.
-    #[tracing::instrument(name = "CheckOtp", skip_all, fields(user_id = %user_id, caller = %caller.user_id))]
+    #[tracing::instrument(name = "CheckOtp", skip_all, fields(user_id = %user, caller = %caller.user_id))]
     pub async fn check_otp(
         &self,
         caller: &Principal,
-        user_id: &str,
+        user: &UserId,
         code: &str,
     ) -> Result<ObjectDetails, ApplicationError> {
         if !caller.has_scope(&self.settings.check_scope) {
@@ -40,11 +41,7 @@ impl OtpFactors {
             tracing::info!(caller = %caller.user_id, "login check by a client not in auth.check_clients");
             return Err(ApplicationError::PermissionDenied);
         }
-        let user = UserId::parse(user_id).map_err(|error| {
-            ApplicationError::InvalidRequest(Cow::Owned(format!(
-                "invalid CheckOTPRequest.UserId: {error}"
-            )))
-        })?;
+        let user = user.clone();
         let code = SubmittedCode::parse(code).map_err(|_| {
             ApplicationError::InvalidRequest(Cow::Borrowed(
                 "invalid CheckOTPRequest.Code: value length must be between 1 and 200 runes",
