@@ -73,7 +73,9 @@ function startService(allowed) {
     child.stdout.on("data", (chunk) => {
       out += chunk;
       const token = /export TOKEN='([^']+)'/.exec(out);
-      const port = /gRPC-web \(.*\) on 127\.0\.0\.1:(\d+)\./.exec(out);
+      // "gRPC, gRPC-web and Connect (<services>) on 127.0.0.1:<port>." (the
+      // service list may wrap over lines).
+      const port = /gRPC-web[^)]*\) on 127\.0\.0\.1:(\d+)\./.exec(out);
       if (token && port) ok({ token: token[1], grpcUrl: `http://127.0.0.1:${port[1]}` });
     });
   });
