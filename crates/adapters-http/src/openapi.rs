@@ -18,7 +18,8 @@ use actix_web::http::StatusCode;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder, Type, schema::ObjectBuilder,
+    ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder, ServerBuilder, Type,
+    schema::ObjectBuilder,
 };
 use utoipa::{IntoResponses, Modify, OpenApi};
 
@@ -34,7 +35,9 @@ use crate::routes::{health, otp, users};
         title = "otp-service",
         description = "ZITADEL's TOTP calls (Auth API v1, user service v2, management v1) over REST/JSON, as this service answers them (docs/api.md). Bodies are proto3 JSON: lowerCamelCase names, `uint64` as decimal strings, timestamps as RFC 3339 `date-time`, unset fields left out. Every error is a `google.rpc.Status`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
+        contact(name = "otp-service"),
     ),
+    servers((url = "http://127.0.0.1:8080", description = "The public REST listener (`http.addr`; `otp-service dev` binds this one)")),
     paths(
         otp::add,
         otp::remove,
@@ -63,7 +66,7 @@ use crate::routes::{health, otp, users};
 struct ApiDoc;
 
 /// What the attributes cannot say: the bearer scheme, the shared error
-/// answers, and that every request body may be left out.
+/// answers, the login check's listener, and that every request body may be left out.
 struct Wire;
 
 impl Modify for Wire {
@@ -86,6 +89,16 @@ impl Modify for Wire {
                 name.to_owned(),
                 RefOr::T(status_answer(description, status == "401")),
             );
+        }
+        if let Some(check) = openapi.paths.paths.get_mut(otp::CHECK) {
+            check.servers = Some(vec![
+                ServerBuilder::new()
+                    .url("http://127.0.0.1:8082")
+                    .description(Some(
+                        "The internal REST listener (`http.internal_addr`), when it is set; else the public one",
+                    ))
+                    .build(),
+            ]);
         }
         for item in openapi.paths.paths.values_mut() {
             for operation in [&mut item.post, &mut item.delete, &mut item.get]

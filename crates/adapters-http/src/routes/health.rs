@@ -32,6 +32,7 @@ pub(crate) struct ProbeStatus {
     path = "/healthz",
     tag = "probes",
     operation_id = "Healthz",
+    description = "Alive: the process answers, without touching any dependency.",
     responses((status = 200, description = "The process answers: `{\"status\":\"ok\"}`.", body = ProbeStatus)),
 )]
 pub(crate) async fn healthz() -> HttpResponse {
@@ -47,6 +48,7 @@ pub(crate) async fn healthz() -> HttpResponse {
     path = "/readyz",
     tag = "probes",
     operation_id = "Readyz",
+    description = "Ready: the database is reachable, its schema current, and the process not draining (the answer is cached for `http.readiness_cache`).",
     responses(
         (status = 200, description = "Ready: `{\"status\":\"ready\"}`.", body = ProbeStatus),
         (status = 503, description = "Not ready: `{\"status\":\"not ready\",\"reason\":\"…\"}`.", body = ProbeStatus),

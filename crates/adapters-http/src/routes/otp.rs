@@ -18,7 +18,7 @@ use crate::json::{AddResponse, DetailsResponse, EmptyRequest, ListResponse, Veri
 const OTP: &str = "/auth/v1/users/me/auth_factors/otp";
 const VERIFY: &str = "/auth/v1/users/me/auth_factors/otp/_verify";
 const SEARCH: &str = "/auth/v1/users/me/auth_factors/_search";
-const CHECK: &str = "/v1/users/{user_id}/otp/_check";
+pub(crate) const CHECK: &str = "/v1/users/{user_id}/otp/_check";
 
 pub(crate) fn register(config: &mut web::ServiceConfig) {
     config
