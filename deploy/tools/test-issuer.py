@@ -12,7 +12,9 @@ serves what the service fetches to check them:
                                and writes the issuer URL to DIR/issuer once
                                it accepts connections; runs until killed
   test-issuer.py token DIR AUDIENCE SUBJECT [LOGIN_NAME]
-                               prints a token valid for 15 minutes
+                               prints a token valid for 15 minutes, with
+                               the claims of $TEST_ISSUER_CLAIMS (a JSON
+                               object) added when it is set
 
 Never for production: the key lives in DIR unencrypted.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -91,6 +94,9 @@ def token(directory: Path, audience: str, subject: str, login_name: str | None) 
     }
     if login_name:
         claims["preferred_username"] = login_name
+    # More claims (roles, scope, client_id) as a JSON object, for callers
+    # that need an administrator or a trusted caller (.ci/schemathesis-check).
+    claims.update(json.loads(os.environ.get("TEST_ISSUER_CLAIMS") or "{}"))
     header = {"alg": "RS256", "typ": "JWT", "kid": KID}
     signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
     signature = openssl("dgst", "-sha256", "-sign", str(directory / "key.pem"), data=signing_input.encode())

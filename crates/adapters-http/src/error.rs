@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use application::{ApplicationError, StatusCode as Code};
 
@@ -97,18 +98,29 @@ impl fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct StatusBody<'a> {
+/// `google.rpc.Status`, the body of every non-2xx answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = google::rpc::Status)]
+pub(crate) struct StatusBody<'a> {
+    /// The gRPC code (3 INVALID_ARGUMENT, 16 UNAUTHENTICATED, ...).
+    #[schema(example = 5)]
     code: i32,
+    #[schema(example = "Errors.User.MFA.OTP.NotExisting (AUTH-ku33S)")]
     message: &'a str,
+    /// At most one `zitadel.v1.ErrorDetail`, when the error has a contract id.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     details: Vec<ErrorDetail<'a>>,
 }
 
-#[derive(Serialize)]
+/// `zitadel.v1.ErrorDetail` as a `google.protobuf.Any` in proto3 JSON.
+#[derive(Serialize, ToSchema)]
+#[schema(as = zitadel::v1::ErrorDetail)]
 struct ErrorDetail<'a> {
     #[serde(rename = "@type")]
+    #[schema(pattern = "^type\\.googleapis\\.com/zitadel\\.v1\\.ErrorDetail$")]
     type_url: &'static str,
+    /// The contract's error id.
+    #[schema(example = "AUTH-ku33S")]
     id: &'a str,
     message: &'a str,
 }

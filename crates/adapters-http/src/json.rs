@@ -1,25 +1,33 @@
 //! Proto3 JSON of the contract's messages, as grpc-gateway emits them:
 //! lowerCamelCase keys, uint64 as strings, RFC 3339 UTC timestamps with 0, 3,
-//! 6 or 9 fractional digits, enums by name, unset fields left out.
+//! 6 or 9 fractional digits, enums by name, unset fields left out. Each type
+//! also derives its schema for the OpenAPI document (`crate::openapi`),
+//! named by its proto message; the `#[schema]` attributes say what serde
+//! alone does not show (a `uint64` is a decimal string, a timestamp is a
+//! `date-time`, a field left out is never `null`).
 
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use application::{AddedOtp, FactorList, ListedFactor, ObjectDetails};
 
 /// Requests without fields (Add, Remove, List): any JSON object is accepted.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = otp::EmptyRequest)]
 pub(crate) struct EmptyRequest {}
 
 /// `VerifyMyAuthFactorOTPRequest`, and `otp.v1.CheckOTPRequest` (whose
 /// `user_id` is in the path).
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
+#[schema(as = otp::VerifyRequest)]
 pub(crate) struct VerifyRequest {
     /// `null` and absent both mean the empty string, as in proto3 JSON.
     #[serde(default)]
+    #[schema(example = "492039")]
     pub(crate) code: Option<String>,
 }
 
@@ -40,14 +48,20 @@ fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 /// `zitadel.v1.ObjectDetails`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = zitadel::v1::ObjectDetails)]
 pub(crate) struct Details {
+    /// `uint64`, as a decimal string.
+    #[schema(pattern = "^[0-9]+$", example = "2")]
     sequence: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, nullable = false)]
     creation_date: Option<String>,
+    #[schema(format = DateTime, example = "2025-03-21T10:51:27.198Z")]
     change_date: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, nullable = false)]
     resource_owner: Option<String>,
 }
 
@@ -63,9 +77,12 @@ impl From<ObjectDetails> for Details {
 }
 
 /// `AddMyAuthFactorOTPResponse`: the only place the secret leaves the service.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = zitadel::auth::v1::AddMyAuthFactorOTPResponse)]
 pub(crate) struct AddResponse {
+    /// The `otpauth://totp/...` key URL.
     url: String,
+    /// The key, base32 without padding.
     secret: String,
     details: Details,
 }
@@ -92,7 +109,8 @@ impl From<AddedOtp> for AddResponse {
 }
 
 /// `VerifyMyAuthFactorOTPResponse` and `RemoveMyAuthFactorOTPResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = zitadel::auth::v1::DetailsResponse)]
 pub(crate) struct DetailsResponse {
     details: Details,
 }
@@ -107,12 +125,17 @@ impl From<ObjectDetails> for DetailsResponse {
 
 /// `zitadel.object.v2.Details` (no `creationDate`: ZITADEL's user
 /// service leaves it unset on these calls).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = zitadel::object::v2::Details)]
 pub(crate) struct V2Details {
+    /// `uint64`, as a decimal string.
+    #[schema(pattern = "^[0-9]+$", example = "2")]
     sequence: String,
+    #[schema(format = DateTime, example = "2025-03-21T10:51:27.198Z")]
     change_date: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, nullable = false)]
     resource_owner: Option<String>,
 }
 
@@ -127,10 +150,13 @@ impl From<ObjectDetails> for V2Details {
 }
 
 /// `zitadel.user.v2.RegisterTOTPResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = zitadel::user::v2::RegisterTOTPResponse)]
 pub(crate) struct RegisterResponse {
     details: V2Details,
+    /// The `otpauth://totp/...` key URL.
     uri: String,
+    /// The key, base32 without padding.
     secret: String,
 }
 
@@ -145,7 +171,8 @@ impl From<AddedOtp> for RegisterResponse {
 }
 
 /// `VerifyTOTPRegistrationResponse` and `RemoveTOTPResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = zitadel::user::v2::DetailsResponse)]
 pub(crate) struct V2DetailsResponse {
     details: V2Details,
 }
@@ -160,29 +187,42 @@ impl From<ObjectDetails> for V2DetailsResponse {
 
 /// `zitadel.object.v2.ListDetails`: zero `totalResult` left out, as proto3
 /// JSON does; `processedSequence` is never set (no projection here).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = zitadel::object::v2::ListDetails)]
 struct ListDetails {
+    /// `uint64`, as a decimal string.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, pattern = "^[0-9]+$", nullable = false)]
     total_result: Option<String>,
+    #[schema(format = DateTime)]
     timestamp: String,
 }
 
 /// `zitadel.user.v2.ListAuthenticationMethodTypesResponse`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = zitadel::user::v2::ListAuthenticationMethodTypesResponse)]
 pub(crate) struct MethodTypesResponse {
     details: ListDetails,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    auth_method_types: Vec<&'static str>,
+    auth_method_types: Vec<MethodType>,
+}
+
+/// `zitadel.user.v2.AuthenticationMethodType`: the one this service has.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[schema(as = zitadel::user::v2::AuthenticationMethodType)]
+enum MethodType {
+    #[serde(rename = "AUTHENTICATION_METHOD_TYPE_TOTP")]
+    Totp,
 }
 
 impl From<FactorList> for MethodTypesResponse {
     fn from(list: FactorList) -> Self {
-        let auth_method_types: Vec<&'static str> = list
+        let auth_method_types: Vec<MethodType> = list
             .factors
             .iter()
-            .map(|ListedFactor::Otp| "AUTHENTICATION_METHOD_TYPE_TOTP")
+            .map(|ListedFactor::Otp| MethodType::Totp)
             .collect();
         Self {
             details: ListDetails {
@@ -196,17 +236,29 @@ impl From<FactorList> for MethodTypesResponse {
 }
 
 /// `zitadel.user.v1.AuthFactor` with the `otp` member of its oneof.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = zitadel::user::v1::AuthFactor)]
 struct AuthFactor {
-    state: &'static str,
+    state: FactorState,
     otp: Empty,
 }
 
-#[derive(Debug, Serialize)]
+/// `zitadel.user.v1.AuthFactorState`: a listed factor is always ready.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[schema(as = zitadel::user::v1::AuthFactorState)]
+enum FactorState {
+    #[serde(rename = "AUTH_FACTOR_STATE_READY")]
+    Ready,
+}
+
+/// `zitadel.user.v1.AuthFactorOTP`: no fields.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = zitadel::user::v1::AuthFactorOTP)]
 struct Empty {}
 
 /// `ListMyAuthFactorsResponse`. An empty list leaves `result` out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = zitadel::user::v1::ListAuthFactorsResponse)]
 pub(crate) struct ListResponse {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     result: Vec<AuthFactor>,
@@ -217,7 +269,7 @@ impl From<Vec<ListedFactor>> for ListResponse {
         let result = factors
             .into_iter()
             .map(|ListedFactor::Otp| AuthFactor {
-                state: "AUTH_FACTOR_STATE_READY",
+                state: FactorState::Ready,
                 otp: Empty {},
             })
             .collect();

@@ -2,7 +2,8 @@
 //! `/auth/v1/users/me/auth_factors`, ZITADEL's user service v2 TOTP calls
 //! (`/v2/users/{user_id}/...`) and the v1 management calls
 //! (`/management/v1/users/{user_id}/auth_factors/...`), proto3 JSON bodies, google.rpc.Status
-//! errors, and the health endpoints. Handlers only extract, call a use case
+//! errors, the health endpoints, and the OpenAPI document of all of it
+//! (`GET /openapi.json`, [`openapi_json`]). Handlers only extract, call a use case
 //! and render. [`public_routes`] and [`internal_routes`] split the trusted
 //! login check onto a listener of its own; [`serve`] runs a listener with
 //! one of those route sets, so the binary needs no actix itself.
@@ -11,6 +12,7 @@ mod body;
 mod error;
 mod json;
 mod observe;
+mod openapi;
 mod routes;
 
 use std::future::Future;
@@ -24,6 +26,7 @@ use application::{Authenticator, OtpFactors, Readiness};
 
 pub use error::{ApiError, http_status_of};
 pub use observe::observe;
+pub use openapi::openapi_json;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -62,8 +65,8 @@ impl std::fmt::Debug for HttpState {
     }
 }
 
-/// Registers every route on an actix `App`, the trusted login check
-/// included: `App::new().configure(adapters_http::routes(state))`.
+/// Registers every route on an actix `App`, the trusted login check and
+/// `/openapi.json` included: `App::new().configure(adapters_http::routes(state))`.
 pub fn routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
         config
@@ -72,12 +75,14 @@ pub fn routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(routes::users::register)
             .configure(routes::otp::register_trusted)
             .configure(routes::health::register)
+            .route("/openapi.json", web::get().to(openapi::serve))
             .default_service(web::to(routes::not_found));
     }
 }
 
 /// The public listener's routes when the trusted calls have their own
-/// listener: the user's OTP calls and the probes; the login check is 404.
+/// listener: the user's OTP calls, the probes and `/openapi.json`; the login
+/// check is 404.
 pub fn public_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
         config
@@ -85,6 +90,7 @@ pub fn public_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(routes::otp::register)
             .configure(routes::users::register)
             .configure(routes::health::register)
+            .route("/openapi.json", web::get().to(openapi::serve))
             .default_service(web::to(routes::not_found));
     }
 }

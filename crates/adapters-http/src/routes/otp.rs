@@ -18,7 +18,7 @@ use crate::json::{AddResponse, DetailsResponse, EmptyRequest, ListResponse, Veri
 const OTP: &str = "/auth/v1/users/me/auth_factors/otp";
 const VERIFY: &str = "/auth/v1/users/me/auth_factors/otp/_verify";
 const SEARCH: &str = "/auth/v1/users/me/auth_factors/_search";
-const CHECK: &str = "/v1/users/{user_id}/otp/_check";
+pub(crate) const CHECK: &str = "/v1/users/{user_id}/otp/_check";
 
 pub(crate) fn register(config: &mut web::ServiceConfig) {
     config
@@ -58,7 +58,17 @@ async fn me(state: &HttpState, request: &HttpRequest) -> Result<Principal, ApiEr
     Ok(state.auth.authenticate(header).await?)
 }
 
-async fn add(
+#[utoipa::path(
+    post,
+    path = OTP,
+    request_body(content = EmptyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "AddMyAuthFactorOTP",
+    tag = "auth.v1",
+    description = "Adds a TOTP factor (not ready until verified) for the signed-in user; the answer is the only place the secret is shown.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = AddResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn add(
     state: web::Data<HttpState>,
     request: HttpRequest,
     payload: web::Payload,
@@ -69,7 +79,17 @@ async fn add(
     Ok(HttpResponse::Ok().json(AddResponse::from(added)))
 }
 
-async fn verify(
+#[utoipa::path(
+    post,
+    path = VERIFY,
+    request_body(content = VerifyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "VerifyMyAuthFactorOTP",
+    tag = "auth.v1",
+    description = "Verifies the signed-in user's factor with a current code: it becomes ready.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = DetailsResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn verify(
     state: web::Data<HttpState>,
     request: HttpRequest,
     payload: web::Payload,
@@ -83,7 +103,17 @@ async fn verify(
     Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
 }
 
-async fn remove(
+#[utoipa::path(
+    delete,
+    path = OTP,
+    request_body(content = EmptyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "RemoveMyAuthFactorOTP",
+    tag = "auth.v1",
+    description = "Removes the signed-in user's factor.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = DetailsResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn remove(
     state: web::Data<HttpState>,
     request: HttpRequest,
     payload: web::Payload,
@@ -94,7 +124,17 @@ async fn remove(
     Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
 }
 
-async fn list(
+#[utoipa::path(
+    post,
+    path = SEARCH,
+    request_body(content = EmptyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "ListMyAuthFactors",
+    tag = "auth.v1",
+    description = "Lists the signed-in user's ready factors (an empty list leaves `result` out).",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = ListResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn list(
     state: web::Data<HttpState>,
     request: HttpRequest,
     payload: web::Payload,
@@ -107,7 +147,18 @@ async fn list(
 
 /// The login check: the caller is a trusted service (its token needs the
 /// check scope), the user comes from the path.
-async fn check(
+#[utoipa::path(
+    post,
+    path = CHECK,
+    params(("user_id" = String, Path, description = "The user whose code is checked.")),
+    request_body(content = VerifyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "CheckOTP",
+    tag = "login check",
+    description = "Beyond ZITADEL: checks a user's code for another service's login flow. Served on the internal listener (REST 8082) when it is configured; the caller's token needs the check scope and a listed client.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = DetailsResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn check(
     state: web::Data<HttpState>,
     request: HttpRequest,
     user_id: web::Path<String>,

@@ -62,7 +62,18 @@ async fn caller(state: &HttpState, request: &HttpRequest) -> Result<Principal, A
     Ok(state.auth.authenticate(header).await?)
 }
 
-async fn register_totp(
+#[utoipa::path(
+    post,
+    path = TOTP,
+    params(("user_id" = String, Path, description = "The user: the caller themself, or another user for an administrator.")),
+    request_body(content = EmptyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "RegisterTOTP",
+    tag = "user.v2",
+    description = "Adds a TOTP factor (not ready until verified) for the user; the answer is the only place the secret is shown.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = RegisterResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn register_totp(
     state: web::Data<HttpState>,
     request: HttpRequest,
     user_id: web::Path<String>,
@@ -74,7 +85,18 @@ async fn register_totp(
     Ok(HttpResponse::Ok().json(RegisterResponse::from(added)))
 }
 
-async fn verify_totp(
+#[utoipa::path(
+    post,
+    path = TOTP_VERIFY,
+    params(("user_id" = String, Path, description = "The user: the caller themself, or another user for an administrator.")),
+    request_body(content = VerifyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "VerifyTOTPRegistration",
+    tag = "user.v2",
+    description = "Verifies the user's factor with a current code: it becomes ready.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = V2DetailsResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn verify_totp(
     state: web::Data<HttpState>,
     request: HttpRequest,
     user_id: web::Path<String>,
@@ -89,7 +111,18 @@ async fn verify_totp(
     Ok(HttpResponse::Ok().json(V2DetailsResponse::from(details)))
 }
 
-async fn remove_totp(
+#[utoipa::path(
+    delete,
+    path = TOTP,
+    params(("user_id" = String, Path, description = "The user: the caller themself, or another user for an administrator.")),
+    request_body(content = EmptyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "RemoveTOTP",
+    tag = "user.v2",
+    description = "Removes the user's factor.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = V2DetailsResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn remove_totp(
     state: web::Data<HttpState>,
     request: HttpRequest,
     user_id: web::Path<String>,
@@ -106,7 +139,17 @@ async fn remove_totp(
 
 /// `GET`: the request's other fields (`domainQuery`) would be query
 /// parameters; they filter methods this service does not have, and are ignored.
-async fn list_methods(
+#[utoipa::path(
+    get,
+    path = METHODS,
+    params(("user_id" = String, Path, description = "The user: the caller themself, or another user for an administrator.")),
+    operation_id = "ListAuthenticationMethodTypes",
+    tag = "user.v2",
+    description = "The user's ready authentication methods; query parameters such as `domainQuery` are ignored.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = MethodTypesResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn list_methods(
     state: web::Data<HttpState>,
     request: HttpRequest,
     user_id: web::Path<String>,
@@ -119,7 +162,18 @@ async fn list_methods(
     Ok(HttpResponse::Ok().json(MethodTypesResponse::from(list)))
 }
 
-async fn management_remove(
+#[utoipa::path(
+    delete,
+    path = MGMT_OTP,
+    params(("user_id" = String, Path, description = "The user: the caller themself, or another user for an administrator.")),
+    request_body(content = EmptyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "RemoveHumanAuthFactorOTP",
+    tag = "management.v1",
+    description = "An administrator removes a user's factor.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = DetailsResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn management_remove(
     state: web::Data<HttpState>,
     request: HttpRequest,
     user_id: web::Path<String>,
@@ -134,7 +188,18 @@ async fn management_remove(
     Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
 }
 
-async fn management_list(
+#[utoipa::path(
+    post,
+    path = MGMT_SEARCH,
+    params(("user_id" = String, Path, description = "The user: the caller themself, or another user for an administrator.")),
+    request_body(content = EmptyRequest, description = "Optional: an empty body is the empty message; unknown fields are ignored."),
+    operation_id = "ListHumanAuthFactors",
+    tag = "management.v1",
+    description = "An administrator lists a user's ready factors.",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Done.", body = ListResponse), crate::openapi::ErrorAnswers),
+)]
+pub(crate) async fn management_list(
     state: web::Data<HttpState>,
     request: HttpRequest,
     user_id: web::Path<String>,
