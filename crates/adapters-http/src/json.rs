@@ -150,7 +150,7 @@ impl From<ObjectDetails> for V2Details {
 }
 
 /// `zitadel.user.v2.RegisterTOTPResponse`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[schema(as = zitadel::user::v2::RegisterTOTPResponse)]
 pub(crate) struct RegisterResponse {
     details: V2Details,
@@ -158,6 +158,17 @@ pub(crate) struct RegisterResponse {
     uri: String,
     /// The key, base32 without padding.
     secret: String,
+}
+
+/// Like [`AddResponse`]'s: the URI and the secret both carry the secret.
+impl fmt::Debug for RegisterResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisterResponse")
+            .field("details", &self.details)
+            .field("uri", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl From<AddedOtp> for RegisterResponse {
@@ -316,6 +327,19 @@ mod tests {
                 .unwrap()
                 .contains("JBSWY3DP")
         );
+
+        let registered = RegisterResponse {
+            details: V2Details {
+                sequence: "1".into(),
+                change_date: "2025-03-21T10:51:27Z".into(),
+                resource_owner: None,
+            },
+            uri: "otpauth://totp/otp:alice?secret=JBSWY3DPEHPK3PXP".into(),
+            secret: "JBSWY3DPEHPK3PXP".into(),
+        };
+        let shown = format!("{registered:?}");
+        assert!(!shown.contains("JBSWY3DP"), "{shown}");
+        assert!(shown.contains("2025-03-21T10:51:27Z"), "{shown}");
     }
 
     #[test]
