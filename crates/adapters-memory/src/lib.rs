@@ -122,7 +122,7 @@ impl FactorStore for MemoryFactorStore {
         let mut purged = 0;
         for stream in streams.values_mut() {
             if stream.factor.as_ref().is_some_and(|factor| {
-                factor.state == FactorState::NotReady && factor.created_at < added_before
+                factor.state() == FactorState::NotReady && factor.created_at() < added_before
             }) {
                 stream.factor = None;
                 purged += 1;
@@ -147,9 +147,9 @@ impl SecretStore for MemoryFactorStore {
                 let factor = stream.factor.as_ref()?;
                 Some(StoredSecret {
                     user: user.clone(),
-                    sealed: factor.secret.clone(),
-                    params: factor.params,
-                    created_at: factor.created_at,
+                    sealed: factor.secret().clone(),
+                    params: factor.params(),
+                    created_at: factor.created_at(),
                 })
             })
             .collect();
@@ -165,8 +165,8 @@ impl SecretStore for MemoryFactorStore {
             let factor = streams
                 .get_mut(&reseal.user)
                 .and_then(|stream| stream.factor.as_mut());
-            if let Some(factor) = factor.filter(|factor| factor.secret == reseal.old) {
-                factor.secret = reseal.new;
+            if let Some(factor) = factor.filter(|factor| *factor.secret() == reseal.old) {
+                *factor = factor.resealed(reseal.new);
                 written += 1;
             }
         }

@@ -671,9 +671,9 @@ impl SecretStore for PgFactorStore {
                 let factor = row.into_factor()?;
                 Ok(StoredSecret {
                     user,
-                    params: factor.params,
-                    created_at: factor.created_at,
-                    sealed: factor.secret,
+                    params: factor.params(),
+                    created_at: factor.created_at(),
+                    sealed: factor.into_secret(),
                 })
             })
             .collect()

@@ -392,7 +392,7 @@ async fn a_change_decided_before_a_reseal_never_writes_the_old_secret_back() {
         "decided again"
     );
     let stored = store.find(&user).await.unwrap().unwrap();
-    assert_eq!(stored.secret, new, "the re-sealed secret survives");
+    assert_eq!(stored.secret(), &new, "the re-sealed secret survives");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -293,5 +293,5 @@ async fn a_real_deadlock_with_another_session_costs_one_retry_and_the_change_com
         retries.0.lock().unwrap()
     );
     let stored = store.find(&user).await.unwrap().unwrap();
-    assert_eq!(stored.secret.sealed, vec![2; 48]);
+    assert_eq!(stored.secret().sealed, vec![2; 48]);
 }

@@ -65,8 +65,8 @@ impl<'a> SealBinding<'a> {
     pub const fn of(owner: &'a UserId, factor: &OtpFactor) -> Self {
         Self {
             owner,
-            params: factor.params,
-            created_at: factor.created_at,
+            params: factor.params(),
+            created_at: factor.created_at(),
         }
     }
 }

@@ -142,11 +142,11 @@ pub async fn factor_round_trips_with_its_event(store: Arc<dyn FactorStore>) {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("factor missing"));
-    assert_eq!(stored.state, FactorState::NotReady);
-    assert_eq!(stored.secret, sealed(7));
-    assert_eq!(stored.params, params(TotpAlgorithm::Sha512, 8, 45, 0));
-    assert_eq!((stored.created_at, stored.changed_at), (at, at));
-    assert_eq!(stored.last_used_step, Some(TimeStep(u64::MAX >> 2)));
+    assert_eq!(stored.state(), FactorState::NotReady);
+    assert_eq!(stored.secret(), &sealed(7));
+    assert_eq!(stored.params(), params(TotpAlgorithm::Sha512, 8, 45, 0));
+    assert_eq!((stored.created_at(), stored.changed_at()), (at, at));
+    assert_eq!(stored.last_used_step(), Some(TimeStep(u64::MAX >> 2)));
 }
 
 /// A decision may commit writes and still refuse the call: the wrong-code
@@ -197,7 +197,7 @@ pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
     );
     // The factor was kept; the count outlives its removal.
     assert_eq!(
-        s.find(&user).await.ok().flatten().map(|f| f.state),
+        s.find(&user).await.ok().flatten().map(|f| f.state()),
         Some(FactorState::NotReady)
     );
     assert_eq!(remove(s, &user, t0()).await, Ok(4));
@@ -278,7 +278,12 @@ pub async fn sequences_count_per_user_without_gaps(store: Arc<dyn FactorStore>) 
     assert_eq!(s.find(&alice).await, Ok(None));
     assert_eq!(add(s, &alice, 4, t0()).await, Ok(5));
     assert_eq!(remove(s, &bob, t0()).await, Ok(2));
-    let ready_later = s.find(&alice).await.ok().flatten().map(|f| f.secret);
+    let ready_later = s
+        .find(&alice)
+        .await
+        .ok()
+        .flatten()
+        .map(|f| f.secret().clone());
     assert_eq!(ready_later, Some(sealed(4)));
 }
 
@@ -373,7 +378,7 @@ pub async fn refused_decision_writes_nothing(store: Arc<dyn FactorStore>) {
     );
     let stored = s.find(&user).await.ok().flatten();
     assert_eq!(
-        stored.map(|f| (f.state, f.secret)),
+        stored.map(|f| (f.state(), f.secret().clone())),
         Some((FactorState::Ready, sealed(1)))
     );
     assert_eq!(remove(s, &user, t0()).await, Ok(3));
@@ -400,7 +405,12 @@ pub async fn concurrent_changes_are_serialised(store: Arc<dyn FactorStore>) {
     let sequences: Vec<u64> = results.iter().map(|(s, _)| *s).collect();
     assert_eq!(sequences, (1..=u64::from(WRITERS)).collect::<Vec<_>>());
     let (_, last_tag) = results[results.len() - 1];
-    let stored = store.find(&user).await.ok().flatten().map(|f| f.secret);
+    let stored = store
+        .find(&user)
+        .await
+        .ok()
+        .flatten()
+        .map(|f| f.secret().clone());
     assert_eq!(
         stored,
         Some(sealed(last_tag)),
@@ -578,7 +588,12 @@ where
         .collect();
     assert_eq!(store.reseal(batch).await, Ok(4));
     for (i, user) in users.iter().enumerate() {
-        let stored = store.find(user).await.ok().flatten().map(|f| f.secret);
+        let stored = store
+            .find(user)
+            .await
+            .ok()
+            .flatten()
+            .map(|f| f.secret().clone());
         let expected = if i == 0 {
             sealed_with(&old_key, 99)
         } else {

@@ -66,7 +66,7 @@ impl OtpFactors {
     async fn list_of(&self, target: &Target) -> Result<Vec<ListedFactor>, ApplicationError> {
         let factor = self.store.find(&target.user).await?;
         Ok(factor
-            .filter(|factor| factor.state == FactorState::Ready)
+            .filter(|factor| factor.state() == FactorState::Ready)
             .map(|_| ListedFactor::Otp)
             .into_iter()
             .collect())

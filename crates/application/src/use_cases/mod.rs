@@ -330,11 +330,11 @@ fn attempt_code(
         return unchecked(FactorError::Locked { until });
     }
     let secret = cipher
-        .open(&SealBinding::of(owner, factor), &factor.secret)
+        .open(&SealBinding::of(owner, factor), factor.secret())
         .map_err(|error| add_otp::cipher_failure(&error))?;
-    let key = TotpKey::new(secret, factor.params);
+    let key = TotpKey::new(secret, factor.params());
     match judge(&attempts, policy, at, || {
-        key.check(code, unix_seconds(at), factor.last_used_step)
+        key.check(code, unix_seconds(at), factor.last_used_step())
     }) {
         Judgement::Accepted(step) => Ok(CodeAttempt::Accepted {
             step,
