@@ -14,6 +14,7 @@ use adapters_postgres::{PgFactorStore, PgSettings};
 use application::testing::unique_user;
 use application::{
     ApplicationError, Change, ChangeContext, Current, FactorStore, FactorWrite, StatusCode,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
 use domain::{EventKind, OtpFactor, SealedSecret, TotpParams, UserId};
@@ -161,7 +162,10 @@ async fn a_change_that_keeps_failing_serialization_is_retried_64_times_then_unav
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ApplicationError::Unavailable(_)),
+        matches!(
+            error,
+            ApplicationError::Unavailable(_) | ApplicationError::Store(StoreError::Unavailable(_))
+        ),
         "{error:?}"
     );
     assert_eq!(error.code(), StatusCode::Unavailable);

@@ -77,9 +77,16 @@ pub enum ApplicationError {
     /// A valid token without the permission the call needs.
     #[error("No matching permissions found")]
     PermissionDenied,
-    /// The token issuer's keys or the database could not be reached.
+    /// The token issuer's keys could not be reached, or the store stayed
+    /// contended past its retries.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The factor store failed. The client sees only
+    /// `Errors.Store.Unavailable` (14) or `Errors.Internal` (13); the cause,
+    /// the operator's text, travels inside and is logged once, by
+    /// [`ApplicationError::report`], where the answer is rendered.
+    #[error("{}", store_text(.0))]
+    Store(StoreError),
     /// The user changed their factor (Add, Remove) `totp.max_changes_per_hour`
     /// times in the last hour.
     #[error("Too many changes to the OTP factor; try again later")]
@@ -107,9 +114,11 @@ impl ApplicationError {
             Self::AuthHeaderMissing | Self::TokenInvalid | Self::RecentAuthRequired => {
                 StatusCode::Unauthenticated
             }
-            Self::Unavailable(_) => StatusCode::Unavailable,
+            Self::Unavailable(_) | Self::Store(StoreError::Unavailable(_)) => {
+                StatusCode::Unavailable
+            }
             Self::TooManyChanges => StatusCode::ResourceExhausted,
-            Self::Internal => StatusCode::Internal,
+            Self::Internal | Self::Store(StoreError::Corrupt(_)) => StatusCode::Internal,
         }
     }
 
@@ -128,9 +137,11 @@ impl ApplicationError {
             Self::PermissionDenied => Some("AUTH-5mWD2"),
             Self::TokenInvalid => Some("AUTH-7fs1e"),
             Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
-            Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
+            Self::Unavailable(_) | Self::Store(StoreError::Unavailable(_)) => {
+                Some("OTP-UNAVAILABLE")
+            }
             Self::TooManyChanges => Some("OTP-RATE-LIMITED"),
-            Self::Internal => Some("OTP-INTERNAL"),
+            Self::Internal | Self::Store(StoreError::Corrupt(_)) => Some("OTP-INTERNAL"),
             Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
         }
     }
@@ -154,15 +165,32 @@ impl ApplicationError {
 
 impl From<StoreError> for ApplicationError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(cause) => {
+        Self::Store(error)
+    }
+}
+
+/// What the client reads for a store failure: never the cause.
+const fn store_text(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable(_) => "Errors.Store.Unavailable",
+        StoreError::Corrupt(_) => "Errors.Internal",
+    }
+}
+
+impl ApplicationError {
+    /// Logs what the operator must know about this answer: a store
+    /// failure's cause, at error level. Called once per answer, by the
+    /// adapter that renders it (HTTP, gRPC, the command line); every other
+    /// error is the caller's own and is not logged here.
+    pub fn report(&self) {
+        match self {
+            Self::Store(StoreError::Unavailable(cause)) => {
                 tracing::error!(%cause, "factor store unavailable");
-                Self::Unavailable("Errors.Store.Unavailable")
             }
-            StoreError::Corrupt(cause) => {
+            Self::Store(StoreError::Corrupt(cause)) => {
                 tracing::error!(%cause, "factor store answered inconsistent data");
-                Self::Internal
             }
+            _ => {}
         }
     }
 }

@@ -239,7 +239,8 @@ async fn rotate_keys(
                 ));
             },
         )
-        .await?;
+        .await
+        .inspect_err(application::ApplicationError::report)?;
     print_out(&format!(
         "done: scanned {}, to re-seal {}, re-sealed {}, changed meanwhile {}, failed {}",
         report.scanned, report.examined, report.resealed, report.changed_meanwhile, report.failed
