@@ -69,6 +69,10 @@ impl SecretSource for SeededSecrets {
 pub fn unique_user(prefix: &str) -> UserId {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a source of distinct names across processes, not of time"
+    )]
     let nanos = std::time::UNIX_EPOCH
         .elapsed()
         .map_or(0, |d| d.subsec_nanos());
