@@ -97,53 +97,48 @@ pub enum ApplicationError {
 }
 
 impl ApplicationError {
+    /// The error's row of the contract's table (docs/api.md, errors): its
+    /// gRPC code and its error id. The one place both are given: adding an
+    /// error is its text (the `#[error]` above, or the domain's) and this row.
+    #[must_use]
+    const fn row(&self) -> (StatusCode, Option<&'static str>) {
+        use StatusCode as C;
+        match self {
+            Self::Factor(error) => match error {
+                FactorError::AlreadySetUp => (C::AlreadyExists, Some("COMMAND-do9se")),
+                FactorError::NothingToVerify => (C::NotFound, Some("COMMAND-3Mif9s")),
+                FactorError::AlreadyVerified => (C::FailedPrecondition, Some("COMMAND-qx4ls")),
+                FactorError::InvalidCode => (C::InvalidArgument, Some("EVENT-8isk2")),
+                FactorError::NothingToRemove => (C::NotFound, Some("COMMAND-Hd9sd")),
+                FactorError::Reused => (C::InvalidArgument, Some("TOTP-Auw0a")),
+                FactorError::Locked { .. } => (C::FailedPrecondition, Some("COMMAND-SF3fg")),
+                FactorError::Disabled => (C::FailedPrecondition, Some("OTP-DISABLED")),
+            },
+            Self::InvalidRequest(_) => (C::InvalidArgument, None),
+            Self::AuthHeaderMissing => (C::Unauthenticated, None),
+            Self::TokenInvalid => (C::Unauthenticated, Some("AUTH-7fs1e")),
+            Self::RecentAuthRequired => (C::Unauthenticated, Some("OTP-RECENT-AUTH")),
+            Self::PermissionDenied => (C::PermissionDenied, Some("AUTH-5mWD2")),
+            Self::Unavailable(_) | Self::Store(StoreError::Unavailable(_)) => {
+                (C::Unavailable, Some("OTP-UNAVAILABLE"))
+            }
+            Self::TooManyChanges => (C::ResourceExhausted, Some("OTP-RATE-LIMITED")),
+            Self::Internal | Self::Store(StoreError::Corrupt(_)) => {
+                (C::Internal, Some("OTP-INTERNAL"))
+            }
+        }
+    }
+
     /// The gRPC status code (the HTTP status follows from it).
     #[must_use]
     pub const fn code(&self) -> StatusCode {
-        match self {
-            Self::Factor(FactorError::AlreadySetUp) => StatusCode::AlreadyExists,
-            Self::Factor(FactorError::NothingToVerify | FactorError::NothingToRemove) => {
-                StatusCode::NotFound
-            }
-            Self::Factor(
-                FactorError::AlreadyVerified | FactorError::Locked { .. } | FactorError::Disabled,
-            ) => StatusCode::FailedPrecondition,
-            Self::Factor(FactorError::InvalidCode | FactorError::Reused)
-            | Self::InvalidRequest(_) => StatusCode::InvalidArgument,
-            Self::PermissionDenied => StatusCode::PermissionDenied,
-            Self::AuthHeaderMissing | Self::TokenInvalid | Self::RecentAuthRequired => {
-                StatusCode::Unauthenticated
-            }
-            Self::Unavailable(_) | Self::Store(StoreError::Unavailable(_)) => {
-                StatusCode::Unavailable
-            }
-            Self::TooManyChanges => StatusCode::ResourceExhausted,
-            Self::Internal | Self::Store(StoreError::Corrupt(_)) => StatusCode::Internal,
-        }
+        self.row().0
     }
 
     /// The contract's error id, carried in the `zitadel.v1.ErrorDetail`.
     #[must_use]
     pub const fn id(&self) -> Option<&'static str> {
-        match self {
-            Self::Factor(FactorError::AlreadySetUp) => Some("COMMAND-do9se"),
-            Self::Factor(FactorError::NothingToVerify) => Some("COMMAND-3Mif9s"),
-            Self::Factor(FactorError::AlreadyVerified) => Some("COMMAND-qx4ls"),
-            Self::Factor(FactorError::InvalidCode) => Some("EVENT-8isk2"),
-            Self::Factor(FactorError::NothingToRemove) => Some("COMMAND-Hd9sd"),
-            Self::Factor(FactorError::Reused) => Some("TOTP-Auw0a"),
-            Self::Factor(FactorError::Locked { .. }) => Some("COMMAND-SF3fg"),
-            Self::Factor(FactorError::Disabled) => Some("OTP-DISABLED"),
-            Self::PermissionDenied => Some("AUTH-5mWD2"),
-            Self::TokenInvalid => Some("AUTH-7fs1e"),
-            Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
-            Self::Unavailable(_) | Self::Store(StoreError::Unavailable(_)) => {
-                Some("OTP-UNAVAILABLE")
-            }
-            Self::TooManyChanges => Some("OTP-RATE-LIMITED"),
-            Self::Internal | Self::Store(StoreError::Corrupt(_)) => Some("OTP-INTERNAL"),
-            Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
-        }
+        self.row().1
     }
 
     /// The text without the id.
