@@ -665,3 +665,81 @@ async fn secrets_made_by_pyotp_import_and_verify_with_oathtool() {
         assert_eq!(checked.status, 200, "{user_id}: {}", checked.body);
     }
 }
+
+/// Keycloak's realm export shape (`users[].credentials[]` of type `otp`,
+/// `secretData` `{"value": <the secret as text>}`, whose UTF-8 bytes are the
+/// key unless `credentialData.secretEncoding` is `BASE32`, as Keycloak's
+/// `OTPCredentialModel.getDecodedSecret` reads it, and `credentialData` with `subType`, `digits`, `period`,
+/// `algorithm` `HmacSHA1`), through `deploy/tools/keycloak-otp-export.py`:
+/// the imported factor accepts oathtool's code for the key's bytes (hex).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keycloak_realm_export_imports_and_verifies_with_oathtool() {
+    let Some(app) = spawn_app().await else { return };
+    let prefix = user("kc");
+    // Keycloak generates 20 characters of [A-Za-z0-9]; a base32 one is
+    // marked `secretEncoding: BASE32` (newer versions, imported secrets).
+    let (text_secret, base32_secret) = ("Gx7vQ2mK9pL4sT8wZ1cR", SECRET);
+    let realm = json!({
+        "realm": "old",
+        "users": [
+            {"id": format!("{prefix}-alice"), "username": "alice", "credentials": [
+                {"id": "p1", "type": "password", "secretData": "{\"value\":\"hash\",\"salt\":\"salt\"}",
+                 "credentialData": "{\"hashIterations\":27500,\"algorithm\":\"pbkdf2-sha256\"}"},
+                {"id": "o1", "type": "otp", "userLabel": "phone", "createdDate": 1_700_000_000_000_u64,
+                 "secretData": json!({"value": text_secret}).to_string(),
+                 "credentialData": "{\"subType\":\"totp\",\"digits\":6,\"counter\":0,\"period\":30,\"algorithm\":\"HmacSHA1\"}"}]},
+            {"id": format!("{prefix}-bob"), "username": "bob", "credentials": [
+                {"id": "o2", "type": "otp", "secretData": json!({"value": base32_secret}).to_string(),
+                 "credentialData": "{\"subType\":\"totp\",\"digits\":8,\"counter\":0,\"period\":30,\"algorithm\":\"HmacSHA256\",\"secretEncoding\":\"BASE32\"}"}]},
+            {"id": format!("{prefix}-carol"), "username": "carol", "credentials": []},
+        ],
+    });
+    let mut export = tempfile_in_target("realm-export.json");
+    write!(export.1, "{realm}").unwrap();
+    export.1.flush().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/tools/keycloak-otp-export.py");
+    let python = std::env::var("OTP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let converted = Command::new(&python)
+        .arg(&script)
+        .arg(&export.0)
+        .output()
+        .unwrap();
+    assert!(
+        converted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    let jsonl = tempfile_in_target("keycloak.jsonl");
+    std::fs::write(&jsonl.0, &converted.stdout).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&converted.stdout).lines().count(),
+        2
+    );
+
+    let output = run_import(&app, &jsonl.0, &[]);
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("imported 2, skipped 0, refused 0"), "{text}");
+    assert!(!text.contains(text_secret), "{text}");
+
+    settled_now().await;
+    let service = app.service_token("login-service");
+    let alice_key = HEXLOWER.encode(text_secret.as_bytes());
+    let Some(alice) = oathtool_with(&["--totp", &alice_key]) else {
+        return;
+    };
+    let checked = app
+        .check(&service, &format!("{prefix}-alice"), &alice)
+        .await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    let Some(bob) = oathtool_with(&["--totp=sha256", "--digits=8", "-b", base32_secret]) else {
+        return;
+    };
+    let checked = app.check(&service, &format!("{prefix}-bob"), &bob).await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+}
