@@ -601,6 +601,152 @@ mod tests {
         assert!(parse_line(&long).unwrap_err().contains("longer"));
     }
 
+    /// The in-memory store, counting the changes in flight at once.
+    #[derive(Debug, Default)]
+    struct Counted {
+        inner: adapters_memory::MemoryFactorStore,
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl application::FactorStore for Counted {
+        async fn find(
+            &self,
+            user: &UserId,
+        ) -> Result<Option<domain::OtpFactor>, application::StoreError> {
+            self.inner.find(user).await
+        }
+
+        async fn resource_owner(
+            &self,
+            user: &UserId,
+        ) -> Result<Option<OrgId>, application::StoreError> {
+            self.inner.resource_owner(user).await
+        }
+
+        async fn change(
+            &self,
+            user: &UserId,
+            context: application::ChangeContext,
+            decide: application::Decide,
+        ) -> Result<application::Committed, ApplicationError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let committed = self.inner.change(user, context, decide).await;
+            self.now.fetch_sub(1, SeqCst);
+            committed
+        }
+
+        async fn purge_pending(
+            &self,
+            added_before: chrono::DateTime<chrono::Utc>,
+        ) -> Result<u64, application::StoreError> {
+            self.inner.purge_pending(added_before).await
+        }
+    }
+
+    /// Counts the lines written and the progress lines among them.
+    #[derive(Debug, Default)]
+    struct Lines {
+        all: usize,
+        progress: usize,
+        pending: Vec<u8>,
+    }
+
+    impl Write for &mut Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            for &byte in bytes {
+                if byte == b'\n' {
+                    self.all += 1;
+                    if self.pending.starts_with(b"progress: ") {
+                        self.progress += 1;
+                    }
+                    self.pending.clear();
+                } else if self.pending.len() < 16 {
+                    self.pending.push(byte);
+                }
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_file_streams_with_bounded_changes_in_flight_and_a_bounded_summary() {
+        let store = Arc::new(Counted::default());
+        let cipher = adapters_crypto::AesGcmCipher::from_config(&SecretString::from(
+            "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ))
+        .unwrap();
+        let factors = OtpFactors::new(
+            store.clone(),
+            Arc::new(cipher),
+            Arc::new(adapters_crypto::OsSecrets),
+            Arc::new(adapters_clock::SystemClock),
+            application::TotpSettings::default(),
+        );
+        let mut text = String::new();
+        for n in 0..40 {
+            text.push_str(&format!(
+                "{{\"user_id\":\"u{n}\",\"secret\":\"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"}}\n"
+            ));
+        }
+        let refused = 50_000;
+        for _ in 0..refused {
+            text.push_str("{\"user_id\":\"nobody\"}\n");
+        }
+        let mut out = Lines::default();
+        let summary = import_lines(
+            &factors,
+            text.as_bytes(),
+            ImportOptions {
+                from_line: 1,
+                concurrency: 3,
+            },
+            &mut PlainProgress::new(&mut out),
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.lines, 40 + refused);
+        assert_eq!(
+            (summary.imported, summary.skipped, summary.refused),
+            (40, 0, refused)
+        );
+        assert_eq!(summary.refusals.len(), SUMMARY_REFUSALS);
+        assert_eq!(
+            summary.refusals[0],
+            (41, "neither secret nor otpauth".to_owned())
+        );
+        let most = store.most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((2..=3).contains(&most), "{most} changes in flight at once");
+        // A note per refused line, a progress line per 10,000 lines.
+        assert_eq!(out.progress, 5);
+        assert_eq!(out.all, 50_005);
+
+        // From line 41 on: only the refused lines are read as lines to do.
+        let again = import_lines(
+            &factors,
+            text.as_bytes(),
+            ImportOptions {
+                from_line: 41,
+                concurrency: 3,
+            },
+            &mut PlainProgress::new(std::io::sink()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (again.imported, again.skipped, again.refused),
+            (0, 0, refused)
+        );
+    }
+
     #[test]
     fn the_summary_lists_refused_lines_and_counts_the_rest() {
         let summary = ImportSummary {
