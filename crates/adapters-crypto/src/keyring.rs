@@ -189,7 +189,7 @@ fn decrypt(cipher: &Aes256Gcm, body: &[u8], aad: &[u8]) -> Result<TotpSecret, Ci
             )
             .map_err(|_| CipherError::Tampered)?,
     );
-    TotpSecret::from_bytes(plain.to_vec()).map_err(|_| CipherError::Tampered)
+    TotpSecret::from_stored_bytes(plain.to_vec()).map_err(|_| CipherError::Tampered)
 }
 
 /// Appends `bytes` with its length in front, so no two field splits give

@@ -461,6 +461,7 @@ async fn grpc_web_reaches_the_user_service_and_reflection_lists_it() {
     for name in [
         "zitadel.user.v2.UserService",
         "zitadel.management.v1.ManagementService",
+        "otp.v1.OtpImportService",
     ] {
         assert!(services.iter().any(|s| s == name), "{name} in {services:?}");
     }
@@ -468,6 +469,7 @@ async fn grpc_web_reaches_the_user_service_and_reflection_lists_it() {
     for name in [
         "zitadel.user.v2.UserService",
         "zitadel.management.v1.ManagementService",
+        "otp.v1.OtpImportService",
     ] {
         let answer = health
             .check(tonic_health::pb::HealthCheckRequest {

@@ -73,6 +73,7 @@ pub fn routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::Data::new(state))
             .configure(routes::otp::register)
             .configure(routes::users::register)
+            .configure(routes::import::register)
             .configure(routes::otp::register_trusted)
             .configure(routes::health::register)
             .route("/openapi.json", web::get().to(openapi::serve))
@@ -89,6 +90,7 @@ pub fn public_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::Data::new(state))
             .configure(routes::otp::register)
             .configure(routes::users::register)
+            .configure(routes::import::register)
             .configure(routes::health::register)
             .route("/openapi.json", web::get().to(openapi::serve))
             .default_service(web::to(routes::not_found));

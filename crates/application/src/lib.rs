@@ -22,6 +22,6 @@ pub use ports::{
     SecretSource, SecretStore, StoredSecret, TokenError, TokenVerifier,
 };
 pub use use_cases::{
-    AddedOtp, Callers, FactorList, KeyRotation, ListedFactor, ObjectDetails, OtpFactors,
-    RotationReport, TotpSettings,
+    AddedOtp, BULK_IMPORT_ACTOR, BulkImported, Callers, FactorList, ImportOtp, KeyRotation,
+    ListedFactor, ObjectDetails, OtpFactors, RotationReport, TotpSettings,
 };

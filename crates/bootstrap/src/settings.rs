@@ -45,6 +45,18 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[shutdown]`
     pub shutdown: ShutdownSettings,
+    /// `[import]`
+    pub import: ImportSettings,
+}
+
+/// `[import]`: what imported secrets (the administrators' import call and
+/// `otp-service import`) may be.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportSettings {
+    /// Accept imported secrets of 80 to 127 bits (what some older systems
+    /// generated); off: 128 bits at least, as RFC 4226 asks.
+    pub allow_legacy_80_bit: bool,
 }
 
 /// `[shutdown]`: how SIGTERM / Ctrl-C stop the service without dropping requests.
@@ -497,6 +509,7 @@ impl TotpConfig {
             recent_auth: RecentAuthPolicy::default(),
             max_changes_per_hour: self.max_changes_per_hour,
             admins: AdminPolicy::default(),
+            import_allow_legacy_80_bit: false,
         })
     }
 }
@@ -727,6 +740,7 @@ impl Settings {
             instance_role: named(&self.auth.instance_admin_role),
             org_scope: named(&self.auth.admin_scope),
         };
+        totp.import_allow_legacy_80_bit = self.import.allow_legacy_80_bit;
         Ok(totp)
     }
 

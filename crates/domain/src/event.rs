@@ -20,11 +20,14 @@ pub enum EventKind {
     /// A login check came while the user was locked or disabled: refused
     /// unchecked, recorded without extending the lock.
     CheckRefusedLocked,
+    /// An administrator or the bulk import stored a secret imported from
+    /// another system (READY, or NOT_READY awaiting the first code).
+    OtpImported,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::OtpAdded,
         Self::OtpVerified,
         Self::OtpRemoved,
@@ -32,6 +35,7 @@ impl EventKind {
         Self::CheckFailed,
         Self::Locked,
         Self::CheckRefusedLocked,
+        Self::OtpImported,
     ];
 
     /// The stable name stored with the event and written to the audit log.
@@ -45,6 +49,7 @@ impl EventKind {
             Self::CheckFailed => "otp.check.failed",
             Self::Locked => "otp.locked",
             Self::CheckRefusedLocked => "otp.check.refused_locked",
+            Self::OtpImported => "otp.imported",
         }
     }
 

@@ -185,6 +185,49 @@ impl OtpFactor {
         })
     }
 
+    /// A factor built from a secret imported from another system: READY at
+    /// once when `ready` (the secret is already on the user's phone), else
+    /// NOT_READY awaiting the user's first code, as after Add.
+    #[must_use]
+    pub fn imported(
+        secret: SealedSecret,
+        params: TotpParams,
+        ready: bool,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            state: if ready {
+                FactorState::Ready
+            } else {
+                FactorState::NotReady
+            },
+            secret,
+            params,
+            created_at: at,
+            changed_at: at,
+            last_used_step: None,
+        }
+    }
+
+    /// Import: allowed when there is no factor or only a pending one, which
+    /// the imported factor replaces (as Add replaces it; its secret stops
+    /// working): the same rule as [`OtpFactor::add`].
+    ///
+    /// # Errors
+    /// [`FactorError::AlreadySetUp`] when a READY factor exists.
+    pub fn import(
+        current: Option<&Self>,
+        secret: SealedSecret,
+        params: TotpParams,
+        ready: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Self, FactorError> {
+        if current.is_some_and(|factor| factor.state == FactorState::Ready) {
+            return Err(FactorError::AlreadySetUp);
+        }
+        Ok(Self::imported(secret, params, ready, at))
+    }
+
     /// Whether this is a pending factor older than `pending_ttl` at `now`.
     #[must_use]
     pub fn is_expired_pending(&self, now: DateTime<Utc>, pending_ttl: TimeDelta) -> bool {
@@ -332,6 +375,37 @@ mod tests {
         );
         assert!(OtpFactor::ready_for_check(Some(&ready)).is_ok());
         assert_eq!(ready.used(TimeStep(7)).last_used_step, Some(TimeStep(7)));
+    }
+
+    #[test]
+    fn import_is_ready_or_pending_and_refuses_over_a_ready_factor() {
+        let ready =
+            OtpFactor::import(None, sealed(1), TotpParams::default(), true, at(10)).unwrap();
+        assert_eq!(ready.state, FactorState::Ready);
+        assert_eq!((ready.created_at, ready.changed_at), (at(10), at(10)));
+        assert_eq!(ready.last_used_step, None);
+        assert_eq!(
+            OtpFactor::import(
+                Some(&ready),
+                sealed(2),
+                TotpParams::default(),
+                false,
+                at(11)
+            ),
+            Err(FactorError::AlreadySetUp)
+        );
+        let pending = OtpFactor::add(None, sealed(3), TotpParams::default(), at(12)).unwrap();
+        let replaced = OtpFactor::import(
+            Some(&pending),
+            sealed(4),
+            TotpParams::default(),
+            false,
+            at(13),
+        )
+        .unwrap();
+        assert_eq!(replaced.state, FactorState::NotReady);
+        assert_eq!(replaced.secret, sealed(4));
+        assert!(OtpFactor::pending_for_verify(Some(&replaced)).is_ok());
     }
 
     #[test]

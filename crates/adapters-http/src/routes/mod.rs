@@ -1,6 +1,7 @@
 //! Route groups and the fallback for unknown paths.
 
 pub(crate) mod health;
+pub(crate) mod import;
 pub(crate) mod otp;
 pub(crate) mod users;
 

@@ -3,6 +3,7 @@
 
 mod add_otp;
 mod check_otp;
+mod import_otp;
 mod list_factors;
 mod remove_otp;
 mod rotate_keys;
@@ -19,6 +20,7 @@ use domain::{
 };
 
 pub use add_otp::AddedOtp;
+pub use import_otp::{BULK_IMPORT_ACTOR, BulkImported, ImportOtp};
 pub use list_factors::{FactorList, ListedFactor};
 pub use rotate_keys::{KeyRotation, RotationReport};
 pub use target::Callers;
@@ -53,13 +55,17 @@ pub struct TotpSettings {
     pub max_changes_per_hour: u32,
     /// Who administers other users' factors.
     pub admins: AdminPolicy,
+    /// Whether imported secrets of 80 to 127 bits are accepted
+    /// (`import.allow_legacy_80_bit`); else imports need 128 bits.
+    pub import_allow_legacy_80_bit: bool,
 }
 
 impl Default for TotpSettings {
     /// Issuer `otp-service`, SHA1/6/30s/skew 1, pending factors expire after
     /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`, no
     /// client trusted with the check, no recent sign-in required, 20 changes
-    /// per user per hour, the default [`AdminPolicy`].
+    /// per user per hour, the default [`AdminPolicy`], imports of at least
+    /// 128 bits.
     fn default() -> Self {
         Self {
             issuer: "otp-service".to_owned(),
@@ -71,6 +77,7 @@ impl Default for TotpSettings {
             recent_auth: RecentAuthPolicy::default(),
             max_changes_per_hour: 20,
             admins: AdminPolicy::default(),
+            import_allow_legacy_80_bit: false,
         }
     }
 }
@@ -82,6 +89,7 @@ enum Operation {
     Verify,
     Check,
     Remove,
+    Import,
 }
 
 impl Operation {
@@ -91,6 +99,7 @@ impl Operation {
             Self::Verify => "verify",
             Self::Check => "check",
             Self::Remove => "remove",
+            Self::Import => "import",
         }
     }
 }
@@ -276,6 +285,9 @@ fn count(operation: Operation, error: Option<&ApplicationError>) {
         }
         Operation::Remove => {
             tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.removals = 1_u64);
+        }
+        Operation::Import => {
+            tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.imports = 1_u64);
         }
     }
 }

@@ -16,6 +16,7 @@ mod enroll;
 mod faults;
 mod hardening;
 mod helpers;
+mod import;
 mod interop;
 mod parity;
 mod processes;
