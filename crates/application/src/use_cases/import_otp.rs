@@ -151,9 +151,9 @@ impl OtpFactors {
         let decide = Box::new(move |current: Current<'_>| {
             let live = OtpFactor::live(current.factor, at, pending_ttl);
             if let Ok(existing) = OtpFactor::ready_for_check(live) {
-                let holds_it = existing.params == params
+                let holds_it = existing.params() == params
                     && cipher
-                        .open(&SealBinding::of(&owner, existing), &existing.secret)
+                        .open(&SealBinding::of(&owner, existing), existing.secret())
                         .is_ok_and(|stored| stored.same_as(key.secret()));
                 seen.store(holds_it, Ordering::SeqCst);
             }
