@@ -84,6 +84,13 @@ pub enum ApplicationError {
     /// times in the last hour.
     #[error("Too many changes to the OTP factor; try again later")]
     TooManyChanges,
+    /// Redeeming or removing recovery codes of a user who has none left.
+    #[error("The user has no recovery codes")]
+    NoRecoveryCodes,
+    /// Generating recovery codes for a user without a READY OTP factor:
+    /// codes back up a second factor, they are not one on their own.
+    #[error("Recovery codes need a READY OTP factor")]
+    RecoveryNeedsFactor,
     /// Something broke inside the service; the cause went to the log.
     #[error("Errors.Internal")]
     Internal,
@@ -109,6 +116,8 @@ impl ApplicationError {
             }
             Self::Unavailable(_) => StatusCode::Unavailable,
             Self::TooManyChanges => StatusCode::ResourceExhausted,
+            Self::NoRecoveryCodes => StatusCode::NotFound,
+            Self::RecoveryNeedsFactor => StatusCode::FailedPrecondition,
             Self::Internal => StatusCode::Internal,
         }
     }
@@ -130,6 +139,8 @@ impl ApplicationError {
             Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
             Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
             Self::TooManyChanges => Some("OTP-RATE-LIMITED"),
+            Self::NoRecoveryCodes => Some("OTP-RECOVERY-NONE"),
+            Self::RecoveryNeedsFactor => Some("OTP-RECOVERY-NO-FACTOR"),
             Self::Internal => Some("OTP-INTERNAL"),
             Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
         }

@@ -4,6 +4,7 @@
 mod add_otp;
 mod check_otp;
 mod list_factors;
+mod recovery;
 mod remove_otp;
 mod rotate_keys;
 mod target;
@@ -20,6 +21,7 @@ use domain::{
 
 pub use add_otp::AddedOtp;
 pub use list_factors::{FactorList, ListedFactor};
+pub use recovery::{GeneratedCodes, RecoverySettings, Redeemed};
 pub use rotate_keys::{KeyRotation, RotationReport};
 pub use target::Callers;
 
@@ -27,8 +29,8 @@ use crate::authenticate::Principal;
 use crate::error::ApplicationError;
 use crate::policy::{AdminPolicy, CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
-    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SealBinding, SecretCipher,
-    SecretSource,
+    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, RecoveryCodeHasher,
+    RecoveryWrite, SealBinding, SecretCipher, SecretSource,
 };
 use crate::rate_limit::ChangeLimiter;
 
@@ -82,6 +84,9 @@ enum Operation {
     Verify,
     Check,
     Remove,
+    RecoveryGenerate,
+    RecoveryRedeem,
+    RecoveryRemove,
 }
 
 impl Operation {
@@ -91,6 +96,9 @@ impl Operation {
             Self::Verify => "verify",
             Self::Check => "check",
             Self::Remove => "remove",
+            Self::RecoveryGenerate => "recovery_generate",
+            Self::RecoveryRedeem => "recovery_redeem",
+            Self::RecoveryRemove => "recovery_remove",
         }
     }
 }
@@ -128,6 +136,7 @@ pub struct OtpFactors {
     clock: Arc<dyn Clock>,
     settings: TotpSettings,
     changes: Arc<ChangeLimiter>,
+    recovery: Option<(Arc<dyn RecoveryCodeHasher>, recovery::RecoverySettings)>,
 }
 
 impl std::fmt::Debug for OtpFactors {
@@ -155,6 +164,7 @@ impl OtpFactors {
             clock,
             changes: Arc::new(ChangeLimiter::new(settings.max_changes_per_hour)),
             settings,
+            recovery: None,
         }
     }
 
@@ -193,7 +203,9 @@ impl OtpFactors {
             }
             if matches!(
                 event.kind,
-                EventKind::CheckFailed | EventKind::CheckRefusedLocked
+                EventKind::CheckFailed
+                    | EventKind::CheckRefusedLocked
+                    | EventKind::RecoveryCodeFailed
             ) {
                 // Per trusted caller, so one caller hammering users shows.
                 tracing::info!(
@@ -256,6 +268,9 @@ fn outcome(error: Option<&ApplicationError>) -> &'static str {
         },
         Some(ApplicationError::InvalidRequest(_)) => "invalid_request",
         Some(ApplicationError::TooManyChanges) => "rate_limited",
+        Some(ApplicationError::NoRecoveryCodes | ApplicationError::RecoveryNeedsFactor) => {
+            "not_found"
+        }
         Some(_) => "error",
     }
 }
@@ -276,6 +291,14 @@ fn count(operation: Operation, error: Option<&ApplicationError>) {
         }
         Operation::Remove => {
             tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.removals = 1_u64);
+        }
+        Operation::RecoveryGenerate | Operation::RecoveryRedeem | Operation::RecoveryRemove => {
+            tracing::info!(
+                target: "otp.metrics",
+                outcome,
+                operation = operation.as_str(),
+                monotonic_counter.otp.recovery_codes = 1_u64
+            );
         }
     }
 }
@@ -318,6 +341,7 @@ fn attempt_code(
         Some(kind) => Ok(CodeAttempt::Refused(Change {
             factor: FactorWrite::Keep,
             attempts: None,
+            recovery: RecoveryWrite::Keep,
             events: vec![kind],
             refusal: Some(error.into()),
         })),
@@ -354,6 +378,7 @@ fn attempt_code(
             Ok(CodeAttempt::Refused(Change {
                 factor: FactorWrite::Keep,
                 attempts: Some(attempts),
+                recovery: RecoveryWrite::Keep,
                 events,
                 refusal: Some(error.into()),
             }))
@@ -372,6 +397,7 @@ fn refuse_expired(
         return Ok(Change {
             factor: FactorWrite::Delete,
             attempts: None,
+            recovery: RecoveryWrite::Keep,
             events: Vec::new(),
             refusal: Some(error.into()),
         });
