@@ -51,6 +51,7 @@ mod connect;
 mod convert;
 mod error;
 mod observe;
+mod recovery;
 mod server;
 mod service;
 mod users;

@@ -26,7 +26,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use application::StatusCode as Code;
 
 use crate::error::ApiError;
-use crate::routes::{health, otp, users};
+use crate::routes::{health, otp, recovery, users};
 
 /// The document's definition.
 #[derive(OpenApi)]
@@ -50,6 +50,9 @@ use crate::routes::{health, otp, users};
         users::list_methods,
         users::management_remove,
         users::management_list,
+        recovery::generate,
+        recovery::remove,
+        recovery::check,
         health::healthz,
         health::readyz,
     ),
