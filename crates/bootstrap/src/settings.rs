@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use application::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, TotpSettings};
+use application::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, RecoverySettings, TotpSettings};
 use chrono::TimeDelta;
 use domain::{AttemptPolicy, TotpAlgorithm, TotpParams, TotpParamsError};
 
@@ -41,6 +41,8 @@ pub struct Settings {
     pub totp: TotpConfig,
     /// `[crypto]`
     pub crypto: CryptoSettings,
+    /// `[recovery]`
+    pub recovery: RecoveryConfig,
     /// `[log]`
     pub log: LogSettings,
     /// `[shutdown]`
@@ -497,6 +499,39 @@ impl TotpConfig {
             recent_auth: RecentAuthPolicy::default(),
             max_changes_per_hour: self.max_changes_per_hour,
             admins: AdminPolicy::default(),
+        })
+    }
+}
+
+/// `[recovery]`: recovery codes (their hashes use the `crypto.keys` keyring).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// The most codes one `GenerateRecoveryCodes` may ask for (1 to 100).
+    pub max_codes: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            max_codes: RecoverySettings::DEFAULT.max_codes,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    /// The use cases' recovery settings.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] for `max_codes` outside 1..=100.
+    pub fn use_case_settings(self) -> Result<RecoverySettings, SettingsError> {
+        if !(1..=100).contains(&self.max_codes) {
+            return Err(SettingsError::Invalid(
+                "recovery.max_codes must be between 1 and 100".into(),
+            ));
+        }
+        Ok(RecoverySettings {
+            max_codes: self.max_codes,
         })
     }
 }

@@ -19,6 +19,7 @@ mod helpers;
 mod interop;
 mod parity;
 mod processes;
+mod recovery;
 mod security;
 mod storage;
 mod telemetry;
