@@ -210,3 +210,30 @@ pub(crate) async fn check(
         .await?;
     Ok(HttpResponse::Ok().json(CheckResponse::from(redeemed)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_code_but_json_does() {
+        let response = GenerateResponse {
+            details: V2Details::from(application::ObjectDetails {
+                sequence: 3,
+                creation_date: None,
+                change_date: chrono::DateTime::UNIX_EPOCH,
+                resource_owner: None,
+            }),
+            recovery_codes: vec!["7KQ2M-XW9DA".to_owned(), "H3P0C-RT5VN".to_owned()],
+        };
+        let shown = format!("{response:?}");
+        assert!(
+            !shown.contains("7KQ2M") && !shown.contains("H3P0C"),
+            "{shown}"
+        );
+        assert!(shown.contains("<2 redacted>"), "{shown}");
+        let json = serde_json::to_value(&response).unwrap_or_default();
+        assert_eq!(json["recoveryCodes"][1], "H3P0C-RT5VN");
+        assert_eq!(json["details"]["sequence"], "3");
+    }
+}
