@@ -1024,6 +1024,20 @@ mod tests {
     }
 
     #[test]
+    fn recovery_max_codes_defaults_to_ten_and_is_bounded() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings.recovery.use_case_settings().unwrap().max_codes, 10);
+        let settings = Settings::load(None, env(&[("OTP__RECOVERY__MAX_CODES", "25")])).unwrap();
+        assert_eq!(settings.recovery.use_case_settings().unwrap().max_codes, 25);
+        for refused in ["0", "101"] {
+            let settings =
+                Settings::load(None, env(&[("OTP__RECOVERY__MAX_CODES", refused)])).unwrap();
+            let error = settings.recovery.use_case_settings().unwrap_err();
+            assert!(error.to_string().contains("recovery.max_codes"), "{error}");
+        }
+    }
+
+    #[test]
     fn config_errors_name_the_key_but_never_echo_the_value() {
         let secret = "postgres://u:hunter2@db/otp";
         for (key, value, named) in [
