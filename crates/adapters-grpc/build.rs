@@ -40,6 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".otp.v1.ImportTOTPRequest",
             ".zitadel.user.v2.RegisterTOTPResponse",
             ".zitadel.user.v2.VerifyTOTPRegistrationRequest",
+            ".zitadel.user.v2.GenerateRecoveryCodesResponse",
+            ".otp.v1.CheckRecoveryCodeRequest",
         ])
         .file_descriptor_set_path(out_dir.join("descriptor.bin"))
         .include_file("proto.rs")

@@ -52,6 +52,7 @@ mod convert;
 mod error;
 mod import;
 mod observe;
+mod recovery;
 mod server;
 mod service;
 mod users;

@@ -26,7 +26,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use application::StatusCode as Code;
 
 use crate::error::ApiError;
-use crate::routes::{health, import, otp, users};
+use crate::routes::{health, import, otp, recovery, users};
 
 /// The document's definition.
 #[derive(OpenApi)]
@@ -51,6 +51,9 @@ use crate::routes::{health, import, otp, users};
         users::management_remove,
         users::management_list,
         import::import_totp,
+        recovery::generate,
+        recovery::remove,
+        recovery::check,
         health::healthz,
         health::readyz,
     ),

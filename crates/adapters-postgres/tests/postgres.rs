@@ -70,7 +70,7 @@ async fn migrations_apply_once_and_then_nothing() {
     let Some(db) = TestDatabase::create_empty().await else {
         return;
     };
-    assert_eq!(run_migrations(&db.url).await.unwrap(), 3);
+    assert_eq!(run_migrations(&db.url).await.unwrap(), 4);
     assert_eq!(run_migrations(&db.url).await.unwrap(), 0);
 }
 
@@ -90,7 +90,7 @@ async fn concurrent_migrations_all_succeed_and_apply_once() {
         .into_iter()
         .map(|run| run.unwrap().unwrap())
         .collect();
-    assert_eq!(applied.iter().sum::<usize>(), 3, "{applied:?}");
+    assert_eq!(applied.iter().sum::<usize>(), 4, "{applied:?}");
     let store = store_at(&db.url);
     assert_eq!(store.ready().await, Ok(()));
 }

@@ -91,6 +91,13 @@ pub enum ApplicationError {
     /// times in the last hour.
     #[error("Too many changes to the OTP factor; try again later")]
     TooManyChanges,
+    /// Redeeming or removing recovery codes of a user who has none left.
+    #[error("The user has no recovery codes")]
+    NoRecoveryCodes,
+    /// Generating recovery codes for a user without a READY OTP factor:
+    /// codes back up a second factor, they are not one on their own.
+    #[error("Recovery codes need a READY OTP factor")]
+    RecoveryNeedsFactor,
     /// Something broke inside the service; the cause went to the log.
     #[error("Errors.Internal")]
     Internal,
@@ -123,6 +130,8 @@ impl ApplicationError {
                 (C::Unavailable, Some("OTP-UNAVAILABLE"))
             }
             Self::TooManyChanges => (C::ResourceExhausted, Some("OTP-RATE-LIMITED")),
+            Self::NoRecoveryCodes => (C::NotFound, Some("OTP-RECOVERY-NONE")),
+            Self::RecoveryNeedsFactor => (C::FailedPrecondition, Some("OTP-RECOVERY-NO-FACTOR")),
             Self::Internal | Self::Store(StoreError::Corrupt(_)) => {
                 (C::Internal, Some("OTP-INTERNAL"))
             }

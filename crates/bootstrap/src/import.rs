@@ -618,6 +618,13 @@ mod tests {
             self.inner.find(user).await
         }
 
+        async fn recovery_codes(
+            &self,
+            user: &UserId,
+        ) -> Result<Option<domain::RecoveryCodes>, application::StoreError> {
+            self.inner.recovery_codes(user).await
+        }
+
         async fn resource_owner(
             &self,
             user: &UserId,

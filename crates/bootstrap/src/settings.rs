@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use application::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, TotpSettings};
+use application::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, RecoverySettings, TotpSettings};
 use chrono::TimeDelta;
 use domain::{AttemptPolicy, TotpAlgorithm, TotpParams, TotpParamsError};
 
@@ -41,6 +41,8 @@ pub struct Settings {
     pub totp: TotpConfig,
     /// `[crypto]`
     pub crypto: CryptoSettings,
+    /// `[recovery]`
+    pub recovery: RecoveryConfig,
     /// `[log]`
     pub log: LogSettings,
     /// `[shutdown]`
@@ -510,6 +512,39 @@ impl TotpConfig {
             max_changes_per_hour: self.max_changes_per_hour,
             admins: AdminPolicy::default(),
             import_allow_legacy_80_bit: false,
+        })
+    }
+}
+
+/// `[recovery]`: recovery codes (their hashes use the `crypto.keys` keyring).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// The most codes one `GenerateRecoveryCodes` may ask for (1 to 100).
+    pub max_codes: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            max_codes: RecoverySettings::DEFAULT.max_codes,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    /// The use cases' recovery settings.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] for `max_codes` outside 1..=100.
+    pub fn use_case_settings(self) -> Result<RecoverySettings, SettingsError> {
+        if !(1..=100).contains(&self.max_codes) {
+            return Err(SettingsError::Invalid(
+                "recovery.max_codes must be between 1 and 100".into(),
+            ));
+        }
+        Ok(RecoverySettings {
+            max_codes: self.max_codes,
         })
     }
 }
@@ -1000,6 +1035,20 @@ mod tests {
             "{missing}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn recovery_max_codes_defaults_to_ten_and_is_bounded() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings.recovery.use_case_settings().unwrap().max_codes, 10);
+        let settings = Settings::load(None, env(&[("OTP__RECOVERY__MAX_CODES", "25")])).unwrap();
+        assert_eq!(settings.recovery.use_case_settings().unwrap().max_codes, 25);
+        for refused in ["0", "101"] {
+            let settings =
+                Settings::load(None, env(&[("OTP__RECOVERY__MAX_CODES", refused)])).unwrap();
+            let error = settings.recovery.use_case_settings().unwrap_err();
+            assert!(error.to_string().contains("recovery.max_codes"), "{error}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub(crate) mod health;
 pub(crate) mod import;
 pub(crate) mod otp;
+pub(crate) mod recovery;
 pub(crate) mod users;
 
 use actix_web::http::{StatusCode, header};

@@ -13,10 +13,14 @@ use domain::{
 };
 
 use super::unique_user;
+
+mod recovery;
 use crate::error::ApplicationError;
 use crate::ports::{
-    Change, ChangeContext, Committed, Current, FactorStore, FactorWrite, Reseal, SecretStore,
+    Change, ChangeContext, Committed, Current, FactorStore, FactorWrite, RecoveryWrite, Reseal,
+    SecretStore,
 };
+pub use recovery::{concurrent_redemptions_succeed_once, recovery_codes_round_trip};
 
 /// The sequence of the last event a successful change appended.
 fn last_sequence(committed: Result<Committed, ApplicationError>) -> Result<u64, ApplicationError> {
@@ -169,6 +173,7 @@ pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
         Ok(Change {
             factor: FactorWrite::Keep,
             attempts: Some(current.attempts.failed(failed_at).failed(failed_at)),
+            recovery: RecoveryWrite::Keep,
             events: vec![EventKind::CheckFailed, EventKind::Locked],
             refusal: Some(FactorError::InvalidCode.into()),
         })
@@ -220,6 +225,7 @@ pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
         Ok(Change {
             factor: FactorWrite::Keep,
             attempts: Some(Attempts::default()),
+            recovery: RecoveryWrite::Keep,
             events: vec![EventKind::CheckSucceeded],
             refusal: None,
         })
@@ -470,7 +476,9 @@ macro_rules! store_contract_tests {
             refusals_commit_attempts_and_events,
             resource_owner_is_the_newest_named,
             purge_removes_only_stale_pending_factors,
-            secrets_page_and_reseal
+            secrets_page_and_reseal,
+            recovery_codes_round_trip,
+            concurrent_redemptions_succeed_once
         );
     };
     (@each $store:expr; $($property:ident),*) => {

@@ -5,6 +5,7 @@ mod add_otp;
 mod check_otp;
 mod import_otp;
 mod list_factors;
+mod recovery;
 mod remove_otp;
 mod rotate_keys;
 mod target;
@@ -22,6 +23,7 @@ use domain::{
 pub use add_otp::AddedOtp;
 pub use import_otp::{BULK_IMPORT_ACTOR, BulkImported, ImportOtp};
 pub use list_factors::{FactorList, ListedFactor};
+pub use recovery::{GeneratedCodes, RecoverySettings, Redeemed};
 pub use rotate_keys::{KeyRotation, RotationReport};
 pub use target::Callers;
 
@@ -29,8 +31,8 @@ use crate::authenticate::Principal;
 use crate::error::ApplicationError;
 use crate::policy::{AdminPolicy, CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
-    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SealBinding, SecretCipher,
-    SecretSource,
+    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, RecoveryCodeHasher,
+    RecoveryWrite, SealBinding, SecretCipher, SecretSource,
 };
 use crate::rate_limit::ChangeLimiter;
 
@@ -90,6 +92,9 @@ enum Operation {
     Check,
     Remove,
     Import,
+    RecoveryGenerate,
+    RecoveryRedeem,
+    RecoveryRemove,
 }
 
 impl Operation {
@@ -100,6 +105,9 @@ impl Operation {
             Self::Check => "check",
             Self::Remove => "remove",
             Self::Import => "import",
+            Self::RecoveryGenerate => "recovery_generate",
+            Self::RecoveryRedeem => "recovery_redeem",
+            Self::RecoveryRemove => "recovery_remove",
         }
     }
 }
@@ -137,6 +145,7 @@ pub struct OtpFactors {
     clock: Arc<dyn Clock>,
     settings: TotpSettings,
     changes: Arc<ChangeLimiter>,
+    recovery: Option<(Arc<dyn RecoveryCodeHasher>, recovery::RecoverySettings)>,
 }
 
 impl std::fmt::Debug for OtpFactors {
@@ -164,6 +173,7 @@ impl OtpFactors {
             clock,
             changes: Arc::new(ChangeLimiter::new(settings.max_changes_per_hour)),
             settings,
+            recovery: None,
         }
     }
 
@@ -202,7 +212,9 @@ impl OtpFactors {
             }
             if matches!(
                 event.kind,
-                EventKind::CheckFailed | EventKind::CheckRefusedLocked
+                EventKind::CheckFailed
+                    | EventKind::CheckRefusedLocked
+                    | EventKind::RecoveryCodeFailed
             ) {
                 // Per trusted caller, so one caller hammering users shows.
                 tracing::info!(
@@ -265,6 +277,9 @@ fn outcome(error: Option<&ApplicationError>) -> &'static str {
         },
         Some(ApplicationError::InvalidRequest(_)) => "invalid_request",
         Some(ApplicationError::TooManyChanges) => "rate_limited",
+        Some(ApplicationError::NoRecoveryCodes | ApplicationError::RecoveryNeedsFactor) => {
+            "not_found"
+        }
         Some(_) => "error",
     }
 }
@@ -289,6 +304,14 @@ fn count(operation: Operation, error: Option<&ApplicationError>) {
         Operation::Import => {
             tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.imports = 1_u64);
         }
+        Operation::RecoveryGenerate | Operation::RecoveryRedeem | Operation::RecoveryRemove => {
+            tracing::info!(
+                target: "otp.metrics",
+                outcome,
+                operation = operation.as_str(),
+                monotonic_counter.otp.recovery_codes = 1_u64
+            );
+        }
     }
 }
 
@@ -306,7 +329,7 @@ enum CodeAttempt {
         attempts: Option<Attempts>,
     },
     /// Wrong or replayed: the change to commit before refusing.
-    Refused(Change),
+    Refused(Box<Change>),
 }
 
 /// Tries `code` against `factor` for `owner` under the attempt limits:
@@ -327,12 +350,13 @@ fn attempt_code(
     refused_event: Option<EventKind>,
 ) -> Result<CodeAttempt, ApplicationError> {
     let unchecked = |error: FactorError| match refused_event {
-        Some(kind) => Ok(CodeAttempt::Refused(Change {
+        Some(kind) => Ok(CodeAttempt::Refused(Box::new(Change {
             factor: FactorWrite::Keep,
             attempts: None,
+            recovery: RecoveryWrite::Keep,
             events: vec![kind],
             refusal: Some(error.into()),
-        })),
+        }))),
         None => Err(error.into()),
     };
     if attempts.disabled(policy) {
@@ -363,12 +387,13 @@ fn attempt_code(
                 .into_iter()
                 .chain(locked_now.then_some(EventKind::Locked))
                 .collect();
-            Ok(CodeAttempt::Refused(Change {
+            Ok(CodeAttempt::Refused(Box::new(Change {
                 factor: FactorWrite::Keep,
                 attempts: Some(attempts),
+                recovery: RecoveryWrite::Keep,
                 events,
                 refusal: Some(error.into()),
-            }))
+            })))
         }
     }
 }
@@ -384,6 +409,7 @@ fn refuse_expired(
         return Ok(Change {
             factor: FactorWrite::Delete,
             attempts: None,
+            recovery: RecoveryWrite::Keep,
             events: Vec::new(),
             refusal: Some(error.into()),
         });

@@ -20,6 +20,7 @@ mod import;
 mod interop;
 mod parity;
 mod processes;
+mod recovery;
 mod security;
 mod storage;
 mod telemetry;
