@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -13,7 +12,7 @@ use utoipa::ToSchema;
 
 use application::ImportOtp;
 
-use super::method_not_allowed;
+use super::{caller, method_not_allowed};
 use crate::HttpState;
 use crate::body::message;
 use crate::error::ApiError;
@@ -105,11 +104,7 @@ pub(crate) async fn import_totp(
     user_id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let caller = state.auth.authenticate(header).await?;
+    let caller = caller(&state, &request).await?;
     let body = message::<ImportRequest>("ImportTOTPRequest", &request, payload).await?;
     let details = state
         .factors

@@ -1,15 +1,9 @@
 //! `/auth/v1/users/me/auth_factors/...`: the four OTP calls; and
 //! `/v1/users/{user_id}/otp/_check`, the login check for trusted callers.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use std::borrow::Cow;
-
-use application::{ApplicationError, Principal};
-use domain::UserId;
-
-use super::method_not_allowed;
+use super::{caller, method_not_allowed, path_user};
 use crate::HttpState;
 use crate::body::message;
 use crate::error::ApiError;
@@ -49,15 +43,6 @@ pub(crate) fn register_trusted(config: &mut web::ServiceConfig) {
     );
 }
 
-/// The signed-in user ("me"), or the calling service, of this request.
-async fn me(state: &HttpState, request: &HttpRequest) -> Result<Principal, ApiError> {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    Ok(state.auth.authenticate(header).await?)
-}
-
 #[utoipa::path(
     post,
     path = OTP,
@@ -73,7 +58,7 @@ pub(crate) async fn add(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = me(&state, &request).await?;
+    let principal = caller(&state, &request).await?;
     message::<EmptyRequest>("AddMyAuthFactorOTPRequest", &request, payload).await?;
     let added = state.factors.add_otp(&principal).await?;
     Ok(HttpResponse::Ok().json(AddResponse::from(added)))
@@ -94,7 +79,7 @@ pub(crate) async fn verify(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = me(&state, &request).await?;
+    let principal = caller(&state, &request).await?;
     let body = message::<VerifyRequest>("VerifyMyAuthFactorOTPRequest", &request, payload).await?;
     let details = state
         .factors
@@ -118,7 +103,7 @@ pub(crate) async fn remove(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = me(&state, &request).await?;
+    let principal = caller(&state, &request).await?;
     message::<EmptyRequest>("RemoveMyAuthFactorOTPRequest", &request, payload).await?;
     let details = state.factors.remove_otp(&principal).await?;
     Ok(HttpResponse::Ok().json(DetailsResponse::from(details)))
@@ -139,7 +124,7 @@ pub(crate) async fn list(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = me(&state, &request).await?;
+    let principal = caller(&state, &request).await?;
     message::<EmptyRequest>("ListMyAuthFactorsRequest", &request, payload).await?;
     let factors = state.factors.list_factors(&principal).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from(factors)))
@@ -164,14 +149,8 @@ pub(crate) async fn check(
     user_id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = me(&state, &request).await?;
-    // Parsed before anything records it: the path is percent-decoded, and a
-    // raw `%0a` in a span field would forge a line in the text log format.
-    let user = UserId::parse(user_id.into_inner()).map_err(|error| {
-        ApplicationError::InvalidRequest(Cow::Owned(format!(
-            "invalid CheckOTPRequest.UserId: {error}"
-        )))
-    })?;
+    let caller = caller(&state, &request).await?;
+    let user = path_user(user_id.into_inner(), "CheckOTPRequest")?;
     let body = message::<VerifyRequest>("CheckOTPRequest", &request, payload).await?;
     let details = state
         .factors

@@ -4,7 +4,6 @@
 //! `POST /v1/users/{user_id}/recovery_codes/_check` (the login check's rules
 //! and listener).
 
-use std::borrow::Cow;
 use std::fmt;
 
 use actix_web::http::header;
@@ -12,10 +11,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use application::{ApplicationError, GeneratedCodes, Principal, Redeemed};
-use domain::UserId;
+use application::{GeneratedCodes, Redeemed};
 
-use super::method_not_allowed;
+use super::{caller, method_not_allowed, path_user};
 use crate::HttpState;
 use crate::body::message;
 use crate::error::ApiError;
@@ -117,14 +115,6 @@ impl From<Redeemed> for CheckResponse {
     }
 }
 
-async fn caller(state: &HttpState, request: &HttpRequest) -> Result<Principal, ApiError> {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    Ok(state.auth.authenticate(header).await?)
-}
-
 #[utoipa::path(
     post,
     path = CODES,
@@ -198,11 +188,7 @@ pub(crate) async fn check(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &request).await?;
-    let user = UserId::parse(user_id.into_inner()).map_err(|error| {
-        ApplicationError::InvalidRequest(Cow::Owned(format!(
-            "invalid CheckRecoveryCodeRequest.UserId: {error}"
-        )))
-    })?;
+    let user = path_user(user_id.into_inner(), "CheckRecoveryCodeRequest")?;
     let body = message::<VerifyRequest>("CheckRecoveryCodeRequest", &request, payload).await?;
     let redeemed = state
         .factors

@@ -3,12 +3,11 @@
 //! same use cases as the "me" calls, for the user themself or an
 //! administrator (the application layer decides who may).
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use application::{Callers, Principal};
+use application::Callers;
 
-use super::method_not_allowed;
+use super::{caller, method_not_allowed};
 use crate::HttpState;
 use crate::body::message;
 use crate::error::ApiError;
@@ -51,15 +50,6 @@ pub(crate) fn register(config: &mut web::ServiceConfig) {
                 .route(web::post().to(management_list))
                 .default_service(web::to(|| async { method_not_allowed("POST") })),
         );
-}
-
-/// The caller of this request.
-async fn caller(state: &HttpState, request: &HttpRequest) -> Result<Principal, ApiError> {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    Ok(state.auth.authenticate(header).await?)
 }
 
 #[utoipa::path(
