@@ -13,11 +13,18 @@
 //! server (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! After the table's usual runs, Add runs again on a second database whose
 //! connections default to `SERIALIZABLE` (`REST Add, SERIALIZABLE`, with
-//! its rate as a multiple of the default isolation's Add in the note).
-//! `BENCH_SCALE=1` adds the scale run: Add on a database already holding
-//! 1M enrolled users and 10M events, against Add on the empty one.
-//! `BENCH_PROFILE="REST Add"` (any call's name) records a `perf` profile of
-//! the service during that call's run.
+//! its rate as a multiple of the default isolation's Add in the note;
+//! `BENCH_SERIALIZABLE=0` skips it).
+//! `BENCH_SCALE=1` adds the scale run: on a database of its own, Add
+//! while it is empty, then Add again once it holds 1M enrolled users and
+//! 10M events.
+//! Every user-token row sends a fresh token per request (the verified-token
+//! cache never hits) except `REST List, reused tokens` (1,000 tokens
+//! cycling); the login check's one caller token is reused throughout.
+//! `BENCH_SERVICE_ENV="KEY=VALUE,..."` sets environment variables of the
+//! service under test (experiments: `TOKIO_WORKER_THREADS=1`, settings).
+//! `BENCH_PROFILE="REST Add,gRPC Add"` (calls' names) records a `perf`
+//! profile of the service during each of those calls' runs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -111,6 +118,16 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), first))
 end
 "#;
+
+/// The 1, 5 and 15 minute load averages (how busy the shared machine was).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -288,6 +305,22 @@ fn process_figures(pid: u32) -> (u64, u64, f64) {
     (kb("VmRSS:"), kb("VmHWM:"), ticks / 100.0)
 }
 
+/// CPU seconds of this process and its waited-for children (`wrk`): the
+/// load generator's share of the machine.
+fn load_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..15).map_or(0.0, |f| {
+        f.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum()
+    });
+    ticks / 100.0
+}
+
 /// One measured run.
 #[derive(Debug, Clone)]
 struct Run {
@@ -299,6 +332,8 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us_per_request: f64,
+    /// The load generator's CPU (wrk, or the tonic client loop) per request.
+    load_cpu_us_per_request: f64,
     note: String,
 }
 
@@ -343,6 +378,14 @@ impl Service {
             .stdout(Stdio::null());
         for (key, value) in extra {
             command.env(key, value);
+        }
+        // Experiments: `BENCH_SERVICE_ENV="TOKIO_WORKER_THREADS=1,OTP__..."`.
+        let experiment = std::env::var("BENCH_SERVICE_ENV").unwrap_or_default();
+        for pair in experiment.split(',').filter(|pair| !pair.trim().is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .expect("BENCH_SERVICE_ENV: KEY=VALUE,...");
+            command.env(key.trim(), value.trim());
         }
         let child = command.spawn().unwrap();
         Self {
@@ -433,12 +476,13 @@ fn wrk(
     (serde_json::from_str(result).unwrap(), elapsed)
 }
 
-/// With `BENCH_PROFILE` naming this call (e.g. `REST Add`), `perf record`
+/// With `BENCH_PROFILE` naming this call (e.g. `REST Add`; several are
+/// separated by commas), `perf record`
 /// samples the service (software clock, call graphs) for the run, into
 /// `target/bench/<call>.perf.data` (`perf report -i ...` reads it).
 fn profiler(service: &Service, call: &str, seconds: u64) -> Option<Child> {
     let wanted = std::env::var("BENCH_PROFILE").ok()?;
-    if wanted != call {
+    if !wanted.split(',').any(|name| name.trim() == call) {
         return None;
     }
     let file = workspace()
@@ -467,6 +511,7 @@ fn measured(
 ) -> Run {
     let profile = profiler(service, call, seconds);
     let before = service.figures().2;
+    let load_before = load_cpu();
     let base = if call.contains("check") {
         &service.internal
     } else {
@@ -474,6 +519,7 @@ fn measured(
     };
     let (result, _) = wrk(base, lines, clients, seconds, pace_ms, call);
     let cpu = service.figures().2 - before;
+    let load = load_cpu() - load_before;
     if let Some(mut perf) = profile {
         let _ = perf.wait();
     }
@@ -500,6 +546,7 @@ fn measured(
         p50_ms: number("p50_us") as f64 / 1000.0,
         p99_ms: number("p99_us") as f64 / 1000.0,
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
+        load_cpu_us_per_request: load * 1e6 / requests.max(1) as f64,
         note,
     }
 }
@@ -508,7 +555,9 @@ fn measured(
 async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds: u64) -> Run {
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicUsize::new(0));
+    let profile = profiler(service, "gRPC Add", seconds);
     let before = service.figures().2;
+    let load_before = load_cpu();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let tasks = (0..clients).map(|_| {
@@ -546,6 +595,10 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = service.figures().2 - before;
+    let load = load_cpu() - load_before;
+    if let Some(mut perf) = profile {
+        let _ = perf.wait();
+    }
     latencies.sort_unstable();
     let percentile = |p: f64| {
         latencies
@@ -563,6 +616,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
+        load_cpu_us_per_request: load * 1e6 / requests.max(1) as f64,
         note: if used > tokens.len() {
             "(token list wrapped: raise BENCH_USERS)".into()
         } else {
@@ -620,37 +674,64 @@ async fn connect(db: &TestDatabase) -> tokio_postgres::Client {
 }
 
 /// Fills the database with `users` READY factors and `events_per_user`
-/// events each (for the scale run), straight in SQL.
+/// events each (for the scale run), straight in SQL: `generate_series`
+/// inserts in key order (user ids zero-padded, so each primary key grows at
+/// its right edge), with the foreign-key triggers off for this session
+/// (`session_replication_role = replica`; the rows are consistent by
+/// construction), then `VACUUM (ANALYZE)` and a checkpoint, as a database
+/// that has been running would be, so no autovacuum of the bulk load runs
+/// during the measurement.
 async fn fill(db: &TestDatabase, users: u64, events_per_user: u64) {
     let client = connect(db).await;
     let started = Instant::now();
     client
         .batch_execute(&format!(
-            "INSERT INTO otp_user_streams (user_id, last_sequence, version)
-               SELECT 'filled' || i, {events_per_user}, {events_per_user} FROM generate_series(1, {users}) i;
+            "SET session_replication_role = replica;
+             INSERT INTO otp_user_streams (user_id, last_sequence, version)
+               SELECT 'filled' || lpad(i::text, 8, '0'), {events_per_user}, {events_per_user}
+               FROM generate_series(1, {users}) i;
              INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, algorithm, digits, period,
                skew, created_at, changed_at, last_used_step)
-               SELECT 'filled' || i, 'ready', 'k1', decode(repeat('ab', 48), 'hex'), 'SHA1', 6, 30, 1,
-               now(), now(), NULL FROM generate_series(1, {users}) i;
+               SELECT 'filled' || lpad(i::text, 8, '0'), 'ready', 'k1', decode(repeat('ab', 48), 'hex'),
+               'SHA1', 6, 30, 1, now(), now(), NULL FROM generate_series(1, {users}) i;
              INSERT INTO otp_events (user_id, sequence, kind, actor, resource_owner, occurred_at)
-               SELECT 'filled' || i, n, 'otp.check.succeeded', 'filled' || i, 'org1', now()
-               FROM generate_series(1, {users}) i, generate_series(1, {events_per_user}) n;
-             CHECKPOINT; ANALYZE;"
+               SELECT 'filled' || lpad(i::text, 8, '0'), n, 'otp.check.succeeded',
+               'filled' || lpad(i::text, 8, '0'), 'org1', now()
+               FROM generate_series(1, {users}) i, generate_series(1, {events_per_user}) n
+               ORDER BY i, n;
+             RESET session_replication_role;"
         ))
         .await
         .unwrap();
+    let inserted = started.elapsed().as_secs_f64();
+    client
+        .batch_execute("VACUUM (ANALYZE) otp_user_streams, otp_factors, otp_events; CHECKPOINT;")
+        .await
+        .unwrap();
+    let counts = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM otp_factors), (SELECT count(*) FROM otp_events),
+                    pg_size_pretty(pg_database_size(current_database()))",
+            &[],
+        )
+        .await
+        .unwrap();
     println!(
-        "  filled {users} users and {} events in {:.0} s",
+        "  filled {users} users and {} events in {inserted:.0} s, vacuumed in {:.0} s; \
+         now {} factors, {} events, {}",
         users * events_per_user,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64() - inserted,
+        counts.get::<_, i64>(0),
+        counts.get::<_, i64>(1),
+        counts.get::<_, String>(2),
     );
 }
 
 fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle_rss_kib: u64) {
     println!();
     println!(
-        "{:<24} {:>10} {:>10} {:>7} {:>8} {:>8} {:>10}  note",
-        "call", "req/s", "ceiling", "ratio", "p50 ms", "p99 ms", "CPU µs/req"
+        "{:<26} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>10}  note",
+        "call", "req/s", "ceiling", "ratio", "p50 ms", "p99 ms", "CPU µs/req", "load µs/req"
     );
     for run in runs {
         let ceiling = run
@@ -658,7 +739,7 @@ fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle
             .and_then(|op| ceilings.iter().find(|(o, _)| o == op))
             .map(|(_, tps)| *tps);
         println!(
-            "{:<24} {:>10.0} {:>10} {:>7} {:>8.2} {:>8.2} {:>10.0}  {}",
+            "{:<26} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>10.0}  {}",
             run.call,
             run.rate(),
             ceiling.map_or("-".into(), |c| format!("{c:.0}")),
@@ -666,6 +747,7 @@ fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle
             run.p50_ms,
             run.p99_ms,
             run.cpu_us_per_request,
+            run.load_cpu_us_per_request,
             run.note
         );
     }
@@ -700,7 +782,8 @@ fn write_json(
                 "call": run.call, "requests_per_second": run.rate(), "requests": run.requests,
                 "failed": run.failed, "ceiling_op": run.ceiling_op, "ceiling_tps": ceiling,
                 "ratio": ceiling.map(|c| run.rate() / c), "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
-                "cpu_us_per_request": run.cpu_us_per_request, "note": run.note,
+                "cpu_us_per_request": run.cpu_us_per_request,
+                "load_cpu_us_per_request": run.load_cpu_us_per_request, "note": run.note,
             })
         })
         .collect();
@@ -734,6 +817,7 @@ fn main() {
         println!(
             "otp-service benchmark: {clients} clients, {seconds} s per run, {n} users per call"
         );
+        println!("  load average at start: {}", loadavg());
         let db = TestDatabase::create()
             .await
             .expect("PostgreSQL is needed for the benchmark");
@@ -803,7 +887,7 @@ fn main() {
                 )
             })
             .collect();
-        runs.push(measured(
+        let mut run = measured(
             &service,
             "REST login check",
             Some("check"),
@@ -811,7 +895,11 @@ fn main() {
             clients,
             seconds,
             0,
-        ));
+        );
+        // A login service keeps its own token: after the first request,
+        // the verified-token cache answers for it.
+        run.note = format!("one caller token, reused {}", run.note);
+        runs.push(run);
         let list_lines: Vec<String> = verify_tokens
             .iter()
             .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
@@ -825,6 +913,25 @@ fn main() {
             seconds,
             0,
         ));
+        // The same call with a few tokens reused (a client keeps its user's
+        // token for many calls): the verified-token cache answers all but
+        // each token's first request. The fresh-token rows above never hit it.
+        let reused = list_lines.len().min(1000);
+        let mut run = measured(
+            &service,
+            "REST List, reused tokens",
+            Some("list"),
+            &list_lines[..reused],
+            clients,
+            seconds,
+            0,
+        );
+        run.note = format!(
+            "{reused} tokens, each reused; {}",
+            run.note
+                .replace(" (request list wrapped: raise BENCH_USERS)", "")
+        );
+        runs.push(run);
         runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
 
         // Half the maximum Add rate, paced: each connection waits before
@@ -847,7 +954,7 @@ fn main() {
         // Add again on a database whose connections default to
         // SERIALIZABLE, as a distributed engine runs (its own service, so
         // the first database's pool and caches do not share it).
-        {
+        if env_number("BENCH_SERIALIZABLE", 1) == 1 {
             let serializable_db = TestDatabase::create_serializable()
                 .await
                 .expect("PostgreSQL is needed for the benchmark");
@@ -872,11 +979,27 @@ fn main() {
         }
 
         if scale {
+            // Its own database and service: Add on it empty, then filled
+            // with 1M users and 10M events, then Add again, back to back.
+            let scale_db = TestDatabase::create()
+                .await
+                .expect("PostgreSQL is needed for the benchmark");
+            let scaled = Service::start(&scale_db, &issuer_url, clients, &[]);
+            scaled.wait_ready().await;
+            let empty = measured(
+                &scaled,
+                "REST Add, scale db empty",
+                Some("add"),
+                &add_lines(&mint(&issuer, &users("e", n))),
+                clients,
+                seconds,
+                0,
+            );
             println!("  scale run: filling the database ...");
-            fill(&db, 1_000_000, 10).await;
+            fill(&scale_db, 1_000_000, 10).await;
             let scale_tokens = mint(&issuer, &users("s", n));
             let mut run = measured(
-                &service,
+                &scaled,
                 "REST Add, 1M users",
                 Some("add"),
                 &add_lines(&scale_tokens),
@@ -885,10 +1008,11 @@ fn main() {
                 0,
             );
             run.note = format!(
-                "{:.2}x of Add on the empty database {}",
-                run.rate() / runs[0].rate(),
+                "{:.2}x of Add on the same database empty {}",
+                run.rate() / empty.rate(),
                 run.note
             );
+            runs.push(empty);
             runs.push(run);
         }
         let (_, peak_rss, _) = service.figures();
@@ -897,6 +1021,7 @@ fn main() {
         println!("  ceilings: ../shared/bench/ceiling.sh {clients} {seconds}");
         let ceilings = ceilings(clients, seconds);
         print_table(&runs, &ceilings, peak_rss, idle_rss);
+        println!("load average at the end: {}", loadavg());
         write_json(&runs, &ceilings, peak_rss, idle_rss, clients, seconds);
     });
 }
