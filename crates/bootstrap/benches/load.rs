@@ -17,7 +17,7 @@
 //! `BENCH_SERIALIZABLE=0` skips it).
 //! `BENCH_SCALE=1` adds the scale run: on a database of its own, Add
 //! while it is empty, then Add again once it holds 1M enrolled users and
-//! 10M events.
+//! 10M events (`BENCH_SCALE=2`: only that, and the ceilings).
 //! Every user-token row sends a fresh token per request (the verified-token
 //! cache never hits) except `REST List, reused tokens` (1,000 tokens
 //! cycling); the login check's one caller token is reused throughout.
@@ -65,8 +65,13 @@ const RSA_MODULUS: &str = include_str!("../tests/api/fixtures/rs256-jwk-n.txt");
 const RSA_KID: &str = "bench-rsa";
 
 /// The wrk script: each thread takes every n-th line of the request file
-/// (`path \t token \t body`), sends them in order (wrapping), counts
-/// non-200 answers, and prints one JSON line at the end.
+/// (`path \t token \t body`), sends them in order (wrapping), and prints
+/// one JSON line at the end. Answers that are not 2xx/3xx are counted by
+/// wrk itself (`summary.errors.status`); a Lua `response()` callback makes
+/// wrk hand every answer's headers and body to Lua, which cost about as
+/// much CPU per request as the service itself here, on the same two cores,
+/// so it is only added ([`WRK_RESPONSE`]) with `BENCH_WRK_BODIES=1`, to see
+/// the first failure's body.
 const WRK_SCRIPT: &str = r#"
 local threads = {}
 local counter = 0
@@ -99,12 +104,6 @@ function request()
   if i > #reqs then i = 1; wrapped = 1 end
   return reqs[i]
 end
-function response(status, headers, body)
-  if status ~= 200 then
-    failures = failures + 1
-    if first_failure == "" then first_failure = status .. " " .. string.sub(body, 1, 160) end
-  end
-end
 function done(summary, latency, requests)
   local failed, wraps, first = 0, 0, ""
   for _, t in ipairs(threads) do
@@ -113,9 +112,20 @@ function done(summary, latency, requests)
     if first == "" then first = t:get("first_failure") end
   end
   local e = summary.errors
+  if failed == 0 then failed = e.status end
   io.write(string.format('\nRESULT {"requests":%d,"duration_us":%d,"failed":%d,"socket_errors":%d,"wrapped":%d,"p50_us":%d,"p99_us":%d,"first_failure":%q}\n',
     summary.requests, summary.duration, failed, e.connect + e.read + e.write + e.timeout, wraps,
     latency:percentile(50), latency:percentile(99), first))
+end
+"#;
+
+/// The per-answer callback of [`WRK_SCRIPT`] (`BENCH_WRK_BODIES=1`).
+const WRK_RESPONSE: &str = r#"
+function response(status, headers, body)
+  if status ~= 200 then
+    failures = failures + 1
+    if first_failure == "" then first_failure = status .. " " .. string.sub(body, 1, 160) end
+  end
 end
 "#;
 
@@ -341,6 +351,21 @@ impl Run {
     fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds.max(1e-9)
     }
+
+    /// Printed as each run ends, so a later failure loses no figure.
+    fn announced(self) -> Self {
+        println!(
+            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, load {:.0} µs/req {}",
+            self.call,
+            self.rate(),
+            self.p50_ms,
+            self.p99_ms,
+            self.cpu_us_per_request,
+            self.load_cpu_us_per_request,
+            self.note
+        );
+        self
+    }
 }
 
 /// The service under test.
@@ -440,6 +465,9 @@ fn wrk(
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let script = dir.join(format!("{name}.lua"));
     let mut text = WRK_SCRIPT.to_owned();
+    if env_number("BENCH_WRK_BODIES", 0) == 1 {
+        text.push_str(WRK_RESPONSE);
+    }
     if pace_ms > 0 {
         writeln!(text, "function delay() return {pace_ms} end").unwrap();
     }
@@ -549,6 +577,7 @@ fn measured(
         load_cpu_us_per_request: load * 1e6 / requests.max(1) as f64,
         note,
     }
+    .announced()
 }
 
 /// gRPC Add from `clients` connections, each taking the next unused token.
@@ -623,6 +652,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
             String::new()
         },
     }
+    .announced()
 }
 
 /// `ceiling.sh`'s transactions per second for each op.
@@ -704,10 +734,14 @@ async fn fill(db: &TestDatabase, users: u64, events_per_user: u64) {
         .await
         .unwrap();
     let inserted = started.elapsed().as_secs_f64();
-    client
-        .batch_execute("VACUUM (ANALYZE) otp_user_streams, otp_factors, otp_events; CHECKPOINT;")
-        .await
-        .unwrap();
+    // One statement per call: VACUUM cannot run in the implicit transaction
+    // of a multi-statement batch.
+    for statement in [
+        "VACUUM (ANALYZE) otp_user_streams, otp_factors, otp_events",
+        "CHECKPOINT",
+    ] {
+        client.batch_execute(statement).await.unwrap();
+    }
     let counts = client
         .query_one(
             "SELECT (SELECT count(*) FROM otp_factors), (SELECT count(*) FROM otp_events),
@@ -725,6 +759,52 @@ async fn fill(db: &TestDatabase, users: u64, events_per_user: u64) {
         counts.get::<_, i64>(1),
         counts.get::<_, String>(2),
     );
+}
+
+/// The scale run: on a database of its own, Add while it is empty, then
+/// Add again once it holds 1M enrolled users and 10M events, back to back
+/// on the same service.
+async fn scale_runs(
+    issuer_url: &str,
+    issuer: &DevIssuer,
+    clients: u64,
+    seconds: u64,
+    n: usize,
+) -> Vec<Run> {
+    // Its own database and service: Add on it empty, then filled
+    // with 1M users and 10M events, then Add again, back to back.
+    let scale_db = TestDatabase::create()
+        .await
+        .expect("PostgreSQL is needed for the benchmark");
+    let scaled = Service::start(&scale_db, issuer_url, clients, &[]);
+    scaled.wait_ready().await;
+    let empty = measured(
+        &scaled,
+        "REST Add, scale db empty",
+        Some("add"),
+        &add_lines(&mint(issuer, &users("e", n))),
+        clients,
+        seconds,
+        0,
+    );
+    println!("  scale run: filling the database ...");
+    fill(&scale_db, 1_000_000, 10).await;
+    let scale_tokens = mint(issuer, &users("s", n));
+    let mut run = measured(
+        &scaled,
+        "REST Add, 1M users",
+        Some("add"),
+        &add_lines(&scale_tokens),
+        clients,
+        seconds,
+        0,
+    );
+    run.note = format!(
+        "{:.2}x of Add on the same database empty {}",
+        run.rate() / empty.rate(),
+        run.note
+    );
+    vec![empty, run]
 }
 
 fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle_rss_kib: u64) {
@@ -801,7 +881,8 @@ fn main() {
     let seconds = env_number("BENCH_SECONDS", 10);
     let clients = env_number("BENCH_CLIENTS", 16);
     let n = env_number("BENCH_USERS", 100_000) as usize;
-    let scale = env_number("BENCH_SCALE", 0) == 1;
+    let scale = env_number("BENCH_SCALE", 0) >= 1;
+    let scale_only = env_number("BENCH_SCALE", 0) == 2;
     for tool in ["wrk", "pgbench"] {
         let found = Command::new(tool).arg("--version").output().is_ok();
         assert!(
@@ -818,6 +899,15 @@ fn main() {
             "otp-service benchmark: {clients} clients, {seconds} s per run, {n} users per call"
         );
         println!("  load average at start: {}", loadavg());
+        if scale_only {
+            let (issuer_url, issuer) = spawn_issuer();
+            let runs = scale_runs(&issuer_url, &issuer, clients, seconds, n).await;
+            println!("  ceilings: ../shared/bench/ceiling.sh {clients} {seconds}");
+            let ceilings = ceilings(clients, seconds);
+            print_table(&runs, &ceilings, 0, 0);
+            println!("load average at the end: {}", loadavg());
+            return;
+        }
         let db = TestDatabase::create()
             .await
             .expect("PostgreSQL is needed for the benchmark");
@@ -979,41 +1069,7 @@ fn main() {
         }
 
         if scale {
-            // Its own database and service: Add on it empty, then filled
-            // with 1M users and 10M events, then Add again, back to back.
-            let scale_db = TestDatabase::create()
-                .await
-                .expect("PostgreSQL is needed for the benchmark");
-            let scaled = Service::start(&scale_db, &issuer_url, clients, &[]);
-            scaled.wait_ready().await;
-            let empty = measured(
-                &scaled,
-                "REST Add, scale db empty",
-                Some("add"),
-                &add_lines(&mint(&issuer, &users("e", n))),
-                clients,
-                seconds,
-                0,
-            );
-            println!("  scale run: filling the database ...");
-            fill(&scale_db, 1_000_000, 10).await;
-            let scale_tokens = mint(&issuer, &users("s", n));
-            let mut run = measured(
-                &scaled,
-                "REST Add, 1M users",
-                Some("add"),
-                &add_lines(&scale_tokens),
-                clients,
-                seconds,
-                0,
-            );
-            run.note = format!(
-                "{:.2}x of Add on the same database empty {}",
-                run.rate() / empty.rate(),
-                run.note
-            );
-            runs.push(empty);
-            runs.push(run);
+            runs.extend(scale_runs(&issuer_url, &issuer, clients, seconds, n).await);
         }
         let (_, peak_rss, _) = service.figures();
         drop(service);
