@@ -79,7 +79,8 @@ enum KeysCommand {
     },
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref(), std::env::vars()) {
         Ok(settings) => settings,
@@ -88,22 +89,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The runtime of gRPC and the background tasks (REST has its own
-    // workers, `http.workers`): `grpc.workers` threads, 0 = one per core.
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if settings.grpc.workers > 0 {
-        runtime.worker_threads(settings.grpc.workers);
-    }
-    match runtime.enable_all().build() {
-        Ok(runtime) => runtime.block_on(main_on_runtime(cli, settings)),
-        Err(error) => {
-            eprintln!("otp-service: the runtime could not start: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn main_on_runtime(cli: Cli, settings: Settings) -> ExitCode {
     let mut log = settings.log.clone();
     if matches!(cli.command, Command::Dev { .. } | Command::Enroll { .. })
         && std::env::var_os("OTP__LOG__FORMAT").is_none()

@@ -148,13 +148,6 @@ pub struct GrpcConfig {
     /// Then they are cut after this long.
     #[serde(deserialize_with = "duration")]
     pub max_connection_age_grace: Duration,
-    /// Worker threads of the runtime that serves gRPC (and runs the
-    /// background tasks); 0 = one per CPU core. Default 1, as
-    /// `http.workers`: a call, its HTTP/2 stream task and its database
-    /// connection's driver then run on one thread, with no cross-thread
-    /// wake-up per round trip (about a third less CPU per gRPC Add in
-    /// `just bench`, `docs/performance.md`); scale with replicas, or raise it.
-    pub workers: usize,
 }
 
 impl Default for GrpcConfig {
@@ -174,7 +167,6 @@ impl Default for GrpcConfig {
             keepalive_timeout: limits.keepalive_timeout,
             max_connection_age: limits.max_connection_age,
             max_connection_age_grace: limits.max_connection_age_grace,
-            workers: 1,
         }
     }
 }
