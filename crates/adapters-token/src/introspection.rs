@@ -384,18 +384,19 @@ impl TokenVerifier for IntrospectionVerifier {
 
 /// The SHA-256 of a token: what the cache is keyed by, never the token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct CacheKey([u8; 32]);
+pub(crate) struct CacheKey([u8; 32]);
 
 impl CacheKey {
-    fn of(token: &str) -> Self {
+    pub(crate) fn of(token: &str) -> Self {
         let mut key = [0_u8; 32];
         key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
         Self(key)
     }
 }
 
-/// Values by token hash until their expiry, bounded in count.
-struct ExpiringCache<V> {
+/// Values by token hash until their expiry, bounded in count (also the
+/// verified-JWT cache's store, `crate::verified`).
+pub(crate) struct ExpiringCache<V> {
     ttl_ms: i64,
     capacity: usize,
     /// Each value with the milliseconds since the epoch from which it is unusable.
@@ -410,7 +411,7 @@ type AnswerCache = ExpiringCache<Principal>;
 type RejectionCache = ExpiringCache<String>;
 
 impl<V: Clone> ExpiringCache<V> {
-    fn new(ttl_ms: i64, capacity: usize) -> Self {
+    pub(crate) fn new(ttl_ms: i64, capacity: usize) -> Self {
         Self {
             ttl_ms,
             capacity,
@@ -418,14 +419,14 @@ impl<V: Clone> ExpiringCache<V> {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
 
-    fn lookup(&self, key: &CacheKey, now_ms: i64) -> Option<V> {
+    pub(crate) fn lookup(&self, key: &CacheKey, now_ms: i64) -> Option<V> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         match entries.get(key) {
             Some((value, expires_ms)) if now_ms < *expires_ms => Some(value.clone()),
@@ -437,7 +438,7 @@ impl<V: Clone> ExpiringCache<V> {
         }
     }
 
-    fn insert(&self, key: CacheKey, value: V, expires_ms: i64, now_ms: i64) {
+    pub(crate) fn insert(&self, key: CacheKey, value: V, expires_ms: i64, now_ms: i64) {
         if self.ttl_ms <= 0 || self.capacity == 0 || expires_ms <= now_ms {
             return;
         }

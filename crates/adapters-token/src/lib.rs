@@ -37,6 +37,7 @@ mod introspection;
 mod keys;
 mod settings;
 mod telemetry;
+mod verified;
 mod verifier;
 
 pub use bearer::BearerVerifier;

@@ -11,12 +11,14 @@ use jsonwebtoken::{Algorithm, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use application::{Principal, TokenError, TokenVerifier};
+use application::{Clock as _, Principal, TokenError, TokenVerifier};
 
 use crate::claims::{check_authorized_party, invalid, principal};
 use crate::fetch::{Discovery, discover, fetch_jwks};
+use crate::introspection::CacheKey;
 use crate::keys::{KeySet, Selection, VerifyKey, allowed_algorithm};
 use crate::settings::{ClaimNames, JwtSettings, TokenConfigError, check_http_url};
+use crate::verified::VerifiedTokens;
 
 /// Tokens longer than this (in bytes) are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -33,6 +35,10 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// The key set is fetched on first use and cached. A token whose `kid` is not
 /// in the cache refetches it, at most once per `min_refresh_interval` and one
 /// fetch at a time.
+///
+/// With [`JwtVerifier::with_verified_cache`], a token that passed is
+/// remembered (by its SHA-256) until its `exp` or the cache's maximum age,
+/// whichever comes first, and the same token again costs no signature check.
 pub struct JwtVerifier {
     issuer: String,
     audience: String,
@@ -40,6 +46,7 @@ pub struct JwtVerifier {
     leeway: u64,
     allowed_clients: Vec<String>,
     keys: Keys,
+    verified: Option<VerifiedTokens>,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -60,6 +67,9 @@ impl fmt::Debug for JwtVerifier {
                 )
                 .field("cached_keys", &remote.snapshot().keys.len()),
         };
+        if let Some(verified) = &self.verified {
+            debug.field("cached_tokens", &verified.len());
+        }
         debug.finish_non_exhaustive()
     }
 }
@@ -343,7 +353,19 @@ impl JwtVerifier {
                 cache: RwLock::new(Cache::default()),
                 fetching: tokio::sync::Mutex::new(None),
             })),
+            verified: None,
         })
+    }
+
+    /// Remembers up to `capacity` verified tokens (by their SHA-256, never
+    /// the token), each until its `exp` and at most `max_age` after it was
+    /// verified; a remembered token is accepted again without its signature,
+    /// times and claims being checked again. Rejections are not remembered.
+    /// A zero `capacity` or `max_age` turns the cache off (the default).
+    #[must_use]
+    pub fn with_verified_cache(mut self, capacity: usize, max_age: Duration) -> Self {
+        self.verified = VerifiedTokens::new(capacity, max_age);
+        self
     }
 
     /// A verifier with a fixed key set and no HTTP (the development issuer).
@@ -361,6 +383,7 @@ impl JwtVerifier {
             leeway: leeway.as_secs(),
             allowed_clients: Vec::new(),
             keys: Keys::Static(Arc::new(keys)),
+            verified: None,
         }
     }
 
@@ -374,8 +397,15 @@ impl JwtVerifier {
 
     /// Signature, issuer, audience and times; not an ID token; then the
     /// identity claims (user, organisation, login name, scopes, client and
-    /// sign-in) and the authorized party against `allowed_clients`.
-    fn check(&self, token: &str, key: &VerifyKey, alg: Algorithm) -> Result<Principal, TokenError> {
+    /// sign-in) and the authorized party against `allowed_clients`. With
+    /// the principal, the token's `exp` (seconds since the epoch) when it
+    /// is an integer.
+    fn check(
+        &self,
+        token: &str,
+        key: &VerifyKey,
+        alg: Algorithm,
+    ) -> Result<(Principal, Option<i64>), TokenError> {
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway;
         validation.validate_exp = true;
@@ -401,7 +431,7 @@ impl JwtVerifier {
         }
         let principal = principal(&claims, &self.claims, None)?;
         check_authorized_party(&principal, &self.audience, &self.allowed_clients)?;
-        Ok(principal)
+        Ok((principal, claims.get("exp").and_then(Value::as_i64)))
     }
 }
 
@@ -431,8 +461,27 @@ impl TokenVerifier for JwtVerifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("token longer than 16 KiB"));
         }
+        let Some(verified) = &self.verified else {
+            let header = read_header(token)?;
+            let key = self.key_for(&header).await?;
+            return self.check(token, &key, header.alg).map(|(p, _)| p);
+        };
+        let cache_key = CacheKey::of(token);
+        if let Some(principal) = verified.get(&cache_key, now_ms()) {
+            return Ok(principal);
+        }
         let header = read_header(token)?;
         let key = self.key_for(&header).await?;
-        self.check(token, &key, header.alg)
+        let (principal, exp) = self.check(token, &key, header.alg)?;
+        if let Some(exp) = exp {
+            verified.put(cache_key, &principal, exp, now_ms());
+        }
+        Ok(principal)
     }
+}
+
+/// The wall clock in milliseconds since the epoch (the clock `exp` was
+/// checked against).
+fn now_ms() -> i64 {
+    adapters_clock::SystemClock.now().timestamp_millis()
 }

@@ -119,7 +119,8 @@ pub fn bearer_verifier(settings: &Settings) -> Result<BearerVerifier, StartError
         allowed_clients: auth.allowed_clients.clone(),
         allow_http: auth.allow_insecure_http,
     })
-    .map_err(adapter)?;
+    .map_err(adapter)?
+    .with_verified_cache(auth.token_cache_capacity, auth.token_cache_max_age);
     let introspection = if auth.introspection_enabled() {
         let client_auth = match &auth.introspection_key_file {
             Some(path) => ClientAuth::from_zitadel_key_file(path).map_err(adapter)?,

@@ -293,6 +293,13 @@ pub struct AuthSettings {
     /// Timeout of discovery and JWKS requests.
     #[serde(deserialize_with = "duration")]
     pub http_timeout: Duration,
+    /// Verified JWTs remembered (by SHA-256) so the same token again skips
+    /// the signature check; 0 turns the cache off.
+    pub token_cache_capacity: usize,
+    /// How long a verified JWT is remembered at most (never past its
+    /// `exp`); 0 turns the cache off.
+    #[serde(deserialize_with = "duration")]
+    pub token_cache_max_age: Duration,
     /// Claim carrying the granted scopes (space-separated or an array).
     pub scope_claim: String,
     /// Claim carrying the granted roles: ZITADEL's project roles object
@@ -372,6 +379,8 @@ impl Default for AuthSettings {
             leeway: Duration::from_secs(30),
             jwks_refresh_interval: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
+            token_cache_capacity: 10_000,
+            token_cache_max_age: Duration::from_secs(60),
             scope_claim: "scope".into(),
             roles_claim: "urn:zitadel:iam:org:project:roles".into(),
             admin_role: "otp.admin".into(),
