@@ -18,6 +18,7 @@ mod hardening;
 mod helpers;
 mod interop;
 mod parity;
+mod pgbouncer;
 mod processes;
 mod security;
 mod storage;
