@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/zitadel/user/v2/user_service.proto",
         "proto/zitadel/management.proto",
         "proto/otp/v1/check.proto",
+        "proto/otp/v1/import.proto",
         "proto/google/rpc/status.proto",
     ];
     let includes = [PathBuf::from("proto"), well_known];
@@ -36,8 +37,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".zitadel.auth.v1.AddMyAuthFactorOTPResponse",
             ".zitadel.auth.v1.VerifyMyAuthFactorOTPRequest",
             ".otp.v1.CheckOTPRequest",
+            ".otp.v1.ImportTOTPRequest",
             ".zitadel.user.v2.RegisterTOTPResponse",
             ".zitadel.user.v2.VerifyTOTPRegistrationRequest",
+            ".zitadel.user.v2.GenerateRecoveryCodesResponse",
+            ".otp.v1.CheckRecoveryCodeRequest",
         ])
         .file_descriptor_set_path(out_dir.join("descriptor.bin"))
         .include_file("proto.rs")

@@ -25,6 +25,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "compares the adapter with the operating system's clock"
+    )]
     fn it_moves_forward_with_the_wall_clock() {
         let first = SystemClock.now();
         std::thread::sleep(std::time::Duration::from_millis(2));

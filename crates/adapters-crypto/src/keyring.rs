@@ -56,9 +56,11 @@ pub enum KeyringError {
 
 /// The configured keys: the first seals, all open.
 pub struct AesGcmCipher {
-    active: String,
+    pub(crate) active: String,
     keys: HashMap<String, Aes256Gcm>,
     accept_unbound: bool,
+    /// Per key id, the HMAC key of recovery-code hashes derived from it.
+    pub(crate) recovery_keys: HashMap<String, crate::recovery::HashKey>,
 }
 
 impl fmt::Debug for AesGcmCipher {
@@ -90,6 +92,7 @@ impl AesGcmCipher {
     pub fn from_config(keys: &SecretString) -> Result<Self, KeyringError> {
         let mut active = None;
         let mut ring = HashMap::new();
+        let mut recovery_keys = HashMap::new();
         let entries = keys
             .expose_secret()
             .split(',')
@@ -117,6 +120,7 @@ impl AesGcmCipher {
             if ring.insert(id.to_owned(), cipher).is_some() {
                 return Err(KeyringError::DuplicateId(id.to_owned()));
             }
+            recovery_keys.insert(id.to_owned(), crate::recovery::HashKey::derive(&bytes));
             active.get_or_insert_with(|| id.to_owned());
         }
         let active = active.ok_or(KeyringError::Empty)?;
@@ -124,6 +128,7 @@ impl AesGcmCipher {
             active,
             keys: ring,
             accept_unbound: false,
+            recovery_keys,
         })
     }
 
@@ -189,7 +194,7 @@ fn decrypt(cipher: &Aes256Gcm, body: &[u8], aad: &[u8]) -> Result<TotpSecret, Ci
             )
             .map_err(|_| CipherError::Tampered)?,
     );
-    TotpSecret::from_bytes(plain.to_vec()).map_err(|_| CipherError::Tampered)
+    TotpSecret::from_stored_bytes(plain.to_vec()).map_err(|_| CipherError::Tampered)
 }
 
 /// Appends `bytes` with its length in front, so no two field splits give

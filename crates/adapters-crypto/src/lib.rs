@@ -3,6 +3,7 @@
 
 mod keyring;
 mod random;
+mod recovery;
 
 pub use keyring::{AesGcmCipher, KeyringError, seal_unbound_for_tests};
 pub use random::{OsSecrets, generate_key_line};

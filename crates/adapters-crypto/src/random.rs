@@ -9,7 +9,7 @@ use application::SecretSource;
 use crate::keyring::{AesGcmCipher, KeyringError, valid_id};
 use domain::TotpSecret;
 
-fn fill_random(bytes: &mut [u8]) {
+pub(crate) fn fill_random(bytes: &mut [u8]) {
     if let Err(error) = rand::rngs::SysRng.try_fill_bytes(bytes) {
         // The thread RNG is a CSPRNG seeded from the same OS source; it only
         // stands in if the direct read fails (it will not on Linux).

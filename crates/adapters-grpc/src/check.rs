@@ -11,7 +11,9 @@ use domain::UserId;
 use crate::convert;
 use crate::error::status_of;
 use crate::proto::otp::v1::otp_check_service_server::{OtpCheckService, OtpCheckServiceServer};
-use crate::proto::otp::v1::{CheckOtpRequest, CheckOtpResponse};
+use crate::proto::otp::v1::{
+    CheckOtpRequest, CheckOtpResponse, CheckRecoveryCodeRequest, CheckRecoveryCodeResponse,
+};
 use crate::service::{MAX_MESSAGE_BYTES, authenticate};
 
 /// The `OtpCheckService` implementation over the check use case.
@@ -52,6 +54,13 @@ impl OtpCheckService for OtpCheckServiceImpl {
         Ok(Response::new(CheckOtpResponse {
             details: Some(convert::details(details)),
         }))
+    }
+
+    async fn check_recovery_code(
+        &self,
+        request: Request<CheckRecoveryCodeRequest>,
+    ) -> Result<Response<CheckRecoveryCodeResponse>, Status> {
+        crate::recovery::check(&self.factors, &self.auth, request).await
     }
 }
 

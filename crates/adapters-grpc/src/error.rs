@@ -18,6 +18,8 @@ pub const ERROR_DETAIL_TYPE_URL: &str = "type.googleapis.com/zitadel.v1.ErrorDet
 /// `zitadel.v1.ErrorDetail{id, text}` (none when the error has no id).
 #[must_use]
 pub fn status_of(error: &ApplicationError) -> Status {
+    // A store failure's cause goes to the log here, once per answer.
+    error.report();
     // The call's server span (see `ObserveLayer`) carries the contract's id.
     if let Some(id) = error.id() {
         tracing::Span::current().record("otp.error_id", id);
@@ -59,6 +61,7 @@ pub fn error_detail(status: &Status) -> Option<ErrorDetail> {
 
 #[cfg(test)]
 mod tests {
+    use application::StoreError;
     use domain::FactorError;
 
     use super::*;
@@ -100,7 +103,7 @@ mod tests {
     #[test]
     fn each_error_has_the_code_and_message_the_contract_gives_it() {
         let until = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let table: [(ApplicationError, Code, &str); 16] = [
+        let table: [(ApplicationError, Code, &str); 18] = [
             (
                 FactorError::AlreadySetUp.into(),
                 Code::AlreadyExists,
@@ -172,12 +175,22 @@ mod tests {
                 "Too many changes to the OTP factor; try again later (OTP-RATE-LIMITED)",
             ),
             (
-                ApplicationError::Unavailable("Errors.Store.Unavailable"),
+                ApplicationError::Unavailable("Errors.Token.KeysUnavailable"),
+                Code::Unavailable,
+                "Errors.Token.KeysUnavailable (OTP-UNAVAILABLE)",
+            ),
+            (
+                ApplicationError::Store(StoreError::Unavailable("connection refused".into())),
                 Code::Unavailable,
                 "Errors.Store.Unavailable (OTP-UNAVAILABLE)",
             ),
             (
                 ApplicationError::Internal,
+                Code::Internal,
+                "Errors.Internal (OTP-INTERNAL)",
+            ),
+            (
+                ApplicationError::Store(StoreError::Corrupt("bad row".into())),
                 Code::Internal,
                 "Errors.Internal (OTP-INTERNAL)",
             ),

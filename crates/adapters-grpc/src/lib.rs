@@ -50,7 +50,9 @@ mod check;
 mod connect;
 mod convert;
 mod error;
+mod import;
 mod observe;
+mod recovery;
 mod server;
 mod service;
 mod users;
@@ -59,6 +61,7 @@ mod web;
 pub use check::OtpCheckServiceImpl;
 pub use connect::{Connect, ConnectLayer};
 pub use error::{ERROR_DETAIL_TYPE_URL, error_detail, status_of};
+pub use import::OtpImportServiceImpl;
 pub use observe::{Observe, ObserveLayer};
 pub use server::{
     GrpcError, GrpcLayers, GrpcLimits, GrpcRouter, GrpcSettings, MAX_SMALL_MESSAGE_BYTES, Services,

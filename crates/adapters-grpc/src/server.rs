@@ -20,8 +20,10 @@ use application::{Authenticator, OtpFactors};
 use crate::FILE_DESCRIPTOR_SET;
 use crate::check::OtpCheckServiceImpl;
 use crate::connect::ConnectLayer;
+use crate::import::OtpImportServiceImpl;
 use crate::observe::ObserveLayer;
 use crate::proto::otp::v1::otp_check_service_server::SERVICE_NAME as CHECK_SERVICE_NAME;
+use crate::proto::otp::v1::otp_import_service_server::SERVICE_NAME as IMPORT_SERVICE_NAME;
 use crate::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 use crate::proto::zitadel::management::v1::management_service_server::SERVICE_NAME as MANAGEMENT_SERVICE_NAME;
 use crate::proto::zitadel::user::v2::user_service_server::SERVICE_NAME as USER_SERVICE_NAME;
@@ -62,7 +64,8 @@ pub enum Services {
     /// The user-facing services and `otp.v1.OtpCheckService`.
     All,
     /// Only the user-facing services (`zitadel.auth.v1.AuthService`,
-    /// `zitadel.user.v2.UserService`, `zitadel.management.v1.ManagementService`):
+    /// `zitadel.user.v2.UserService`, `zitadel.management.v1.ManagementService`,
+    /// the administrators' `otp.v1.OtpImportService`):
     /// the public listener when the trusted calls have their own.
     UserFacing,
     /// Only the trusted callers' `otp.v1.OtpCheckService`: the internal listener.
@@ -279,6 +282,11 @@ async fn build(
         )
         .add_optional_service(
             services
+                .user_facing()
+                .then(|| OtpImportServiceImpl::new(factors.clone(), auth.clone()).into_server()),
+        )
+        .add_optional_service(
+            services
                 .trusted()
                 .then(|| OtpCheckServiceImpl::new(factors, auth).into_server()),
         )
@@ -292,7 +300,12 @@ async fn build(
 fn served_names(services: Services) -> Vec<&'static str> {
     let mut names = vec![""];
     if services.user_facing() {
-        names.extend([SERVICE_NAME, USER_SERVICE_NAME, MANAGEMENT_SERVICE_NAME]);
+        names.extend([
+            SERVICE_NAME,
+            USER_SERVICE_NAME,
+            MANAGEMENT_SERVICE_NAME,
+            IMPORT_SERVICE_NAME,
+        ]);
     }
     if services.trusted() {
         names.push(CHECK_SERVICE_NAME);

@@ -19,10 +19,11 @@ use crate::proto::zitadel::management::v1::{
 use crate::proto::zitadel::object::v2::{Details, ListDetails};
 use crate::proto::zitadel::user::v2::user_service_server::{UserService, UserServiceServer};
 use crate::proto::zitadel::user::v2::{
-    AuthenticationMethodType, ListAuthenticationMethodTypesRequest,
-    ListAuthenticationMethodTypesResponse, RegisterTotpRequest, RegisterTotpResponse,
-    RemoveTotpRequest, RemoveTotpResponse, VerifyTotpRegistrationRequest,
-    VerifyTotpRegistrationResponse,
+    AuthenticationMethodType, GenerateRecoveryCodesRequest, GenerateRecoveryCodesResponse,
+    ListAuthenticationMethodTypesRequest, ListAuthenticationMethodTypesResponse,
+    RegisterTotpRequest, RegisterTotpResponse, RemoveRecoveryCodesRequest,
+    RemoveRecoveryCodesResponse, RemoveTotpRequest, RemoveTotpResponse,
+    VerifyTotpRegistrationRequest, VerifyTotpRegistrationResponse,
 };
 use crate::service::{MAX_MESSAGE_BYTES, authenticate};
 
@@ -45,6 +46,7 @@ pub(crate) fn method_types(list: FactorList) -> ListAuthenticationMethodTypesRes
         .factors
         .iter()
         .map(|application::ListedFactor::Otp| AuthenticationMethodType::Totp.into())
+        .chain((list.recovery_codes > 0).then_some(AuthenticationMethodType::RecoveryCode.into()))
         .collect();
     ListAuthenticationMethodTypesResponse {
         details: Some(ListDetails {
@@ -53,6 +55,7 @@ pub(crate) fn method_types(list: FactorList) -> ListAuthenticationMethodTypesRes
             timestamp: Some(convert::timestamp(list.read_at)),
         }),
         auth_method_types,
+        recovery_codes_remaining: u32::try_from(list.recovery_codes).unwrap_or(u32::MAX),
     }
 }
 
@@ -134,6 +137,20 @@ impl UserService for UserServiceImpl {
             .await
             .map_err(|error| status_of(&error))?;
         Ok(Response::new(method_types(list)))
+    }
+
+    async fn generate_recovery_codes(
+        &self,
+        request: Request<GenerateRecoveryCodesRequest>,
+    ) -> Result<Response<GenerateRecoveryCodesResponse>, Status> {
+        crate::recovery::generate(&self.factors, &self.auth, request).await
+    }
+
+    async fn remove_recovery_codes(
+        &self,
+        request: Request<RemoveRecoveryCodesRequest>,
+    ) -> Result<Response<RemoveRecoveryCodesResponse>, Status> {
+        crate::recovery::remove(&self.factors, &self.auth, request).await
     }
 }
 

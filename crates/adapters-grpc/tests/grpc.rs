@@ -13,7 +13,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_grpc::proto::google::rpc;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
@@ -27,7 +26,7 @@ use adapters_grpc::proto::zitadel::user::v1::{
 use adapters_grpc::proto::zitadel::v1::ErrorDetail;
 use adapters_grpc::{GrpcError, GrpcSettings, error_detail, serve};
 use adapters_memory::MemoryFactorStore;
-use application::testing::{StaticTokens, principal};
+use application::testing::{FixedClock, StaticTokens, principal};
 use application::{Authenticator, OtpFactors, TotpSettings};
 use base64::Engine as _;
 use domain::{TotpKey, TotpParams, TotpSecret};
@@ -40,6 +39,13 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+
+/// The service's time in these tests: its clock stands still here (10 s
+/// into a 30 s step), and the codes the tests type are computed for it.
+const T0: chrono::DateTime<chrono::Utc> = match chrono::DateTime::from_timestamp(1_800_000_010, 0) {
+    Some(at) => at,
+    None => panic!("a valid time"),
+};
 
 const ALLOWED_ORIGIN: &str = "https://console.example.com";
 const SERVICE: &str = "zitadel.auth.v1.AuthService";
@@ -62,7 +68,7 @@ impl TestServer {
             Arc::new(MemoryFactorStore::new()),
             Arc::new(cipher),
             Arc::new(OsSecrets),
-            Arc::new(SystemClock),
+            FixedClock::at(T0),
             TotpSettings {
                 issuer: "ZITADEL".into(),
                 params: TotpParams::default(),
@@ -145,7 +151,7 @@ fn current_code(secret: &str) -> String {
         TotpSecret::from_base32(secret).unwrap(),
         TotpParams::default(),
     );
-    let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs();
+    let now = u64::try_from(T0.timestamp()).unwrap();
     key.code_at(now).expose_secret().to_owned()
 }
 

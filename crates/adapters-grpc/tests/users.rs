@@ -13,7 +13,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_grpc::proto::zitadel::auth::v1::AddMyAuthFactorOtpRequest;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
@@ -29,7 +28,7 @@ use adapters_grpc::proto::zitadel::user::v2::{
 };
 use adapters_grpc::{GrpcError, GrpcSettings, error_detail, serve};
 use adapters_memory::MemoryFactorStore;
-use application::testing::{StaticTokens, principal};
+use application::testing::{FixedClock, StaticTokens, principal};
 use application::{Authenticator, CallerAllowlist, OtpFactors, Principal, TotpSettings};
 use domain::{OrgId, TotpKey, TotpParams, TotpSecret};
 use prost::Message;
@@ -46,6 +45,13 @@ struct TestServer {
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<Result<(), GrpcError>>,
 }
+
+/// The service's time in these tests: its clock stands still here (10 s
+/// into a 30 s step), and the codes the tests type are computed for it.
+const T0: chrono::DateTime<chrono::Utc> = match chrono::DateTime::from_timestamp(1_800_000_010, 0) {
+    Some(at) => at,
+    None => panic!("a valid time"),
+};
 
 fn in_org(user: &str, org: &str, roles: &[&str]) -> Principal {
     let mut p = principal(user);
@@ -64,7 +70,7 @@ impl TestServer {
             Arc::new(MemoryFactorStore::new()),
             Arc::new(cipher),
             Arc::new(OsSecrets),
-            Arc::new(SystemClock),
+            FixedClock::at(T0),
             TotpSettings {
                 issuer: "ZITADEL".into(),
                 params: TotpParams::default(),
@@ -145,7 +151,7 @@ fn code_of(secret: &str) -> String {
         TotpSecret::from_base32(secret).unwrap(),
         TotpParams::default(),
     );
-    let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs();
+    let now = u64::try_from(T0.timestamp()).unwrap();
     key.code_at(now).expose_secret().to_owned()
 }
 
@@ -455,6 +461,7 @@ async fn grpc_web_reaches_the_user_service_and_reflection_lists_it() {
     for name in [
         "zitadel.user.v2.UserService",
         "zitadel.management.v1.ManagementService",
+        "otp.v1.OtpImportService",
     ] {
         assert!(services.iter().any(|s| s == name), "{name} in {services:?}");
     }
@@ -462,6 +469,7 @@ async fn grpc_web_reaches_the_user_service_and_reflection_lists_it() {
     for name in [
         "zitadel.user.v2.UserService",
         "zitadel.management.v1.ManagementService",
+        "otp.v1.OtpImportService",
     ] {
         let answer = health
             .check(tonic_health::pb::HealthCheckRequest {

@@ -37,6 +37,9 @@ pub struct ApiError {
     detail: Option<(&'static str, String)>,
     http: StatusCode,
     challenge: Option<&'static str>,
+    /// A store failure, whose cause is logged once, when the answer is
+    /// rendered (`ApplicationError::report`).
+    unreported: Option<ApplicationError>,
 }
 
 impl ApiError {
@@ -49,6 +52,7 @@ impl ApiError {
             detail: None,
             http,
             challenge: None,
+            unreported: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl From<ApplicationError> for ApiError {
             detail: error.id().map(|id| (id, error.text())),
             http: http_status_of(code),
             challenge,
+            unreported: matches!(error, ApplicationError::Store(_)).then_some(error),
         }
     }
 }
@@ -131,6 +136,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Some(error) = &self.unreported {
+            error.report();
+        }
         // The request's server span (see `observe`) carries the contract's id.
         if let Some((id, _)) = &self.detail {
             tracing::Span::current().record("otp.error_id", *id);
@@ -166,6 +174,62 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use actix_web::body::MessageBody;
+    use application::StoreError;
+
+    /// Log lines in the text format, collected.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_store_failure_is_logged_once_when_rendered_and_its_cause_stays_out_of_the_body() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let error = ApiError::from(ApplicationError::from(StoreError::Unavailable(
+            "connection refused by 10.0.0.7".into(),
+        )));
+        let logged = || String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged(), "", "converting logs nothing");
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = response.into_body().try_into_bytes().unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            body.contains("Errors.Store.Unavailable (OTP-UNAVAILABLE)"),
+            "{body}"
+        );
+        assert!(!body.contains("10.0.0.7"), "{body}");
+        let log = logged();
+        assert_eq!(log.matches("factor store unavailable").count(), 1, "{log}");
+        assert!(log.contains("connection refused by 10.0.0.7"), "{log}");
+
+        // Errors of the caller's own are not logged by the renderer.
+        let _ = ApiError::from(ApplicationError::PermissionDenied).error_response();
+        assert_eq!(logged(), log);
+    }
 
     #[test]
     fn every_code_the_service_answers_maps_to_the_contracts_status() {

@@ -218,6 +218,11 @@ pub(crate) struct MethodTypesResponse {
     details: ListDetails,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     auth_method_types: Vec<MethodType>,
+    /// otp-service's addition: how many unused recovery codes the user has
+    /// (`uint32`; left out when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    recovery_codes_remaining: Option<u32>,
 }
 
 /// `zitadel.user.v2.AuthenticationMethodType`: the one this service has.
@@ -226,6 +231,9 @@ pub(crate) struct MethodTypesResponse {
 enum MethodType {
     #[serde(rename = "AUTHENTICATION_METHOD_TYPE_TOTP")]
     Totp,
+    /// Unused recovery codes exist.
+    #[serde(rename = "AUTHENTICATION_METHOD_TYPE_RECOVERY_CODE")]
+    RecoveryCode,
 }
 
 impl From<FactorList> for MethodTypesResponse {
@@ -234,6 +242,7 @@ impl From<FactorList> for MethodTypesResponse {
             .factors
             .iter()
             .map(|ListedFactor::Otp| MethodType::Totp)
+            .chain((list.recovery_codes > 0).then_some(MethodType::RecoveryCode))
             .collect();
         Self {
             details: ListDetails {
@@ -242,6 +251,8 @@ impl From<FactorList> for MethodTypesResponse {
                 timestamp: timestamp(list.read_at),
             },
             auth_method_types,
+            recovery_codes_remaining: (list.recovery_codes > 0)
+                .then(|| u32::try_from(list.recovery_codes).unwrap_or(u32::MAX)),
         }
     }
 }

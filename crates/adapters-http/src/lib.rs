@@ -73,7 +73,10 @@ pub fn routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::Data::new(state))
             .configure(routes::otp::register)
             .configure(routes::users::register)
+            .configure(routes::import::register)
+            .configure(routes::recovery::register)
             .configure(routes::otp::register_trusted)
+            .configure(routes::recovery::register_trusted)
             .configure(routes::health::register)
             .route("/openapi.json", web::get().to(openapi::serve))
             .default_service(web::to(routes::not_found));
@@ -89,6 +92,8 @@ pub fn public_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(web::Data::new(state))
             .configure(routes::otp::register)
             .configure(routes::users::register)
+            .configure(routes::import::register)
+            .configure(routes::recovery::register)
             .configure(routes::health::register)
             .route("/openapi.json", web::get().to(openapi::serve))
             .default_service(web::to(routes::not_found));
@@ -102,6 +107,7 @@ pub fn internal_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig)
         config
             .app_data(web::Data::new(state))
             .configure(routes::otp::register_trusted)
+            .configure(routes::recovery::register_trusted)
             .configure(routes::health::register)
             .default_service(web::to(routes::not_found));
     }

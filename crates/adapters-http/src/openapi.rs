@@ -26,7 +26,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
 use application::StatusCode as Code;
 
 use crate::error::ApiError;
-use crate::routes::{health, otp, users};
+use crate::routes::{health, import, otp, recovery, users};
 
 /// The document's definition.
 #[derive(OpenApi)]
@@ -50,6 +50,10 @@ use crate::routes::{health, otp, users};
         users::list_methods,
         users::management_remove,
         users::management_list,
+        import::import_totp,
+        recovery::generate,
+        recovery::remove,
+        recovery::check,
         health::healthz,
         health::readyz,
     ),
@@ -59,6 +63,7 @@ use crate::routes::{health, otp, users};
         (name = "auth.v1", description = "`zitadel.auth.v1.AuthService`: the signed-in user's factor."),
         (name = "user.v2", description = "`zitadel.user.v2.UserService`: a user's TOTP, by the user or an administrator."),
         (name = "management.v1", description = "`zitadel.management.v1.ManagementService`: an administrator's calls."),
+        (name = "import", description = "Beyond ZITADEL: an administrator imports a TOTP secret exported by another system."),
         (name = "login check", description = "Beyond ZITADEL: the trusted callers' login check (internal listener)."),
         (name = "probes", description = "Kubernetes probes, on every REST listener, without a token."),
     ),

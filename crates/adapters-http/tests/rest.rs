@@ -9,15 +9,21 @@ use actix_web::body::to_bytes;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::{App, test};
-use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::{HttpState, routes};
 use adapters_memory::MemoryFactorStore;
-use application::testing::{StaticTokens, principal};
+use application::testing::{FixedClock, StaticTokens, principal};
 use application::{Authenticator, OtpFactors, TotpSettings};
 use domain::{TotpKey, TotpParams, TotpSecret};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+
+/// The service's time in these tests: its clock stands still here (10 s
+/// into a 30 s step), and the codes the tests type are computed for it.
+const T0: chrono::DateTime<chrono::Utc> = match chrono::DateTime::from_timestamp(1_800_000_010, 0) {
+    Some(at) => at,
+    None => panic!("a valid time"),
+};
 
 fn state() -> HttpState {
     let store = Arc::new(MemoryFactorStore::new());
@@ -29,7 +35,7 @@ fn state() -> HttpState {
         store.clone(),
         Arc::new(cipher),
         Arc::new(OsSecrets),
-        Arc::new(SystemClock),
+        FixedClock::at(T0),
         TotpSettings {
             issuer: "ZITADEL".into(),
             params: TotpParams::default(),
@@ -76,7 +82,7 @@ fn current_code(secret: &str) -> String {
         TotpSecret::from_base32(secret).unwrap(),
         TotpParams::default(),
     );
-    let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs();
+    let now = u64::try_from(T0.timestamp()).unwrap();
     key.code_at(now).expose_secret().to_owned()
 }
 

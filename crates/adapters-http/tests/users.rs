@@ -13,13 +13,12 @@ use std::time::Duration;
 use actix_web::body::to_bytes;
 use actix_web::dev::ServiceResponse;
 use actix_web::{App, test};
-use adapters_clock::SystemClock;
 use adapters_crypto::{AesGcmCipher, OsSecrets};
 use adapters_http::{HttpState, routes};
 use adapters_memory::MemoryFactorStore;
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgFactorStore, PgSettings};
-use application::testing::{StaticTokens, principal};
+use application::testing::{FixedClock, StaticTokens, principal};
 use application::{
     Authenticator, CallerAllowlist, FactorStore, OtpFactors, Principal, Readiness, TotpSettings,
 };
@@ -43,6 +42,13 @@ enum Caller {
     /// The trusted login-check caller (scope `otp.check`, allowed client).
     LoginService,
 }
+
+/// The service's time in these tests: its clock stands still here (10 s
+/// into a 30 s step), and the codes the tests type are computed for it.
+const T0: chrono::DateTime<chrono::Utc> = match chrono::DateTime::from_timestamp(1_800_000_010, 0) {
+    Some(at) => at,
+    None => panic!("a valid time"),
+};
 
 const CALLERS: [Caller; 6] = [
     Caller::Own,
@@ -99,7 +105,7 @@ fn state(
         store,
         Arc::new(cipher),
         Arc::new(OsSecrets),
-        Arc::new(SystemClock),
+        FixedClock::at(T0),
         TotpSettings {
             issuer: "ZITADEL".into(),
             params: TotpParams::default(),
@@ -235,7 +241,7 @@ fn code_of(secret: &str) -> String {
         TotpSecret::from_base32(secret).unwrap(),
         TotpParams::default(),
     );
-    let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs();
+    let now = u64::try_from(T0.timestamp()).unwrap();
     key.code_at(now).expose_secret().to_owned()
 }
 

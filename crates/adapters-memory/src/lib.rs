@@ -10,9 +10,11 @@ use chrono::{DateTime, Utc};
 
 use application::{
     ApplicationError, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
-    NotReady, Readiness, Reseal, SecretStore, StoreError, StoredSecret,
+    NotReady, Readiness, RecoveryWrite, Reseal, SecretStore, StoreError, StoredSecret,
 };
-use domain::{Attempts, EventKind, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
+use domain::{
+    Attempts, EventKind, FactorEvent, FactorState, OrgId, OtpFactor, RecoveryCodes, UserId,
+};
 
 /// An appended event as the memory store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,7 @@ pub struct RecordedEvent {
 struct Stream {
     factor: Option<OtpFactor>,
     attempts: Attempts,
+    recovery: Option<RecoveryCodes>,
     events: Vec<RecordedEvent>,
 }
 
@@ -66,6 +69,11 @@ impl FactorStore for MemoryFactorStore {
         Ok(streams.get(user).and_then(|s| s.factor.clone()))
     }
 
+    async fn recovery_codes(&self, user: &UserId) -> Result<Option<RecoveryCodes>, StoreError> {
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(streams.get(user).and_then(|s| s.recovery.clone()))
+    }
+
     async fn resource_owner(&self, user: &UserId) -> Result<Option<OrgId>, StoreError> {
         let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(streams.get(user).and_then(|s| {
@@ -87,7 +95,13 @@ impl FactorStore for MemoryFactorStore {
         let change = decide(Current {
             factor: stream.factor.as_ref(),
             attempts: stream.attempts,
+            recovery: stream.recovery.as_ref(),
         })?;
+        match change.recovery {
+            RecoveryWrite::Keep => {}
+            RecoveryWrite::Put(codes) => stream.recovery = Some(codes),
+            RecoveryWrite::Delete => stream.recovery = None,
+        }
         match change.factor {
             FactorWrite::Keep => {}
             FactorWrite::Put(factor) => stream.factor = Some(factor),
@@ -122,7 +136,7 @@ impl FactorStore for MemoryFactorStore {
         let mut purged = 0;
         for stream in streams.values_mut() {
             if stream.factor.as_ref().is_some_and(|factor| {
-                factor.state == FactorState::NotReady && factor.created_at < added_before
+                factor.state() == FactorState::NotReady && factor.created_at() < added_before
             }) {
                 stream.factor = None;
                 purged += 1;
@@ -147,9 +161,9 @@ impl SecretStore for MemoryFactorStore {
                 let factor = stream.factor.as_ref()?;
                 Some(StoredSecret {
                     user: user.clone(),
-                    sealed: factor.secret.clone(),
-                    params: factor.params,
-                    created_at: factor.created_at,
+                    sealed: factor.secret().clone(),
+                    params: factor.params(),
+                    created_at: factor.created_at(),
                 })
             })
             .collect();
@@ -165,8 +179,8 @@ impl SecretStore for MemoryFactorStore {
             let factor = streams
                 .get_mut(&reseal.user)
                 .and_then(|stream| stream.factor.as_mut());
-            if let Some(factor) = factor.filter(|factor| factor.secret == reseal.old) {
-                factor.secret = reseal.new;
+            if let Some(factor) = factor.filter(|factor| *factor.secret() == reseal.old) {
+                *factor = factor.resealed(reseal.new);
                 written += 1;
             }
         }

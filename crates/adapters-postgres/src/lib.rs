@@ -47,17 +47,19 @@ use secrecy::SecretString;
 
 use application::{
     ApplicationError, Change, ChangeContext, Committed, Current, Decide, FactorStore, FactorWrite,
-    NotReady, Readiness, Reseal, SecretStore, StoreError, StoredSecret,
+    NotReady, Readiness, RecoveryWrite, Reseal, SecretStore, StoreError, StoredSecret,
 };
 use chrono::{DateTime, Utc};
-use domain::{Attempts, FactorEvent, FactorState, OrgId, OtpFactor, UserId};
+use domain::{
+    Attempts, FactorEvent, FactorState, OrgId, OtpFactor, RecoveryCodes, RecoveryHash, UserId,
+};
 
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::pooler::{Pinning, pinned};
 use crate::retry::{Reason, retrying};
 use crate::rows::{FactorRow, state_name};
-use crate::schema::{otp_events, otp_factors};
+use crate::schema::{otp_events, otp_factors, otp_user_streams};
 use crate::statements::{
     FactorOp, FactorValues, Head, PurgePending, ReadState, StateRow, WriteChange, WriteReseal,
 };
@@ -293,6 +295,7 @@ const MAX_ROUNDS: u32 = 64;
 struct State {
     head: Head,
     factor: Option<OtpFactor>,
+    recovery: Option<RecoveryCodes>,
 }
 
 /// Whether a failed statement lost its connection (nothing reached the
@@ -329,10 +332,12 @@ async fn read_state(
         .load(connection)
         .await,
     )?;
-    let Some(((version, last_sequence, failed_attempts, last_failure_at), columns)) = row else {
+    let Some(((version, last_sequence, failed_attempts, last_failure_at), columns, recovery)) = row
+    else {
         return Ok(State {
             head: Head::NONE,
             factor: None,
+            recovery: None,
         });
     };
     Ok(State {
@@ -344,6 +349,41 @@ async fn read_state(
         },
         factor: FactorRow::from_columns(user, columns)
             .map_err(|error| diesel::result::Error::DeserializationError(error.into()))?,
+        recovery: recovery_of(user, recovery)
+            .map_err(|error| diesel::result::Error::DeserializationError(error.into()))?,
+    })
+}
+
+/// The recovery codes of a stream row's columns.
+fn recovery_of(
+    user: &UserId,
+    (key_id, hashes): (Option<String>, Option<Vec<Vec<u8>>>),
+) -> Result<Option<RecoveryCodes>, StoreError> {
+    let (Some(key_id), Some(hashes)) = (key_id, hashes) else {
+        return Ok(None);
+    };
+    let hashes = hashes
+        .into_iter()
+        .map(|hash| {
+            <[u8; 32]>::try_from(hash.as_slice())
+                .map(RecoveryHash)
+                .map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "a recovery-code hash of user {user} is not 32 bytes"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((!hashes.is_empty()).then_some(RecoveryCodes { key_id, hashes }))
+}
+
+/// The recovery-code columns to write for `codes`.
+fn recovery_columns(codes: Option<&RecoveryCodes>) -> (Option<String>, Option<Vec<Vec<u8>>>) {
+    codes.map_or((None, None), |codes| {
+        (
+            Some(codes.key_id.clone()),
+            Some(codes.hashes.iter().map(|hash| hash.0.to_vec()).collect()),
+        )
     })
 }
 
@@ -360,11 +400,13 @@ fn plan<'a>(
     user: &'a UserId,
     context: &'a ChangeContext,
     head: Head,
+    recovery: Option<&RecoveryCodes>,
     change: Change,
 ) -> Result<Plan<'a>, StoreError> {
     let stored_attempts = attempts_of(user, &head)?;
     let attempts = change.attempts.unwrap_or(stored_attempts);
     if matches!(change.factor, FactorWrite::Keep)
+        && matches!(change.recovery, RecoveryWrite::Keep)
         && change.events.is_empty()
         && attempts == stored_attempts
     {
@@ -396,6 +438,13 @@ fn plan<'a>(
         FactorWrite::Put(factor) => (FactorOp::Put, FactorRow::new(user, factor).into_values()),
         FactorWrite::Delete => (FactorOp::Delete, FactorValues::default()),
     };
+    // The whole recovery state is written: a kept one as read (the write
+    // applies only if nothing changed since the read).
+    let (recovery_key_id, recovery_hashes) = match &change.recovery {
+        RecoveryWrite::Keep => recovery_columns(recovery),
+        RecoveryWrite::Put(codes) => recovery_columns(Some(codes)),
+        RecoveryWrite::Delete => (None, None),
+    };
     let new_head = Head {
         version: head.version.checked_add(1).ok_or_else(|| {
             StoreError::Corrupt(format!("stream version of user {user} overflows"))
@@ -411,6 +460,8 @@ fn plan<'a>(
             new_head,
             op,
             factor,
+            recovery_key_id,
+            recovery_hashes,
             sequences,
             kinds,
             actor: context.actor.as_str(),
@@ -470,6 +521,43 @@ impl FactorStore for PgFactorStore {
         row.map_err(query_error)?
             .map(FactorRow::into_factor)
             .transpose()
+    }
+
+    #[tracing::instrument(
+        name = "db.query",
+        skip_all,
+        fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "recovery_codes")
+    )]
+    async fn recovery_codes(&self, user: &UserId) -> Result<Option<RecoveryCodes>, StoreError> {
+        let mut connection = self.connection().await?;
+        let query = || {
+            otp_user_streams::table.find(user.as_str()).select((
+                otp_user_streams::recovery_key_id,
+                otp_user_streams::recovery_hashes,
+            ))
+        };
+        let pinning = &self.pinning;
+        let row = match retrying!(pinned!(
+            pinning,
+            connection,
+            only_row(query().load(&mut connection).await)
+        )) {
+            Err(error) if lost_connection(&error) => {
+                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
+                drop(Object::take(connection));
+                let mut connection = self.connection().await?;
+                retrying!(pinned!(
+                    pinning,
+                    connection,
+                    only_row(query().load(&mut connection).await)
+                ))
+            }
+            row => row,
+        };
+        match row.map_err(query_error)? {
+            Some(columns) => recovery_of(user, columns),
+            None => Ok(None),
+        }
     }
 
     #[tracing::instrument(
@@ -549,11 +637,12 @@ impl FactorStore for PgFactorStore {
         let empty = decide(Current {
             factor: None,
             attempts: Attempts::default(),
+            recovery: None,
         });
         // Why the next round runs: counted once it does.
         let mut retry_because = None;
         if let Ok(change) = empty
-            && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, change)?
+            && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, None, change)?
         {
             match pinned!(
                 pinning,
@@ -610,11 +699,13 @@ impl FactorStore for PgFactorStore {
             let change = decide(Current {
                 factor: state.factor.as_ref(),
                 attempts,
+                recovery: state.recovery.as_ref(),
             })?;
-            let (write, committed) = match plan(user, &context, state.head, change)? {
-                Plan::Nothing(committed) => return Ok(committed),
-                Plan::Write(write, committed) => (write, committed),
-            };
+            let (write, committed) =
+                match plan(user, &context, state.head, state.recovery.as_ref(), change)? {
+                    Plan::Nothing(committed) => return Ok(committed),
+                    Plan::Write(write, committed) => (write, committed),
+                };
             match pinned!(
                 pinning,
                 connection,
@@ -749,9 +840,9 @@ impl SecretStore for PgFactorStore {
                 let factor = row.into_factor()?;
                 Ok(StoredSecret {
                     user,
-                    params: factor.params,
-                    created_at: factor.created_at,
-                    sealed: factor.secret,
+                    params: factor.params(),
+                    created_at: factor.created_at(),
+                    sealed: factor.into_secret(),
                 })
             })
             .collect()

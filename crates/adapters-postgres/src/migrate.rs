@@ -156,6 +156,6 @@ mod tests {
 
     #[test]
     fn the_newest_migration_has_a_version() {
-        assert_eq!(newest_version().as_deref(), Some("20261201000000"));
+        assert_eq!(newest_version().as_deref(), Some("20261202000000"));
     }
 }

@@ -37,23 +37,28 @@ pub(crate) struct FactorRow {
 impl FactorRow {
     /// The row that stores `factor` for `user`.
     pub(crate) fn new(user: &UserId, factor: OtpFactor) -> Self {
-        let params = factor.params;
+        let params = factor.params();
+        let (created_at, changed_at, last_used_step) = (
+            factor.created_at(),
+            factor.changed_at(),
+            factor.last_used_step(),
+        );
+        let state = state_name(factor.state()).to_owned();
+        let SealedSecret { key_id, sealed } = factor.into_secret();
         Self {
             user_id: user.as_str().to_owned(),
-            state: state_name(factor.state).to_owned(),
-            key_id: factor.secret.key_id,
-            sealed_secret: factor.secret.sealed,
+            state,
+            key_id,
+            sealed_secret: sealed,
             algorithm: params.algorithm().as_str().to_owned(),
             digits: i16::from(params.digits()),
             // Periods are at most 300 s (TotpParams checks), so this never saturates.
             period: i32::try_from(params.period()).unwrap_or(i32::MAX),
             skew: i16::from(params.skew()),
-            created_at: factor.created_at,
-            changed_at: factor.changed_at,
+            created_at,
+            changed_at,
             // Steps are Unix seconds / period: far below i64::MAX.
-            last_used_step: factor
-                .last_used_step
-                .map(|step| i64::try_from(step.0).unwrap_or(i64::MAX)),
+            last_used_step: last_used_step.map(|step| i64::try_from(step.0).unwrap_or(i64::MAX)),
         }
     }
 
@@ -155,17 +160,17 @@ impl FactorRow {
                     .map_err(|_| corrupt(format!("last used step {step} out of range")))
             })
             .transpose()?;
-        Ok(OtpFactor {
+        Ok(OtpFactor::restore(
             state,
-            secret: SealedSecret {
+            SealedSecret {
                 key_id: self.key_id,
                 sealed: self.sealed_secret,
             },
             params,
-            created_at: self.created_at,
-            changed_at: self.changed_at,
+            self.created_at,
+            self.changed_at,
             last_used_step,
-        })
+        ))
     }
 }
 
@@ -203,17 +208,17 @@ mod tests {
 
     fn factor() -> OtpFactor {
         let at = DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap();
-        OtpFactor {
-            state: FactorState::Ready,
-            secret: SealedSecret {
+        OtpFactor::restore(
+            FactorState::Ready,
+            SealedSecret {
                 key_id: "k1".into(),
                 sealed: vec![7; 48],
             },
-            params: TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 2).unwrap(),
-            created_at: at,
-            changed_at: at,
-            last_used_step: Some(TimeStep(56_666_666)),
-        }
+            TotpParams::new(TotpAlgorithm::Sha512, 8, 45, 2).unwrap(),
+            at,
+            at,
+            Some(TimeStep(56_666_666)),
+        )
     }
 
     #[test]

@@ -16,6 +16,10 @@ diesel::table! {
         /// Moves by one with every write of the user's state (the
         /// compare-and-swap of optimistic changes).
         version -> BigInt,
+        /// The keyring key id of the recovery-code hashes.
+        recovery_key_id -> Nullable<Text>,
+        /// HMAC-SHA256 of each unused recovery code (never a code).
+        recovery_hashes -> Nullable<Array<Bytea>>,
     }
 }
 

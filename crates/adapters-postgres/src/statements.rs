@@ -61,8 +61,16 @@ pub(crate) type FactorColumns = (
     Option<i64>,
 );
 
-/// What [`ReadState`] returns: the stream head and the factor's columns.
-pub(crate) type StateRow = ((i64, i64, i32, Option<DateTime<Utc>>), FactorColumns);
+/// The stream row's recovery-code columns: the key id and the hashes.
+pub(crate) type RecoveryColumns = (Option<String>, Option<Vec<Vec<u8>>>);
+
+/// What [`ReadState`] returns: the stream head, the factor's columns and
+/// the recovery codes.
+pub(crate) type StateRow = (
+    (i64, i64, i32, Option<DateTime<Utc>>),
+    FactorColumns,
+    RecoveryColumns,
+);
 
 /// `SELECT` of the user's stream head and factor, in one snapshot.
 #[derive(Debug)]
@@ -86,6 +94,7 @@ statement!(
             Nullable<Timestamptz>,
             Nullable<BigInt>,
         ),
+        (Nullable<Text>, Nullable<Array<Bytea>>),
     )
 );
 
@@ -94,7 +103,8 @@ impl QueryFragment<Pg> for ReadState<'_> {
         out.push_sql(
             "SELECT s.version, s.last_sequence, s.failed_attempts, s.last_failure_at, \
              f.state, f.key_id, f.sealed_secret, f.algorithm, f.digits, f.period, f.skew, \
-             f.created_at, f.changed_at, f.last_used_step \
+             f.created_at, f.changed_at, f.last_used_step, \
+             s.recovery_key_id, s.recovery_hashes \
              FROM otp_user_streams s LEFT JOIN otp_factors f ON f.user_id = s.user_id \
              WHERE s.user_id = ",
         );
@@ -150,6 +160,9 @@ pub(crate) struct WriteChange<'a> {
     pub new_head: Head,
     pub op: FactorOp,
     pub factor: FactorValues,
+    /// The recovery codes after the change (as read, when it keeps them).
+    pub recovery_key_id: Option<String>,
+    pub recovery_hashes: Option<Vec<Vec<u8>>>,
     pub sequences: Vec<i64>,
     pub kinds: Vec<&'static str>,
     pub actor: &'a str,
@@ -165,7 +178,8 @@ impl QueryFragment<Pg> for WriteChange<'_> {
         let new_head = &self.new_head;
         out.push_sql(
             "WITH s AS (INSERT INTO otp_user_streams AS t \
-             (user_id, version, last_sequence, failed_attempts, last_failure_at) VALUES (",
+             (user_id, version, last_sequence, failed_attempts, last_failure_at, \
+             recovery_key_id, recovery_hashes) VALUES (",
         );
         out.push_bind_param::<Text, _>(&self.user)?;
         out.push_sql(", ");
@@ -176,10 +190,16 @@ impl QueryFragment<Pg> for WriteChange<'_> {
         out.push_bind_param::<Integer, _>(&new_head.failed_attempts)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Timestamptz>, _>(&new_head.last_failure_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.recovery_key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Array<Bytea>>, _>(&self.recovery_hashes)?;
         out.push_sql(
             ") ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, \
              last_sequence = EXCLUDED.last_sequence, failed_attempts = EXCLUDED.failed_attempts, \
-             last_failure_at = EXCLUDED.last_failure_at WHERE t.version = ",
+             last_failure_at = EXCLUDED.last_failure_at, \
+             recovery_key_id = EXCLUDED.recovery_key_id, \
+             recovery_hashes = EXCLUDED.recovery_hashes WHERE t.version = ",
         );
         out.push_bind_param::<BigInt, _>(&expected.version)?;
         // Rows of binaries that predate the version column never move it:

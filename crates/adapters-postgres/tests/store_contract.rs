@@ -135,7 +135,7 @@ async fn two_replicas_serialise_one_users_changes() {
     let (_, last_tag) = results[31];
     for replica in &replicas {
         let stored = replica.find(&user).await.unwrap().unwrap();
-        assert_eq!(stored.secret.sealed, vec![last_tag; 48]);
+        assert_eq!(stored.secret().sealed, vec![last_tag; 48]);
     }
 
     // The database holds exactly the 32 events and the stream head agrees.

@@ -77,62 +77,77 @@ pub enum ApplicationError {
     /// A valid token without the permission the call needs.
     #[error("No matching permissions found")]
     PermissionDenied,
-    /// The token issuer's keys or the database could not be reached.
+    /// The token issuer's keys could not be reached, or the store stayed
+    /// contended past its retries.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The factor store failed. The client sees only
+    /// `Errors.Store.Unavailable` (14) or `Errors.Internal` (13); the cause,
+    /// the operator's text, travels inside and is logged once, by
+    /// [`ApplicationError::report`], where the answer is rendered.
+    #[error("{}", store_text(.0))]
+    Store(StoreError),
     /// The user changed their factor (Add, Remove) `totp.max_changes_per_hour`
     /// times in the last hour.
     #[error("Too many changes to the OTP factor; try again later")]
     TooManyChanges,
+    /// Redeeming or removing recovery codes of a user who has none left.
+    #[error("The user has no recovery codes")]
+    NoRecoveryCodes,
+    /// Generating recovery codes for a user without a READY OTP factor:
+    /// codes back up a second factor, they are not one on their own.
+    #[error("Recovery codes need a READY OTP factor")]
+    RecoveryNeedsFactor,
     /// Something broke inside the service; the cause went to the log.
     #[error("Errors.Internal")]
     Internal,
 }
 
 impl ApplicationError {
+    /// The error's row of the contract's table (docs/api.md, errors): its
+    /// gRPC code and its error id. The one place both are given: adding an
+    /// error is its text (the `#[error]` above, or the domain's) and this row.
+    #[must_use]
+    const fn row(&self) -> (StatusCode, Option<&'static str>) {
+        use StatusCode as C;
+        match self {
+            Self::Factor(error) => match error {
+                FactorError::AlreadySetUp => (C::AlreadyExists, Some("COMMAND-do9se")),
+                FactorError::NothingToVerify => (C::NotFound, Some("COMMAND-3Mif9s")),
+                FactorError::AlreadyVerified => (C::FailedPrecondition, Some("COMMAND-qx4ls")),
+                FactorError::InvalidCode => (C::InvalidArgument, Some("EVENT-8isk2")),
+                FactorError::NothingToRemove => (C::NotFound, Some("COMMAND-Hd9sd")),
+                FactorError::Reused => (C::InvalidArgument, Some("TOTP-Auw0a")),
+                FactorError::Locked { .. } => (C::FailedPrecondition, Some("COMMAND-SF3fg")),
+                FactorError::Disabled => (C::FailedPrecondition, Some("OTP-DISABLED")),
+            },
+            Self::InvalidRequest(_) => (C::InvalidArgument, None),
+            Self::AuthHeaderMissing => (C::Unauthenticated, None),
+            Self::TokenInvalid => (C::Unauthenticated, Some("AUTH-7fs1e")),
+            Self::RecentAuthRequired => (C::Unauthenticated, Some("OTP-RECENT-AUTH")),
+            Self::PermissionDenied => (C::PermissionDenied, Some("AUTH-5mWD2")),
+            Self::Unavailable(_) | Self::Store(StoreError::Unavailable(_)) => {
+                (C::Unavailable, Some("OTP-UNAVAILABLE"))
+            }
+            Self::TooManyChanges => (C::ResourceExhausted, Some("OTP-RATE-LIMITED")),
+            Self::NoRecoveryCodes => (C::NotFound, Some("OTP-RECOVERY-NONE")),
+            Self::RecoveryNeedsFactor => (C::FailedPrecondition, Some("OTP-RECOVERY-NO-FACTOR")),
+            Self::Internal | Self::Store(StoreError::Corrupt(_)) => {
+                (C::Internal, Some("OTP-INTERNAL"))
+            }
+        }
+    }
+
     /// The gRPC status code (the HTTP status follows from it).
     #[must_use]
     pub const fn code(&self) -> StatusCode {
-        match self {
-            Self::Factor(FactorError::AlreadySetUp) => StatusCode::AlreadyExists,
-            Self::Factor(FactorError::NothingToVerify | FactorError::NothingToRemove) => {
-                StatusCode::NotFound
-            }
-            Self::Factor(
-                FactorError::AlreadyVerified | FactorError::Locked { .. } | FactorError::Disabled,
-            ) => StatusCode::FailedPrecondition,
-            Self::Factor(FactorError::InvalidCode | FactorError::Reused)
-            | Self::InvalidRequest(_) => StatusCode::InvalidArgument,
-            Self::PermissionDenied => StatusCode::PermissionDenied,
-            Self::AuthHeaderMissing | Self::TokenInvalid | Self::RecentAuthRequired => {
-                StatusCode::Unauthenticated
-            }
-            Self::Unavailable(_) => StatusCode::Unavailable,
-            Self::TooManyChanges => StatusCode::ResourceExhausted,
-            Self::Internal => StatusCode::Internal,
-        }
+        self.row().0
     }
 
     /// The contract's error id, carried in the `zitadel.v1.ErrorDetail`.
     #[must_use]
     pub const fn id(&self) -> Option<&'static str> {
-        match self {
-            Self::Factor(FactorError::AlreadySetUp) => Some("COMMAND-do9se"),
-            Self::Factor(FactorError::NothingToVerify) => Some("COMMAND-3Mif9s"),
-            Self::Factor(FactorError::AlreadyVerified) => Some("COMMAND-qx4ls"),
-            Self::Factor(FactorError::InvalidCode) => Some("EVENT-8isk2"),
-            Self::Factor(FactorError::NothingToRemove) => Some("COMMAND-Hd9sd"),
-            Self::Factor(FactorError::Reused) => Some("TOTP-Auw0a"),
-            Self::Factor(FactorError::Locked { .. }) => Some("COMMAND-SF3fg"),
-            Self::Factor(FactorError::Disabled) => Some("OTP-DISABLED"),
-            Self::PermissionDenied => Some("AUTH-5mWD2"),
-            Self::TokenInvalid => Some("AUTH-7fs1e"),
-            Self::RecentAuthRequired => Some("OTP-RECENT-AUTH"),
-            Self::Unavailable(_) => Some("OTP-UNAVAILABLE"),
-            Self::TooManyChanges => Some("OTP-RATE-LIMITED"),
-            Self::Internal => Some("OTP-INTERNAL"),
-            Self::InvalidRequest(_) | Self::AuthHeaderMissing => None,
-        }
+        self.row().1
     }
 
     /// The text without the id.
@@ -154,15 +169,32 @@ impl ApplicationError {
 
 impl From<StoreError> for ApplicationError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(cause) => {
+        Self::Store(error)
+    }
+}
+
+/// What the client reads for a store failure: never the cause.
+const fn store_text(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable(_) => "Errors.Store.Unavailable",
+        StoreError::Corrupt(_) => "Errors.Internal",
+    }
+}
+
+impl ApplicationError {
+    /// Logs what the operator must know about this answer: a store
+    /// failure's cause, at error level. Called once per answer, by the
+    /// adapter that renders it (HTTP, gRPC, the command line); every other
+    /// error is the caller's own and is not logged here.
+    pub fn report(&self) {
+        match self {
+            Self::Store(StoreError::Unavailable(cause)) => {
                 tracing::error!(%cause, "factor store unavailable");
-                Self::Unavailable("Errors.Store.Unavailable")
             }
-            StoreError::Corrupt(cause) => {
+            Self::Store(StoreError::Corrupt(cause)) => {
                 tracing::error!(%cause, "factor store answered inconsistent data");
-                Self::Internal
             }
+            _ => {}
         }
     }
 }

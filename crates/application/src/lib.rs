@@ -18,10 +18,11 @@ pub use error::{ApplicationError, StatusCode, StoreError};
 pub use policy::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, Standing};
 pub use ports::{
     Change, ChangeContext, CipherError, Clock, Committed, Current, Decide, FactorStore,
-    FactorWrite, NotReady, OpenedSecret, Readiness, Reseal, SealBinding, SecretCipher,
-    SecretSource, SecretStore, StoredSecret, TokenError, TokenVerifier,
+    FactorWrite, NotReady, OpenedSecret, Readiness, RecoveryCodeHasher, RecoveryWrite, Reseal,
+    SealBinding, SecretCipher, SecretSource, SecretStore, StoredSecret, TokenError, TokenVerifier,
 };
 pub use use_cases::{
-    AddedOtp, Callers, FactorList, KeyRotation, ListedFactor, ObjectDetails, OtpFactors,
+    AddedOtp, BULK_IMPORT_ACTOR, BulkImported, Callers, FactorList, GeneratedCodes, ImportOtp,
+    KeyRotation, ListedFactor, ObjectDetails, OtpFactors, RecoverySettings, Redeemed,
     RotationReport, TotpSettings,
 };

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 use domain::{
-    Attempts, EventKind, FactorEvent, OrgId, OtpFactor, SealedSecret, TotpParams, TotpSecret,
-    UserId,
+    Attempts, EventKind, FactorEvent, OrgId, OtpFactor, RecoveryCode, RecoveryCodes, RecoveryHash,
+    SealedSecret, SubmittedRecoveryCode, TotpParams, TotpSecret, UserId,
 };
 
 use crate::authenticate::Principal;
@@ -65,8 +65,8 @@ impl<'a> SealBinding<'a> {
     pub const fn of(owner: &'a UserId, factor: &OtpFactor) -> Self {
         Self {
             owner,
-            params: factor.params,
-            created_at: factor.created_at,
+            params: factor.params(),
+            created_at: factor.created_at(),
         }
     }
 }
@@ -123,6 +123,39 @@ pub trait SecretCipher: Send + Sync {
     fn active_key_id(&self) -> &str;
 }
 
+/// Issues recovery codes and keeps only their keyed hashes: HMAC-SHA256
+/// under a key of the keyring, bound to the owner, compared in constant time.
+pub trait RecoveryCodeHasher: Send + Sync {
+    /// A fresh code from a cryptographically secure source.
+    fn generate(&self) -> RecoveryCode;
+
+    /// The id of the key [`RecoveryCodeHasher::hash`] uses for new sets.
+    fn recovery_key_id(&self) -> &str;
+
+    /// The hash of `code` for `owner` under the key `key_id`.
+    ///
+    /// # Errors
+    /// [`CipherError::UnknownKey`] when that key is not configured.
+    fn hash(
+        &self,
+        key_id: &str,
+        owner: &UserId,
+        code: &RecoveryCode,
+    ) -> Result<RecoveryHash, CipherError>;
+
+    /// Which of `codes` (of `owner`) `submitted` is, comparing against every
+    /// hash in constant time; `None` when it is none of them.
+    ///
+    /// # Errors
+    /// [`CipherError::UnknownKey`] when the set's key is not configured.
+    fn position(
+        &self,
+        owner: &UserId,
+        codes: &RecoveryCodes,
+        submitted: &SubmittedRecoveryCode,
+    ) -> Result<Option<usize>, CipherError>;
+}
+
 /// Why a bearer token was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -177,6 +210,19 @@ pub struct Current<'a> {
     pub factor: Option<&'a OtpFactor>,
     /// Wrong codes since the last right one (kept per user, across factors).
     pub attempts: Attempts,
+    /// The user's unused recovery codes, if any.
+    pub recovery: Option<&'a RecoveryCodes>,
+}
+
+/// What a decision does to the user's recovery codes.
+#[derive(Debug)]
+pub enum RecoveryWrite {
+    /// Leave them as they are.
+    Keep,
+    /// Store this set (replacing any).
+    Put(RecoveryCodes),
+    /// Delete them.
+    Delete,
 }
 
 /// What a decision writes. Even a refused call may write: a wrong code
@@ -187,6 +233,8 @@ pub struct Change {
     pub factor: FactorWrite,
     /// The new wrong-code count, or `None` to keep it.
     pub attempts: Option<Attempts>,
+    /// The recovery codes' new value.
+    pub recovery: RecoveryWrite,
     /// Events appended in this order, each with the next sequence number.
     pub events: Vec<EventKind>,
     /// When set, the call fails with this error after the change commits.
@@ -200,6 +248,7 @@ impl Change {
         Self {
             factor,
             attempts: None,
+            recovery: RecoveryWrite::Keep,
             events: vec![event],
             refusal: None,
         }
@@ -233,6 +282,12 @@ pub trait FactorStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store cannot answer.
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError>;
+
+    /// The user's unused recovery codes, if any, as last committed.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot answer.
+    async fn recovery_codes(&self, user: &UserId) -> Result<Option<RecoveryCodes>, StoreError>;
 
     /// The user's organisation as last recorded: the resource owner of the
     /// user's newest event that names one (`None` for a user never seen, or

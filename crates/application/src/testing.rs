@@ -1,19 +1,20 @@
 //! Test doubles shared by the adapters' tests: a clock that only moves when
-//! told, deterministic secrets, and the contract suite every [`FactorStore`]
-//! must pass.
+//! told, deterministic secrets, the use cases wired over them ([`World`]),
+//! and the contract suite every [`FactorStore`] must pass.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 
-use domain::{TotpSecret, UserId};
+use domain::{TotpKey, TotpParams, TotpSecret, UserId};
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::authenticate::Principal;
-use crate::ports::{Clock, SecretSource, TokenError, TokenVerifier};
+use crate::ports::{Clock, FactorStore, SecretCipher, SecretSource, TokenError, TokenVerifier};
+use crate::use_cases::{OtpFactors, TotpSettings};
 
 /// A clock that stands still until moved.
 #[derive(Debug)]
@@ -68,6 +69,10 @@ impl SecretSource for SeededSecrets {
 pub fn unique_user(prefix: &str) -> UserId {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a source of distinct names across processes, not of time"
+    )]
     let nanos = std::time::UNIX_EPOCH
         .elapsed()
         .map_or(0, |d| d.subsec_nanos());
@@ -124,3 +129,91 @@ pub fn principal(user: &str) -> Principal {
 }
 
 pub mod store_contract;
+
+/// The use cases over a given store and cipher, with a [`FixedClock`] at a
+/// given time and [`SeededSecrets`]: the one way tests wire [`OtpFactors`].
+pub struct World<S> {
+    /// The use cases.
+    pub factors: OtpFactors,
+    /// The store they write to, for tests that look inside it.
+    pub store: Arc<S>,
+    /// Their clock, for tests that move time.
+    pub clock: Arc<FixedClock>,
+}
+
+impl<S> std::fmt::Debug for World<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: FactorStore + 'static> World<S> {
+    /// Wires [`OtpFactors`] over `store` and `cipher` with `settings`, the
+    /// clock standing at `at`.
+    #[must_use]
+    pub fn new(
+        store: Arc<S>,
+        cipher: Arc<dyn SecretCipher>,
+        settings: TotpSettings,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let clock = FixedClock::at(at);
+        let factors = OtpFactors::new(
+            store.clone(),
+            cipher,
+            Arc::new(SeededSecrets::default()),
+            clock.clone(),
+            settings,
+        );
+        Self {
+            factors,
+            store,
+            clock,
+        }
+    }
+
+    /// The code of `secret` (default parameters) `offset_steps` time steps
+    /// from the clock's time.
+    ///
+    /// # Panics
+    /// When `secret` is not base32 (a test's own mistake).
+    #[must_use]
+    pub fn code(&self, secret: &SecretString, offset_steps: i64) -> String {
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let secret =
+            TotpSecret::from_base32(secret.expose_secret()).expect("a secret the service issued");
+        let key = TotpKey::new(secret, TotpParams::default());
+        let at = self.clock.now() + Duration::seconds(30 * offset_steps);
+        key.code_at(u64::try_from(at.timestamp()).unwrap_or_default())
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// A six-digit code that is wrong for `secret` within one step of the
+    /// clock's time.
+    #[must_use]
+    pub fn wrong_code(&self, secret: &SecretString) -> String {
+        let window: Vec<String> = (-1..=1).map(|o| self.code(secret, o)).collect();
+        (0..10)
+            .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+            .find(|c| !window.contains(c))
+            .unwrap_or_default()
+    }
+
+    /// Adds and verifies a factor for `user`; answers its secret.
+    ///
+    /// # Panics
+    /// When adding or verifying fails (the test's world is broken).
+    pub async fn enrolled(&self, user: &Principal) -> SecretString {
+        #[allow(clippy::expect_used, reason = "test helper")]
+        let added = self.factors.add_otp(user).await.expect("add");
+        #[allow(clippy::expect_used, reason = "test helper")]
+        self.factors
+            .verify_otp(user, &self.code(&added.secret, 0))
+            .await
+            .expect("verify");
+        added.secret
+    }
+}

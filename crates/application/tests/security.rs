@@ -7,23 +7,19 @@ use std::sync::Arc;
 
 use adapters_crypto::AesGcmCipher;
 use adapters_memory::{MemoryFactorStore, kinds};
-use application::testing::{FixedClock, SeededSecrets, principal};
+use application::testing::principal;
 use application::{
-    ApplicationError, CallerAllowlist, Clock, FactorStore, KeyRotation, OtpFactors, Principal,
+    ApplicationError, CallerAllowlist, Clock, FactorStore, KeyRotation, Principal,
     RecentAuthPolicy, RotationReport, SecretCipher, StatusCode, TotpSettings,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use domain::{AttemptPolicy, EventKind, FactorError, TotpKey, TotpParams, TotpSecret};
+use domain::{AttemptPolicy, EventKind, FactorError};
 use secrecy::{ExposeSecret, SecretString};
 
 const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
-struct World {
-    factors: OtpFactors,
-    store: Arc<MemoryFactorStore>,
-    clock: Arc<FixedClock>,
-}
+type World = application::testing::World<MemoryFactorStore>;
 
 fn t0() -> DateTime<Utc> {
     // 10 seconds into a 30-second step, so +-1 step is unambiguous.
@@ -40,19 +36,8 @@ fn settings() -> TotpSettings {
 }
 
 fn world_over(store: Arc<MemoryFactorStore>, keys: &str, settings: TotpSettings) -> World {
-    let clock = FixedClock::at(t0());
     let cipher = Arc::new(AesGcmCipher::from_config(&SecretString::from(keys)).unwrap());
-    World {
-        factors: OtpFactors::new(
-            store.clone(),
-            cipher,
-            Arc::new(SeededSecrets::default()),
-            clock.clone(),
-            settings,
-        ),
-        store,
-        clock,
-    }
+    World::new(store, cipher, settings, t0())
 }
 
 fn world() -> World {
@@ -66,39 +51,8 @@ fn login_service() -> Principal {
     caller
 }
 
-impl World {
-    fn code(&self, secret: &SecretString, offset_steps: i64) -> String {
-        let key = TotpKey::new(
-            TotpSecret::from_base32(secret.expose_secret()).unwrap(),
-            TotpParams::default(),
-        );
-        let at = self.clock.now() + Duration::seconds(30 * offset_steps);
-        key.code_at(at.timestamp() as u64)
-            .expose_secret()
-            .to_owned()
-    }
-
-    fn wrong(&self, secret: &SecretString) -> String {
-        let window: Vec<String> = (-1..=1).map(|o| self.code(secret, o)).collect();
-        (0..10)
-            .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
-            .find(|c| !window.contains(c))
-            .unwrap()
-    }
-
-    /// Adds and verifies a factor; answers its secret.
-    async fn enrolled(&self, user: &Principal) -> SecretString {
-        let added = self.factors.add_otp(user).await.unwrap();
-        self.factors
-            .verify_otp(user, &self.code(&added.secret, 0))
-            .await
-            .unwrap();
-        added.secret
-    }
-
-    fn events(&self, user: &Principal) -> Vec<EventKind> {
-        kinds(&self.store.events(&user.user_id))
-    }
+fn events(w: &World, user: &Principal) -> Vec<EventKind> {
+    kinds(&w.store.events(&user.user_id))
 }
 
 #[tokio::test]
@@ -159,7 +113,7 @@ async fn a_login_code_is_accepted_once_and_the_next_step_passes() {
             .is_ok()
     );
     assert_eq!(
-        w.events(&user),
+        events(&w, &user),
         [
             EventKind::OtpAdded,
             EventKind::OtpVerified,
@@ -185,7 +139,7 @@ async fn max_attempts_failures_lock_until_the_lockout_has_passed() {
     let caller = login_service();
     let id = &user.user_id;
     w.clock.advance(Duration::seconds(60));
-    let wrong = w.wrong(&secret);
+    let wrong = w.wrong_code(&secret);
     for _ in 0..3 {
         assert_eq!(
             w.factors.check_otp(&caller, id, &wrong).await,
@@ -224,7 +178,9 @@ async fn max_attempts_failures_lock_until_the_lockout_has_passed() {
     w.clock.advance(Duration::seconds(30));
     for _ in 0..2 {
         assert_eq!(
-            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            w.factors
+                .check_otp(&caller, id, &w.wrong_code(&secret))
+                .await,
             Err(FactorError::InvalidCode.into())
         );
     }
@@ -232,7 +188,7 @@ async fn max_attempts_failures_lock_until_the_lockout_has_passed() {
         .check_otp(&caller, id, &w.code(&secret, 0))
         .await
         .unwrap();
-    let events = w.events(&user);
+    let events = events(&w, &user);
     assert_eq!(
         events.iter().filter(|k| **k == EventKind::Locked).count(),
         1
@@ -253,7 +209,7 @@ async fn setup_verification_counts_wrong_codes_too() {
     let w = world();
     let user = principal("setup-lockout");
     let added = w.factors.add_otp(&user).await.unwrap();
-    let wrong = w.wrong(&added.secret);
+    let wrong = w.wrong_code(&added.secret);
     for _ in 0..3 {
         assert_eq!(
             w.factors.verify_otp(&user, &wrong).await,
@@ -266,7 +222,7 @@ async fn setup_verification_counts_wrong_codes_too() {
         Err(ApplicationError::Factor(FactorError::Locked { .. }))
     ));
     // Setup failures append no event of their own; the lock does.
-    assert_eq!(w.events(&user), [EventKind::OtpAdded, EventKind::Locked]);
+    assert_eq!(events(&w, &user), [EventKind::OtpAdded, EventKind::Locked]);
     // A fresh factor does not reset the count: adding again is no way around it.
     let again = w.factors.add_otp(&user).await.unwrap();
     assert!(matches!(
@@ -454,7 +410,7 @@ async fn the_check_needs_a_listed_client_besides_the_scope() {
     let user = principal("check-clients");
     let secret = w.enrolled(&user).await;
     let id = &user.user_id;
-    let before = w.events(&user);
+    let before = events(&w, &user);
 
     // A token with the scope but from a client not on the list: refused
     // before the code is looked at; nothing recorded, no attempt counted.
@@ -463,11 +419,13 @@ async fn the_check_needs_a_listed_client_besides_the_scope() {
     stranger.client_id = Some("device-app".into());
     for _ in 0..5 {
         assert_eq!(
-            w.factors.check_otp(&stranger, id, &w.wrong(&secret)).await,
+            w.factors
+                .check_otp(&stranger, id, &w.wrong_code(&secret))
+                .await,
             Err(ApplicationError::PermissionDenied)
         );
     }
-    assert_eq!(w.events(&user), before);
+    assert_eq!(events(&w, &user), before);
 
     // Listed by client id or azp (the user id is `sub`, listed as well).
     let mut by_client = stranger.clone();
@@ -534,7 +492,7 @@ async fn remove_needs_a_recent_strong_sign_in_when_the_policy_is_on() {
         assert_eq!(error.code(), StatusCode::Unauthenticated);
     }
     assert_eq!(
-        w.events(&user),
+        events(&w, &user),
         [EventKind::OtpAdded, EventKind::OtpVerified]
     );
     w.factors.remove_otp(&user).await.unwrap();
@@ -557,13 +515,13 @@ async fn add_over_an_existing_factor_needs_a_recent_sign_in_but_a_first_add_does
         w.factors.add_otp(&stolen).await.unwrap_err(),
         ApplicationError::RecentAuthRequired
     );
-    assert_eq!(w.events(&stolen), [EventKind::OtpAdded]);
+    assert_eq!(events(&w, &stolen), [EventKind::OtpAdded]);
     let mut fresh = stolen.clone();
     fresh.auth_time = Some(t0());
     fresh.amr = vec!["otp".into()];
     w.factors.add_otp(&fresh).await.unwrap();
     assert_eq!(
-        w.events(&stolen),
+        events(&w, &stolen),
         [EventKind::OtpAdded, EventKind::OtpAdded]
     );
 }
@@ -583,7 +541,9 @@ async fn locks_escalate_then_max_failures_disable_until_the_factor_is_removed() 
     w.clock.advance(Duration::seconds(60));
     for _ in 0..3 {
         assert_eq!(
-            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            w.factors
+                .check_otp(&caller, id, &w.wrong_code(&secret))
+                .await,
             Err(FactorError::InvalidCode.into())
         );
     }
@@ -593,7 +553,9 @@ async fn locks_escalate_then_max_failures_disable_until_the_factor_is_removed() 
         w.clock.advance(Duration::minutes(wait));
         let failed_at = w.clock.now();
         assert_eq!(
-            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            w.factors
+                .check_otp(&caller, id, &w.wrong_code(&secret))
+                .await,
             Err(FactorError::InvalidCode.into())
         );
         w.clock.advance(Duration::seconds(1));
@@ -640,13 +602,18 @@ async fn checks_while_locked_are_recorded_with_the_caller_without_extending_the_
     let id = &user.user_id;
     w.clock.advance(Duration::seconds(60));
     for _ in 0..3 {
-        let _ = w.factors.check_otp(&caller, id, &w.wrong(&secret)).await;
+        let _ = w
+            .factors
+            .check_otp(&caller, id, &w.wrong_code(&secret))
+            .await;
     }
     let until = w.clock.now() + Duration::minutes(5);
     for _ in 0..2 {
         w.clock.advance(Duration::seconds(30));
         assert_eq!(
-            w.factors.check_otp(&caller, id, &w.wrong(&secret)).await,
+            w.factors
+                .check_otp(&caller, id, &w.wrong_code(&secret))
+                .await,
             Err(FactorError::Locked { until }.into()),
             "the lock does not move"
         );

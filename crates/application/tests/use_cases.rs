@@ -6,19 +6,15 @@ use std::sync::Arc;
 
 use adapters_crypto::AesGcmCipher;
 use adapters_memory::{MemoryFactorStore, kinds};
-use application::testing::{FixedClock, SeededSecrets, principal};
-use application::{ApplicationError, ListedFactor, OtpFactors, StatusCode, TotpSettings};
+use application::testing::principal;
+use application::{ApplicationError, Clock, ListedFactor, StatusCode, TotpSettings};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::{EventKind, FactorError, TotpAlgorithm, TotpKey, TotpParams, TotpSecret};
 use secrecy::{ExposeSecret, SecretString};
 
 const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-struct World {
-    factors: OtpFactors,
-    store: Arc<MemoryFactorStore>,
-    clock: Arc<FixedClock>,
-}
+type World = application::testing::World<MemoryFactorStore>;
 
 fn t0() -> DateTime<Utc> {
     Utc.timestamp_opt(1_742_554_287, 198_765_432).unwrap()
@@ -33,21 +29,8 @@ fn world_with(params: TotpParams) -> World {
 }
 
 fn world_with_settings(settings: TotpSettings) -> World {
-    let store = Arc::new(MemoryFactorStore::new());
-    let clock = FixedClock::at(t0());
     let cipher = Arc::new(AesGcmCipher::from_config(&SecretString::from(KEYS)).unwrap());
-    let factors = OtpFactors::new(
-        store.clone(),
-        cipher,
-        Arc::new(SeededSecrets::default()),
-        clock.clone(),
-        settings,
-    );
-    World {
-        factors,
-        store,
-        clock,
-    }
+    World::new(Arc::new(MemoryFactorStore::new()), cipher, settings, t0())
 }
 
 fn world() -> World {
@@ -103,7 +86,7 @@ async fn the_lifecycle_appends_one_event_per_change() {
         .factors
         .verify_otp(
             &user,
-            &code(&added.secret, TotpParams::default(), w.clock_now()),
+            &code(&added.secret, TotpParams::default(), w.clock.now()),
         )
         .await
         .unwrap();
@@ -127,13 +110,6 @@ async fn the_lifecycle_appends_one_event_per_change() {
             EventKind::OtpAdded
         ]
     );
-}
-
-impl World {
-    fn clock_now(&self) -> DateTime<Utc> {
-        use application::Clock;
-        self.clock.now()
-    }
 }
 
 #[tokio::test]

@@ -12,7 +12,10 @@ use adapters_token::{
     BearerVerifier, ClaimNames, ClientAuth, IntrospectionSettings, IntrospectionVerifier,
     JwtSettings, JwtVerifier,
 };
-use application::{Authenticator, FactorStore, OtpFactors, Readiness, SecretCipher, TokenVerifier};
+use application::{
+    Authenticator, FactorStore, OtpFactors, Readiness, RecoveryCodeHasher, SecretCipher,
+    TokenVerifier,
+};
 
 use crate::readiness::CachedReadiness;
 use crate::settings::{Settings, SettingsError, ShutdownSettings};
@@ -48,6 +51,8 @@ pub struct Ports {
     pub verifier: Arc<dyn TokenVerifier>,
     /// Secrets at rest.
     pub cipher: Arc<dyn SecretCipher>,
+    /// Recovery codes and their keyed hashes (the same keyring).
+    pub recovery: Arc<dyn RecoveryCodeHasher>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -84,11 +89,13 @@ impl Ports {
                 .map_err(|e| StartError::Adapter(e.to_string()))?,
         );
         crate::telemetry::observe_pool(&store);
+        let keyring = Arc::new(keyring(settings)?);
         Ok(Self {
             store: store.clone(),
             readiness: store,
             verifier: Arc::new(bearer_verifier(settings)?),
-            cipher: Arc::new(keyring(settings)?),
+            cipher: keyring.clone(),
+            recovery: keyring,
         })
     }
 }
@@ -203,6 +210,7 @@ impl Application {
     /// [`StartError`] for bad TOTP settings or an address that cannot be bound.
     pub fn start(settings: &Settings, ports: Ports) -> Result<Self, StartError> {
         let totp = settings.use_case_settings()?;
+        let recovery = settings.recovery.use_case_settings()?;
         let purge = tokio::spawn(purge_pending_factors(ports.store.clone(), totp.pending_ttl));
         let factors = OtpFactors::new(
             ports.store,
@@ -210,7 +218,8 @@ impl Application {
             Arc::new(OsSecrets),
             Arc::new(SystemClock),
             totp,
-        );
+        )
+        .with_recovery_codes(ports.recovery, recovery);
         let draining = Draining::default();
         let auth = Authenticator::new(ports.verifier);
         let (stop_listeners, stopped) = tokio::sync::watch::channel(false);

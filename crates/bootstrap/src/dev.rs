@@ -81,11 +81,13 @@ pub fn start_with(settings: &Settings, allow_non_loopback: bool) -> Result<DevSe
         keyring(settings)?
     };
     let store = Arc::new(MemoryFactorStore::new());
+    let cipher = Arc::new(cipher);
     let ports = Ports {
         store: store.clone(),
         readiness: store,
         verifier: Arc::new(issuer.verifier(claim_names(settings), settings.auth.leeway)),
-        cipher: Arc::new(cipher),
+        cipher: cipher.clone(),
+        recovery: cipher,
     };
     let app = Application::start(settings, ports)?;
     Ok(DevService {

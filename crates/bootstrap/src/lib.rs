@@ -4,6 +4,7 @@
 pub mod app;
 pub mod dev;
 pub mod enroll;
+pub mod import;
 pub mod readiness;
 pub mod settings;
 pub mod shutdown;

@@ -54,6 +54,20 @@ enum Command {
     },
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Bulk-import TOTP secrets exported by another system, one JSON object
+    /// (or otpauth URL) per line, each as a READY factor. Idempotent and
+    /// resumable: run it again to go on; exits non-zero if a line was refused.
+    Import {
+        /// The JSON Lines file (`docs/operations.md`, "Bulk import").
+        #[arg(long)]
+        file: PathBuf,
+        /// Start at this line (1-based); earlier lines are passed over.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        from_line: u64,
+        /// Lines imported at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+        concurrency: u64,
+    },
     /// Manage the keys that seal secrets at rest.
     Keys {
         #[command(subcommand)]
@@ -96,9 +110,11 @@ async fn main() -> ExitCode {
         log.format = "text".into();
     }
     // An enrolment prompt shares the terminal with the log: warnings only, unless asked.
+    // The bulk import reports on the terminal too; its events are in the
+    // database, its audit lines come with `OTP__LOG__FILTER=info`.
     if matches!(
         cli.command,
-        Command::Dev { enroll: true, .. } | Command::Enroll { .. }
+        Command::Dev { enroll: true, .. } | Command::Enroll { .. } | Command::Import { .. }
     ) && std::env::var_os("OTP__LOG__FILTER").is_none()
         && std::env::var_os("RUST_LOG").is_none()
     {
@@ -204,6 +220,21 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
         Command::Keys {
             command: KeysCommand::Rotate { batch_size },
         } => rotate_keys(&settings, batch_size).await?,
+        Command::Import {
+            file,
+            from_line,
+            concurrency,
+        } => {
+            let options = bootstrap::import::ImportOptions {
+                from_line,
+                concurrency: usize::try_from(concurrency).unwrap_or(4),
+            };
+            let summary = bootstrap::import::import_file(&settings, &file, options).await?;
+            print_out(&summary.to_string());
+            if summary.refused > 0 {
+                return Err(bootstrap::import::ImportError::Refused(summary.refused).into());
+            }
+        }
     }
     Ok(())
 }
@@ -239,7 +270,8 @@ async fn rotate_keys(
                 ));
             },
         )
-        .await?;
+        .await
+        .inspect_err(application::ApplicationError::report)?;
     print_out(&format!(
         "done: scanned {}, to re-seal {}, re-sealed {}, changed meanwhile {}, failed {}",
         report.scanned, report.examined, report.resealed, report.changed_meanwhile, report.failed

@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use application::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, TotpSettings};
+use application::{AdminPolicy, CallerAllowlist, RecentAuthPolicy, RecoverySettings, TotpSettings};
 use chrono::TimeDelta;
 use domain::{AttemptPolicy, TotpAlgorithm, TotpParams, TotpParamsError};
 
@@ -41,10 +41,24 @@ pub struct Settings {
     pub totp: TotpConfig,
     /// `[crypto]`
     pub crypto: CryptoSettings,
+    /// `[recovery]`
+    pub recovery: RecoveryConfig,
     /// `[log]`
     pub log: LogSettings,
     /// `[shutdown]`
     pub shutdown: ShutdownSettings,
+    /// `[import]`
+    pub import: ImportSettings,
+}
+
+/// `[import]`: what imported secrets (the administrators' import call and
+/// `otp-service import`) may be.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportSettings {
+    /// Accept imported secrets of 80 to 127 bits (what some older systems
+    /// generated); off: 128 bits at least, as RFC 4226 asks.
+    pub allow_legacy_80_bit: bool,
 }
 
 /// `[shutdown]`: how SIGTERM / Ctrl-C stop the service without dropping requests.
@@ -525,6 +539,40 @@ impl TotpConfig {
             recent_auth: RecentAuthPolicy::default(),
             max_changes_per_hour: self.max_changes_per_hour,
             admins: AdminPolicy::default(),
+            import_allow_legacy_80_bit: false,
+        })
+    }
+}
+
+/// `[recovery]`: recovery codes (their hashes use the `crypto.keys` keyring).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// The most codes one `GenerateRecoveryCodes` may ask for (1 to 100).
+    pub max_codes: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            max_codes: RecoverySettings::DEFAULT.max_codes,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    /// The use cases' recovery settings.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] for `max_codes` outside 1..=100.
+    pub fn use_case_settings(self) -> Result<RecoverySettings, SettingsError> {
+        if !(1..=100).contains(&self.max_codes) {
+            return Err(SettingsError::Invalid(
+                "recovery.max_codes must be between 1 and 100".into(),
+            ));
+        }
+        Ok(RecoverySettings {
+            max_codes: self.max_codes,
         })
     }
 }
@@ -755,6 +803,7 @@ impl Settings {
             instance_role: named(&self.auth.instance_admin_role),
             org_scope: named(&self.auth.admin_scope),
         };
+        totp.import_allow_legacy_80_bit = self.import.allow_legacy_80_bit;
         Ok(totp)
     }
 
@@ -1031,6 +1080,20 @@ mod tests {
             "{missing}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn recovery_max_codes_defaults_to_ten_and_is_bounded() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings.recovery.use_case_settings().unwrap().max_codes, 10);
+        let settings = Settings::load(None, env(&[("OTP__RECOVERY__MAX_CODES", "25")])).unwrap();
+        assert_eq!(settings.recovery.use_case_settings().unwrap().max_codes, 25);
+        for refused in ["0", "101"] {
+            let settings =
+                Settings::load(None, env(&[("OTP__RECOVERY__MAX_CODES", refused)])).unwrap();
+            let error = settings.recovery.use_case_settings().unwrap_err();
+            assert!(error.to_string().contains("recovery.max_codes"), "{error}");
+        }
     }
 
     #[test]

@@ -20,11 +20,24 @@ pub enum EventKind {
     /// A login check came while the user was locked or disabled: refused
     /// unchecked, recorded without extending the lock.
     CheckRefusedLocked,
+    /// An administrator or the bulk import stored a secret imported from
+    /// another system (READY, or NOT_READY awaiting the first code).
+    OtpImported,
+    /// A new set of recovery codes was generated, replacing any unused ones.
+    RecoveryCodesGenerated,
+    /// A trusted caller's login check redeemed a recovery code (it is gone).
+    RecoveryCodeRedeemed,
+    /// A trusted caller's login check refused a recovery code (counts towards
+    /// the same attempt limit as OTP codes).
+    RecoveryCodeFailed,
+    /// The unused recovery codes were removed (by a call, or with the OTP
+    /// factor they backed up).
+    RecoveryCodesRemoved,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 12] = [
         Self::OtpAdded,
         Self::OtpVerified,
         Self::OtpRemoved,
@@ -32,6 +45,11 @@ impl EventKind {
         Self::CheckFailed,
         Self::Locked,
         Self::CheckRefusedLocked,
+        Self::OtpImported,
+        Self::RecoveryCodesGenerated,
+        Self::RecoveryCodeRedeemed,
+        Self::RecoveryCodeFailed,
+        Self::RecoveryCodesRemoved,
     ];
 
     /// The stable name stored with the event and written to the audit log.
@@ -45,6 +63,11 @@ impl EventKind {
             Self::CheckFailed => "otp.check.failed",
             Self::Locked => "otp.locked",
             Self::CheckRefusedLocked => "otp.check.refused_locked",
+            Self::OtpImported => "otp.imported",
+            Self::RecoveryCodesGenerated => "recovery_codes.generated",
+            Self::RecoveryCodeRedeemed => "recovery_codes.redeemed",
+            Self::RecoveryCodeFailed => "recovery_codes.check.failed",
+            Self::RecoveryCodesRemoved => "recovery_codes.removed",
         }
     }
 

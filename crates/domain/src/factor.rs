@@ -72,23 +72,95 @@ pub enum FactorError {
 /// A user's OTP factor as stored: state, sealed secret and the parameters it
 /// was enrolled with (a configuration change never breaks an enrolled factor).
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its fields are private: a factor comes into being only through
+/// [`OtpFactor::add`] (or, for a store, [`OtpFactor::restore`] of what it
+/// persisted) and changes only through the transitions below, so the state
+/// machine holds by construction, not by convention.
 pub struct OtpFactor {
-    /// NOT_READY or READY.
-    pub state: FactorState,
-    /// The sealed secret.
-    pub secret: SealedSecret,
-    /// Algorithm, digits, period and skew of this factor.
-    pub params: TotpParams,
-    /// When it was added.
-    pub created_at: DateTime<Utc>,
-    /// When it last changed state.
-    pub changed_at: DateTime<Utc>,
-    /// The newest time step accepted; no code of this or an earlier step is
-    /// accepted again.
-    pub last_used_step: Option<TimeStep>,
+    state: FactorState,
+    secret: SealedSecret,
+    params: TotpParams,
+    created_at: DateTime<Utc>,
+    changed_at: DateTime<Utc>,
+    last_used_step: Option<TimeStep>,
 }
 
 impl OtpFactor {
+    /// A factor exactly as a store persisted it, for the store that reads it
+    /// back: every value comes from an earlier transition of this type.
+    #[must_use]
+    pub const fn restore(
+        state: FactorState,
+        secret: SealedSecret,
+        params: TotpParams,
+        created_at: DateTime<Utc>,
+        changed_at: DateTime<Utc>,
+        last_used_step: Option<TimeStep>,
+    ) -> Self {
+        Self {
+            state,
+            secret,
+            params,
+            created_at,
+            changed_at,
+            last_used_step,
+        }
+    }
+
+    /// The sealed secret, taking the factor apart (a store that writes it).
+    #[must_use]
+    pub fn into_secret(self) -> SealedSecret {
+        self.secret
+    }
+
+    /// NOT_READY or READY.
+    #[must_use]
+    pub const fn state(&self) -> FactorState {
+        self.state
+    }
+
+    /// The sealed secret.
+    #[must_use]
+    pub const fn secret(&self) -> &SealedSecret {
+        &self.secret
+    }
+
+    /// Algorithm, digits, period and skew of this factor.
+    #[must_use]
+    pub const fn params(&self) -> TotpParams {
+        self.params
+    }
+
+    /// When it was added.
+    #[must_use]
+    pub const fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+
+    /// When it last changed state.
+    #[must_use]
+    pub const fn changed_at(&self) -> DateTime<Utc> {
+        self.changed_at
+    }
+
+    /// The newest time step accepted; no code of this or an earlier step is
+    /// accepted again.
+    #[must_use]
+    pub const fn last_used_step(&self) -> Option<TimeStep> {
+        self.last_used_step
+    }
+
+    /// The same factor with its secret sealed again (a key rotation): the
+    /// secret is the same, only the key that seals it changed.
+    #[must_use]
+    pub fn resealed(&self, secret: SealedSecret) -> Self {
+        Self {
+            secret,
+            ..self.clone()
+        }
+    }
+
     /// Add: allowed when there is no factor or only a pending one, which the
     /// new factor replaces (its secret stops working).
     ///
@@ -111,6 +183,49 @@ impl OtpFactor {
             changed_at: at,
             last_used_step: None,
         })
+    }
+
+    /// A factor built from a secret imported from another system: READY at
+    /// once when `ready` (the secret is already on the user's phone), else
+    /// NOT_READY awaiting the user's first code, as after Add.
+    #[must_use]
+    pub fn imported(
+        secret: SealedSecret,
+        params: TotpParams,
+        ready: bool,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            state: if ready {
+                FactorState::Ready
+            } else {
+                FactorState::NotReady
+            },
+            secret,
+            params,
+            created_at: at,
+            changed_at: at,
+            last_used_step: None,
+        }
+    }
+
+    /// Import: allowed when there is no factor or only a pending one, which
+    /// the imported factor replaces (as Add replaces it; its secret stops
+    /// working): the same rule as [`OtpFactor::add`].
+    ///
+    /// # Errors
+    /// [`FactorError::AlreadySetUp`] when a READY factor exists.
+    pub fn import(
+        current: Option<&Self>,
+        secret: SealedSecret,
+        params: TotpParams,
+        ready: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Self, FactorError> {
+        if current.is_some_and(|factor| factor.state == FactorState::Ready) {
+            return Err(FactorError::AlreadySetUp);
+        }
+        Ok(Self::imported(secret, params, ready, at))
     }
 
     /// Whether this is a pending factor older than `pending_ttl` at `now`.
@@ -263,6 +378,37 @@ mod tests {
     }
 
     #[test]
+    fn import_is_ready_or_pending_and_refuses_over_a_ready_factor() {
+        let ready =
+            OtpFactor::import(None, sealed(1), TotpParams::default(), true, at(10)).unwrap();
+        assert_eq!(ready.state, FactorState::Ready);
+        assert_eq!((ready.created_at, ready.changed_at), (at(10), at(10)));
+        assert_eq!(ready.last_used_step, None);
+        assert_eq!(
+            OtpFactor::import(
+                Some(&ready),
+                sealed(2),
+                TotpParams::default(),
+                false,
+                at(11)
+            ),
+            Err(FactorError::AlreadySetUp)
+        );
+        let pending = OtpFactor::add(None, sealed(3), TotpParams::default(), at(12)).unwrap();
+        let replaced = OtpFactor::import(
+            Some(&pending),
+            sealed(4),
+            TotpParams::default(),
+            false,
+            at(13),
+        )
+        .unwrap();
+        assert_eq!(replaced.state, FactorState::NotReady);
+        assert_eq!(replaced.secret, sealed(4));
+        assert!(OtpFactor::pending_for_verify(Some(&replaced)).is_ok());
+    }
+
+    #[test]
     fn locked_says_when_it_ends() {
         let error = FactorError::Locked { until: at(300) };
         assert_eq!(
@@ -276,5 +422,26 @@ mod tests {
         let debug = format!("{:?}", sealed(0xAB));
         assert!(debug.contains("48 bytes"));
         assert!(!debug.contains("171"));
+    }
+
+    #[test]
+    fn resealing_changes_only_the_secret_and_restore_rebuilds_any_factor() {
+        let factor = OtpFactor::add(None, sealed(1), TotpParams::default(), at(10))
+            .unwrap()
+            .verified(at(20))
+            .used(TimeStep(9));
+        let resealed = factor.resealed(sealed(2));
+        assert_eq!(resealed.secret(), &sealed(2));
+        assert_eq!(resealed.resealed(sealed(1)), factor);
+        let restored = OtpFactor::restore(
+            factor.state(),
+            factor.secret().clone(),
+            factor.params(),
+            factor.created_at(),
+            factor.changed_at(),
+            factor.last_used_step(),
+        );
+        assert_eq!(restored, factor);
+        assert_eq!(restored.into_secret(), sealed(1));
     }
 }

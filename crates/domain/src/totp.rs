@@ -7,11 +7,15 @@
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretBox, SecretString};
+use zeroize::Zeroize;
 
 /// Fewest secret bytes accepted (RFC 4226 section 4: at least 128 bits).
 const MIN_SECRET_BYTES: usize = 16;
 /// Most secret bytes accepted (SHA-512's block size; more adds nothing).
 const MAX_SECRET_BYTES: usize = 128;
+/// Fewest bytes of an imported legacy secret, when a setting allows them
+/// (80 bits: what many older systems generated, RFC 4226's absolute floor).
+const LEGACY_MIN_SECRET_BYTES: usize = 10;
 /// The contract's bounds on a submitted code's length, in characters.
 const MAX_SUBMITTED_CODE_CHARS: usize = 200;
 
@@ -45,6 +49,70 @@ impl TotpSecret {
             .decode(trimmed.as_bytes())
             .map_err(|_| TotpParamsError::SecretEncoding)?;
         Self::from_bytes(bytes)
+    }
+
+    /// Wraps the bytes of a stored secret as the cipher opened them: 10 to
+    /// 128 bytes, since an imported legacy secret (see
+    /// [`TotpSecret::from_imported_base32`]) may have 80 bits.
+    ///
+    /// # Errors
+    /// [`TotpParamsError::SecretLength`] outside 10..=128 bytes.
+    pub fn from_stored_bytes(bytes: Vec<u8>) -> Result<Self, TotpParamsError> {
+        if !(LEGACY_MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&bytes.len()) {
+            return Err(TotpParamsError::SecretLength(bytes.len()));
+        }
+        Ok(Self(SecretBox::new(bytes.into_boxed_slice())))
+    }
+
+    /// Decodes a secret exported by another system, as people and tools
+    /// write base32: any case, spaces, tabs and hyphens between groups
+    /// (`jbsw y3dp ...`), with or without `=` padding. At least 128 bits,
+    /// or 80 when `allow_legacy_80_bit` (the `import.allow_legacy_80_bit`
+    /// setting); at most 1024.
+    ///
+    /// # Errors
+    /// [`TotpParamsError::SecretEncoding`] when the text is not base32,
+    /// [`TotpParamsError::SecretTooShort`] below the minimum,
+    /// [`TotpParamsError::SecretLength`] above 128 bytes.
+    pub fn from_imported_base32(
+        text: &str,
+        allow_legacy_80_bit: bool,
+    ) -> Result<Self, TotpParamsError> {
+        let normalized = SecretString::from(
+            text.chars()
+                .filter(|c| !matches!(c, ' ' | '\t' | '-'))
+                .map(|c| c.to_ascii_uppercase())
+                .collect::<String>(),
+        );
+        let trimmed = normalized.expose_secret().trim_end_matches('=');
+        let decoded = data_encoding::BASE32_NOPAD.decode(trimmed.as_bytes());
+        let mut bytes = decoded.map_err(|_| TotpParamsError::SecretEncoding)?;
+        let min = if allow_legacy_80_bit {
+            LEGACY_MIN_SECRET_BYTES
+        } else {
+            MIN_SECRET_BYTES
+        };
+        let length = bytes.len();
+        if !(min..=MAX_SECRET_BYTES).contains(&length) {
+            bytes.zeroize();
+            return Err(if length < min {
+                TotpParamsError::SecretTooShort {
+                    bits: length * 8,
+                    min_bits: min * 8,
+                }
+            } else {
+                TotpParamsError::SecretLength(length)
+            });
+        }
+        Ok(Self(SecretBox::new(bytes.into_boxed_slice())))
+    }
+
+    /// Whether `other` holds the same bytes, compared in constant time for
+    /// equal lengths.
+    #[must_use]
+    pub fn same_as(&self, other: &Self) -> bool {
+        let (a, b) = (self.expose_bytes(), other.expose_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
     /// The raw bytes, for the cipher and the HMAC only.
@@ -132,6 +200,14 @@ pub enum TotpParamsError {
     /// A secret that is not base32.
     #[error("a TOTP secret must be RFC 4648 base32")]
     SecretEncoding,
+    /// An imported secret with fewer bits than allowed.
+    #[error("the TOTP secret has {bits} bits, fewer than the {min_bits} required")]
+    SecretTooShort {
+        /// Its bits.
+        bits: usize,
+        /// The minimum in force.
+        min_bits: usize,
+    },
 }
 
 /// How codes are computed and how far from "now" they are accepted.
@@ -411,6 +487,67 @@ pub fn otpauth_url(issuer: &str, account: &str, key: &TotpKey) -> SecretString {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imported_base32_takes_case_spaces_hyphens_and_padding() {
+        let plain =
+            TotpSecret::from_imported_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", false).unwrap();
+        for written in [
+            "jbswy3dpehpk3pxpjbswy3dpehpk3pxp",
+            "jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp",
+            "JBSW-Y3DP-EHPK-3PXP-JBSW-Y3DP-EHPK-3PXP",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\t",
+        ] {
+            let parsed = TotpSecret::from_imported_base32(written, false).unwrap();
+            assert!(parsed.same_as(&plain), "{written}");
+        }
+        // 26 characters = 16 bytes, written with its padding.
+        let padded =
+            TotpSecret::from_imported_base32("GEZDGNBVGY3TQOJQGEZDGNBVGE======", false).unwrap();
+        assert_eq!(padded.expose_bytes().len(), 16);
+        assert!(!padded.same_as(&plain));
+    }
+
+    #[test]
+    fn imported_base32_refuses_bad_text_and_short_secrets() {
+        assert_eq!(
+            TotpSecret::from_imported_base32("JBSWY3DPEHPK3PX1", false).unwrap_err(),
+            TotpParamsError::SecretEncoding
+        );
+        assert_eq!(
+            TotpSecret::from_imported_base32("", false).unwrap_err(),
+            TotpParamsError::SecretTooShort {
+                bits: 0,
+                min_bits: 128
+            }
+        );
+        // 80 bits: refused unless legacy secrets are allowed.
+        let legacy = "JBSWY3DPEHPK3PXP";
+        assert_eq!(
+            TotpSecret::from_imported_base32(legacy, false).unwrap_err(),
+            TotpParamsError::SecretTooShort {
+                bits: 80,
+                min_bits: 128
+            }
+        );
+        let allowed = TotpSecret::from_imported_base32(legacy, true).unwrap();
+        assert_eq!(allowed.expose_bytes().len(), 10);
+        assert!(TotpSecret::from_stored_bytes(allowed.expose_bytes().to_vec()).is_ok());
+        assert_eq!(
+            TotpSecret::from_imported_base32("AEBAGBAFAYDQQ", true).unwrap_err(),
+            TotpParamsError::SecretTooShort {
+                bits: 64,
+                min_bits: 80
+            }
+        );
+        let long = "A".repeat(208);
+        assert_eq!(
+            TotpSecret::from_imported_base32(&long, false).unwrap_err(),
+            TotpParamsError::SecretLength(130)
+        );
+        let error = TotpSecret::from_imported_base32(legacy, false).unwrap_err();
+        assert!(!error.to_string().contains(legacy));
+    }
 
     fn key(seed: &[u8], algorithm: TotpAlgorithm, digits: u8) -> TotpKey {
         TotpKey::new(

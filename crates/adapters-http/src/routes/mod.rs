@@ -1,7 +1,9 @@
 //! Route groups and the fallback for unknown paths.
 
 pub(crate) mod health;
+pub(crate) mod import;
 pub(crate) mod otp;
+pub(crate) mod recovery;
 pub(crate) mod users;
 
 use actix_web::http::{StatusCode, header};

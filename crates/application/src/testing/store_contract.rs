@@ -13,10 +13,14 @@ use domain::{
 };
 
 use super::unique_user;
+
+mod recovery;
 use crate::error::ApplicationError;
 use crate::ports::{
-    Change, ChangeContext, Committed, Current, FactorStore, FactorWrite, Reseal, SecretStore,
+    Change, ChangeContext, Committed, Current, FactorStore, FactorWrite, RecoveryWrite, Reseal,
+    SecretStore,
 };
+pub use recovery::{concurrent_redemptions_succeed_once, recovery_codes_round_trip};
 
 /// The sequence of the last event a successful change appended.
 fn last_sequence(committed: Result<Committed, ApplicationError>) -> Result<u64, ApplicationError> {
@@ -142,11 +146,11 @@ pub async fn factor_round_trips_with_its_event(store: Arc<dyn FactorStore>) {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("factor missing"));
-    assert_eq!(stored.state, FactorState::NotReady);
-    assert_eq!(stored.secret, sealed(7));
-    assert_eq!(stored.params, params(TotpAlgorithm::Sha512, 8, 45, 0));
-    assert_eq!((stored.created_at, stored.changed_at), (at, at));
-    assert_eq!(stored.last_used_step, Some(TimeStep(u64::MAX >> 2)));
+    assert_eq!(stored.state(), FactorState::NotReady);
+    assert_eq!(stored.secret(), &sealed(7));
+    assert_eq!(stored.params(), params(TotpAlgorithm::Sha512, 8, 45, 0));
+    assert_eq!((stored.created_at(), stored.changed_at()), (at, at));
+    assert_eq!(stored.last_used_step(), Some(TimeStep(u64::MAX >> 2)));
 }
 
 /// A decision may commit writes and still refuse the call: the wrong-code
@@ -169,6 +173,7 @@ pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
         Ok(Change {
             factor: FactorWrite::Keep,
             attempts: Some(current.attempts.failed(failed_at).failed(failed_at)),
+            recovery: RecoveryWrite::Keep,
             events: vec![EventKind::CheckFailed, EventKind::Locked],
             refusal: Some(FactorError::InvalidCode.into()),
         })
@@ -197,7 +202,7 @@ pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
     );
     // The factor was kept; the count outlives its removal.
     assert_eq!(
-        s.find(&user).await.ok().flatten().map(|f| f.state),
+        s.find(&user).await.ok().flatten().map(|f| f.state()),
         Some(FactorState::NotReady)
     );
     assert_eq!(remove(s, &user, t0()).await, Ok(4));
@@ -220,6 +225,7 @@ pub async fn refusals_commit_attempts_and_events(store: Arc<dyn FactorStore>) {
         Ok(Change {
             factor: FactorWrite::Keep,
             attempts: Some(Attempts::default()),
+            recovery: RecoveryWrite::Keep,
             events: vec![EventKind::CheckSucceeded],
             refusal: None,
         })
@@ -278,7 +284,12 @@ pub async fn sequences_count_per_user_without_gaps(store: Arc<dyn FactorStore>) 
     assert_eq!(s.find(&alice).await, Ok(None));
     assert_eq!(add(s, &alice, 4, t0()).await, Ok(5));
     assert_eq!(remove(s, &bob, t0()).await, Ok(2));
-    let ready_later = s.find(&alice).await.ok().flatten().map(|f| f.secret);
+    let ready_later = s
+        .find(&alice)
+        .await
+        .ok()
+        .flatten()
+        .map(|f| f.secret().clone());
     assert_eq!(ready_later, Some(sealed(4)));
 }
 
@@ -373,7 +384,7 @@ pub async fn refused_decision_writes_nothing(store: Arc<dyn FactorStore>) {
     );
     let stored = s.find(&user).await.ok().flatten();
     assert_eq!(
-        stored.map(|f| (f.state, f.secret)),
+        stored.map(|f| (f.state(), f.secret().clone())),
         Some((FactorState::Ready, sealed(1)))
     );
     assert_eq!(remove(s, &user, t0()).await, Ok(3));
@@ -400,7 +411,12 @@ pub async fn concurrent_changes_are_serialised(store: Arc<dyn FactorStore>) {
     let sequences: Vec<u64> = results.iter().map(|(s, _)| *s).collect();
     assert_eq!(sequences, (1..=u64::from(WRITERS)).collect::<Vec<_>>());
     let (_, last_tag) = results[results.len() - 1];
-    let stored = store.find(&user).await.ok().flatten().map(|f| f.secret);
+    let stored = store
+        .find(&user)
+        .await
+        .ok()
+        .flatten()
+        .map(|f| f.secret().clone());
     assert_eq!(
         stored,
         Some(sealed(last_tag)),
@@ -460,7 +476,9 @@ macro_rules! store_contract_tests {
             refusals_commit_attempts_and_events,
             resource_owner_is_the_newest_named,
             purge_removes_only_stale_pending_factors,
-            secrets_page_and_reseal
+            secrets_page_and_reseal,
+            recovery_codes_round_trip,
+            concurrent_redemptions_succeed_once
         );
     };
     (@each $store:expr; $($property:ident),*) => {
@@ -578,7 +596,12 @@ where
         .collect();
     assert_eq!(store.reseal(batch).await, Ok(4));
     for (i, user) in users.iter().enumerate() {
-        let stored = store.find(user).await.ok().flatten().map(|f| f.secret);
+        let stored = store
+            .find(user)
+            .await
+            .ok()
+            .flatten()
+            .map(|f| f.secret().clone());
         let expected = if i == 0 {
             sealed_with(&old_key, 99)
         } else {

@@ -8,7 +8,7 @@ use domain::{EventKind, OtpFactor, SubmittedCode, UserId};
 use super::{CodeAttempt, ObjectDetails, Operation, OtpFactors, attempt_code};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::{Change, Current, FactorWrite};
+use crate::ports::{Change, Current, FactorWrite, RecoveryWrite};
 
 impl OtpFactors {
     /// Checks `code` against `user_id`'s READY factor for `caller`, whose
@@ -71,10 +71,11 @@ impl OtpFactors {
                 CodeAttempt::Accepted { step, attempts } => Change {
                     factor: FactorWrite::Put(factor.used(step)),
                     attempts,
+                    recovery: RecoveryWrite::Keep,
                     events: vec![EventKind::CheckSucceeded],
                     refusal: None,
                 },
-                CodeAttempt::Refused(change) => change,
+                CodeAttempt::Refused(change) => *change,
             })
         });
         let event = self

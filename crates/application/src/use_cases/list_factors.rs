@@ -15,6 +15,8 @@ use crate::error::ApplicationError;
 pub struct FactorList {
     /// The READY factors.
     pub factors: Vec<ListedFactor>,
+    /// How many unused recovery codes the user has (0: none).
+    pub recovery_codes: usize,
     /// When they were read.
     pub read_at: DateTime<Utc>,
 }
@@ -60,13 +62,22 @@ impl OtpFactors {
         let target = self.authorize(caller, user_id, request, callers).await?;
         let read_at = self.now();
         let factors = self.list_of(&target).await?;
-        Ok(FactorList { factors, read_at })
+        let recovery_codes = self
+            .store
+            .recovery_codes(&target.user)
+            .await?
+            .map_or(0, |codes| codes.remaining());
+        Ok(FactorList {
+            factors,
+            recovery_codes,
+            read_at,
+        })
     }
 
     async fn list_of(&self, target: &Target) -> Result<Vec<ListedFactor>, ApplicationError> {
         let factor = self.store.find(&target.user).await?;
         Ok(factor
-            .filter(|factor| factor.state == FactorState::Ready)
+            .filter(|factor| factor.state() == FactorState::Ready)
             .map(|_| ListedFactor::Otp)
             .into_iter()
             .collect())

@@ -3,7 +3,9 @@
 
 mod add_otp;
 mod check_otp;
+mod import_otp;
 mod list_factors;
+mod recovery;
 mod remove_otp;
 mod rotate_keys;
 mod target;
@@ -19,7 +21,9 @@ use domain::{
 };
 
 pub use add_otp::AddedOtp;
+pub use import_otp::{BULK_IMPORT_ACTOR, BulkImported, ImportOtp};
 pub use list_factors::{FactorList, ListedFactor};
+pub use recovery::{GeneratedCodes, RecoverySettings, Redeemed};
 pub use rotate_keys::{KeyRotation, RotationReport};
 pub use target::Callers;
 
@@ -27,8 +31,8 @@ use crate::authenticate::Principal;
 use crate::error::ApplicationError;
 use crate::policy::{AdminPolicy, CallerAllowlist, RecentAuthPolicy};
 use crate::ports::{
-    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, SealBinding, SecretCipher,
-    SecretSource,
+    Change, ChangeContext, Clock, Decide, FactorStore, FactorWrite, RecoveryCodeHasher,
+    RecoveryWrite, SealBinding, SecretCipher, SecretSource,
 };
 use crate::rate_limit::ChangeLimiter;
 
@@ -53,13 +57,17 @@ pub struct TotpSettings {
     pub max_changes_per_hour: u32,
     /// Who administers other users' factors.
     pub admins: AdminPolicy,
+    /// Whether imported secrets of 80 to 127 bits are accepted
+    /// (`import.allow_legacy_80_bit`); else imports need 128 bits.
+    pub import_allow_legacy_80_bit: bool,
 }
 
 impl Default for TotpSettings {
     /// Issuer `otp-service`, SHA1/6/30s/skew 1, pending factors expire after
     /// 10 minutes, 5 wrong codes lock for 5 minutes, scope `otp.check`, no
     /// client trusted with the check, no recent sign-in required, 20 changes
-    /// per user per hour, the default [`AdminPolicy`].
+    /// per user per hour, the default [`AdminPolicy`], imports of at least
+    /// 128 bits.
     fn default() -> Self {
         Self {
             issuer: "otp-service".to_owned(),
@@ -71,6 +79,7 @@ impl Default for TotpSettings {
             recent_auth: RecentAuthPolicy::default(),
             max_changes_per_hour: 20,
             admins: AdminPolicy::default(),
+            import_allow_legacy_80_bit: false,
         }
     }
 }
@@ -82,6 +91,10 @@ enum Operation {
     Verify,
     Check,
     Remove,
+    Import,
+    RecoveryGenerate,
+    RecoveryRedeem,
+    RecoveryRemove,
 }
 
 impl Operation {
@@ -91,6 +104,10 @@ impl Operation {
             Self::Verify => "verify",
             Self::Check => "check",
             Self::Remove => "remove",
+            Self::Import => "import",
+            Self::RecoveryGenerate => "recovery_generate",
+            Self::RecoveryRedeem => "recovery_redeem",
+            Self::RecoveryRemove => "recovery_remove",
         }
     }
 }
@@ -128,6 +145,7 @@ pub struct OtpFactors {
     clock: Arc<dyn Clock>,
     settings: TotpSettings,
     changes: Arc<ChangeLimiter>,
+    recovery: Option<(Arc<dyn RecoveryCodeHasher>, recovery::RecoverySettings)>,
 }
 
 impl std::fmt::Debug for OtpFactors {
@@ -155,6 +173,7 @@ impl OtpFactors {
             clock,
             changes: Arc::new(ChangeLimiter::new(settings.max_changes_per_hour)),
             settings,
+            recovery: None,
         }
     }
 
@@ -193,7 +212,9 @@ impl OtpFactors {
             }
             if matches!(
                 event.kind,
-                EventKind::CheckFailed | EventKind::CheckRefusedLocked
+                EventKind::CheckFailed
+                    | EventKind::CheckRefusedLocked
+                    | EventKind::RecoveryCodeFailed
             ) {
                 // Per trusted caller, so one caller hammering users shows.
                 tracing::info!(
@@ -256,6 +277,9 @@ fn outcome(error: Option<&ApplicationError>) -> &'static str {
         },
         Some(ApplicationError::InvalidRequest(_)) => "invalid_request",
         Some(ApplicationError::TooManyChanges) => "rate_limited",
+        Some(ApplicationError::NoRecoveryCodes | ApplicationError::RecoveryNeedsFactor) => {
+            "not_found"
+        }
         Some(_) => "error",
     }
 }
@@ -277,6 +301,17 @@ fn count(operation: Operation, error: Option<&ApplicationError>) {
         Operation::Remove => {
             tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.removals = 1_u64);
         }
+        Operation::Import => {
+            tracing::info!(target: "otp.metrics", outcome, monotonic_counter.otp.imports = 1_u64);
+        }
+        Operation::RecoveryGenerate | Operation::RecoveryRedeem | Operation::RecoveryRemove => {
+            tracing::info!(
+                target: "otp.metrics",
+                outcome,
+                operation = operation.as_str(),
+                monotonic_counter.otp.recovery_codes = 1_u64
+            );
+        }
     }
 }
 
@@ -294,7 +329,7 @@ enum CodeAttempt {
         attempts: Option<Attempts>,
     },
     /// Wrong or replayed: the change to commit before refusing.
-    Refused(Change),
+    Refused(Box<Change>),
 }
 
 /// Tries `code` against `factor` for `owner` under the attempt limits:
@@ -315,12 +350,13 @@ fn attempt_code(
     refused_event: Option<EventKind>,
 ) -> Result<CodeAttempt, ApplicationError> {
     let unchecked = |error: FactorError| match refused_event {
-        Some(kind) => Ok(CodeAttempt::Refused(Change {
+        Some(kind) => Ok(CodeAttempt::Refused(Box::new(Change {
             factor: FactorWrite::Keep,
             attempts: None,
+            recovery: RecoveryWrite::Keep,
             events: vec![kind],
             refusal: Some(error.into()),
-        })),
+        }))),
         None => Err(error.into()),
     };
     if attempts.disabled(policy) {
@@ -330,11 +366,11 @@ fn attempt_code(
         return unchecked(FactorError::Locked { until });
     }
     let secret = cipher
-        .open(&SealBinding::of(owner, factor), &factor.secret)
+        .open(&SealBinding::of(owner, factor), factor.secret())
         .map_err(|error| add_otp::cipher_failure(&error))?;
-    let key = TotpKey::new(secret, factor.params);
+    let key = TotpKey::new(secret, factor.params());
     match judge(&attempts, policy, at, || {
-        key.check(code, unix_seconds(at), factor.last_used_step)
+        key.check(code, unix_seconds(at), factor.last_used_step())
     }) {
         Judgement::Accepted(step) => Ok(CodeAttempt::Accepted {
             step,
@@ -351,12 +387,13 @@ fn attempt_code(
                 .into_iter()
                 .chain(locked_now.then_some(EventKind::Locked))
                 .collect();
-            Ok(CodeAttempt::Refused(Change {
+            Ok(CodeAttempt::Refused(Box::new(Change {
                 factor: FactorWrite::Keep,
                 attempts: Some(attempts),
+                recovery: RecoveryWrite::Keep,
                 events,
                 refusal: Some(error.into()),
-            }))
+            })))
         }
     }
 }
@@ -372,6 +409,7 @@ fn refuse_expired(
         return Ok(Change {
             factor: FactorWrite::Delete,
             attempts: None,
+            recovery: RecoveryWrite::Keep,
             events: Vec::new(),
             refusal: Some(error.into()),
         });

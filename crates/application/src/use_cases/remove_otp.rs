@@ -6,12 +6,14 @@ use super::target::{Callers, Target};
 use super::{ObjectDetails, Operation, OtpFactors, refuse_expired};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::{Change, Current, FactorWrite};
+use crate::ports::{Change, Current, FactorWrite, RecoveryWrite};
 
 impl OtpFactors {
     /// Removes the signed-in user's OTP factor, pending or READY (a pending
     /// one past `pending_ttl` counts as absent, and goes). The wrong-code
     /// count restarts, so this is how a locked or disabled user recovers.
+    /// The user's recovery codes go with the factor (`recovery_codes.removed`
+    /// after `otp.removed`).
     ///
     /// # Errors
     /// `RecentAuthRequired` when the sign-in is not recent enough
@@ -67,6 +69,12 @@ impl OtpFactors {
             let mut change = Change::accepted(FactorWrite::Delete, EventKind::OtpRemoved);
             if current.attempts != Attempts::default() {
                 change.attempts = Some(Attempts::default());
+            }
+            // Recovery codes back up this factor: they go with it, so none
+            // outlives what it protected (a new factor needs new codes).
+            if current.recovery.is_some() {
+                change.recovery = RecoveryWrite::Delete;
+                change.events.push(EventKind::RecoveryCodesRemoved);
             }
             Ok(change)
         });

@@ -8,7 +8,7 @@ use super::target::{Callers, Target};
 use super::{CodeAttempt, ObjectDetails, Operation, OtpFactors, attempt_code, refuse_expired};
 use crate::authenticate::Principal;
 use crate::error::ApplicationError;
-use crate::ports::{Change, Current, FactorWrite};
+use crate::ports::{Change, Current, FactorWrite, RecoveryWrite};
 
 impl OtpFactors {
     /// Checks `code` against the pending factor (time steps T-skew..=T+skew)
@@ -93,10 +93,11 @@ impl OtpFactors {
                 CodeAttempt::Accepted { step, attempts } => Change {
                     factor: FactorWrite::Put(pending.verified(at).used(step)),
                     attempts,
+                    recovery: RecoveryWrite::Keep,
                     events: vec![EventKind::OtpVerified],
                     refusal: None,
                 },
-                CodeAttempt::Refused(change) => change,
+                CodeAttempt::Refused(change) => *change,
             })
         });
         let event = self

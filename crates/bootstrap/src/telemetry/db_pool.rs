@@ -2,8 +2,13 @@
 
 use std::sync::Arc;
 
-use adapters_postgres::PgFactorStore;
+use adapters_postgres::{PgFactorStore, PoolStatus};
 use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+
+/// What one gauge reads off the pool's status: values, each with its
+/// `db.client.connection.state` where the convention gives the gauge one.
+type Reading = fn(&PoolStatus) -> Vec<(usize, Option<&'static str>)>;
 
 /// Registers `db.client.connection.count` (by `db.client.connection.state`
 /// = `used` | `idle`), `db.client.connection.max` and
@@ -12,56 +17,58 @@ use opentelemetry::KeyValue;
 /// nothing.
 pub fn observe_pool(store: &Arc<PgFactorStore>) {
     let meter = opentelemetry::global::meter("otp-service");
-    let pool = |name: &'static str| KeyValue::new("db.client.connection.pool.name", name);
-    let counts = store.clone();
+    let gauges: [(&'static str, &'static str, &'static str, Reading); 3] = [
+        (
+            "db.client.connection.count",
+            "{connection}",
+            "Connections of the pool, by state",
+            |status| {
+                vec![
+                    (status.size.saturating_sub(status.available), Some("used")),
+                    (status.available, Some("idle")),
+                ]
+            },
+        ),
+        (
+            "db.client.connection.max",
+            "{connection}",
+            "Most connections the pool opens",
+            |status| vec![(status.max_size, None)],
+        ),
+        (
+            "db.client.connection.pending_requests",
+            "{request}",
+            "Requests waiting for a connection",
+            |status| vec![(status.waiting, None)],
+        ),
+    ];
+    for (name, unit, description, reading) in gauges {
+        gauge(&meter, store, name, unit, description, reading);
+    }
+}
+
+/// One pool gauge: `reading` applied to the pool's status at each collection.
+fn gauge(
+    meter: &Meter,
+    store: &Arc<PgFactorStore>,
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    reading: Reading,
+) {
+    let store = store.clone();
     meter
-        .i64_observable_up_down_counter("db.client.connection.count")
-        .with_unit("{connection}")
-        .with_description("Connections of the pool, by state")
+        .i64_observable_up_down_counter(name)
+        .with_unit(unit)
+        .with_description(description)
         .with_callback(move |observer| {
-            let status = counts.pool_status();
-            let used = status.size.saturating_sub(status.available);
-            let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-            observer.observe(
-                as_i64(used),
-                &[
-                    pool("otp"),
-                    KeyValue::new("db.client.connection.state", "used"),
-                ],
-            );
-            observer.observe(
-                as_i64(status.available),
-                &[
-                    pool("otp"),
-                    KeyValue::new("db.client.connection.state", "idle"),
-                ],
-            );
-        })
-        .build();
-    let max = store.clone();
-    meter
-        .i64_observable_up_down_counter("db.client.connection.max")
-        .with_unit("{connection}")
-        .with_description("Most connections the pool opens")
-        .with_callback(move |observer| {
-            let status = max.pool_status();
-            observer.observe(
-                i64::try_from(status.max_size).unwrap_or(i64::MAX),
-                &[pool("otp")],
-            );
-        })
-        .build();
-    let waiting = store.clone();
-    meter
-        .i64_observable_up_down_counter("db.client.connection.pending_requests")
-        .with_unit("{request}")
-        .with_description("Requests waiting for a connection")
-        .with_callback(move |observer| {
-            let status = waiting.pool_status();
-            observer.observe(
-                i64::try_from(status.waiting).unwrap_or(i64::MAX),
-                &[pool("otp")],
-            );
+            for (value, state) in reading(&store.pool_status()) {
+                let mut attributes = vec![KeyValue::new("db.client.connection.pool.name", "otp")];
+                if let Some(state) = state {
+                    attributes.push(KeyValue::new("db.client.connection.state", state));
+                }
+                observer.observe(i64::try_from(value).unwrap_or(i64::MAX), &attributes);
+            }
         })
         .build();
 }

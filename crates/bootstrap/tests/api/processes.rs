@@ -337,7 +337,7 @@ async fn two_concurrent_migrate_runs_wait_on_a_transaction_lock_and_both_succeed
     let applied = db
         .query("SELECT count(*)::text FROM __diesel_schema_migrations")
         .await;
-    assert_eq!(applied, ["3"]);
+    assert_eq!(applied, ["4"]);
     // Nothing stays locked once both are done.
     let locks = db
         .query("SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory'")

@@ -241,11 +241,33 @@ async fn wait_for(mut ready: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn traces_metrics_and_logs_over_otlp_grpc() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
-    };
+/// What one run of the binary sent to the OTLP/gRPC receiver and wrote to
+/// its log: an Add continuing the caller's trace, a wrong and a right
+/// Verify, an unknown path and method, gRPC-web calls to an unknown service
+/// and method, and a gRPC List. Each test below checks one thing of it.
+struct Capture {
+    spans: Vec<Span>,
+    points: Vec<Point>,
+    resource: String,
+    logs: String,
+    dump: String,
+    secret: String,
+    token: String,
+    password: &'static str,
+    right: String,
+    wrong: &'static str,
+}
+
+static CAPTURE: tokio::sync::OnceCell<Option<Capture>> = tokio::sync::OnceCell::const_new();
+
+/// The one run, made by whichever test asks first (`None` without a
+/// database, where the tests pass vacuously as the other API tests do).
+async fn captured() -> Option<&'static Capture> {
+    CAPTURE.get_or_init(run_over_otlp_grpc).await.as_ref()
+}
+
+async fn run_over_otlp_grpc() -> Option<Capture> {
+    let db = TestDatabase::create().await?;
     let issuer = spawn_issuer().await;
     let receiver = Receiver::default();
     let endpoint = receiver.grpc().await;
@@ -362,10 +384,33 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
     .await;
     let status = process.stop().await;
     assert_eq!(status.code(), Some(0));
+    let resource = format!(
+        "{:?}",
+        receiver.0.lock().unwrap().traces[0].resource_spans[0].resource
+    );
+    Some(Capture {
+        spans: receiver.spans(),
+        points: receiver.points(),
+        resource,
+        logs: process.logs(),
+        dump: receiver.dump(),
+        secret,
+        token,
+        password,
+        right,
+        wrong,
+    })
+}
 
-    let spans = receiver.spans();
+/// The REST server span continues the caller's trace, with the use case and the database transaction below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rest_server_span_continues_the_callers_trace_over_the_use_case_and_the_database() {
+    let Some(run) = captured().await else {
+        return;
+    };
+    let spans = &run.spans;
     // The REST server span continues the caller's trace...
-    let add = named(&spans, "POST /auth/v1/users/me/auth_factors/otp");
+    let add = named(spans, "POST /auth/v1/users/me/auth_factors/otp");
     assert_eq!(
         add.len(),
         1,
@@ -403,8 +448,17 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
         Some("change")
     );
     assert_eq!(db_span.kind, 3, "CLIENT");
+}
+
+/// A refused Verify carries the contract's error id and its HTTP status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_verify_carries_the_contracts_error_id() {
+    let Some(run) = captured().await else {
+        return;
+    };
+    let spans = &run.spans;
     // The refused verify carries the contract's error id.
-    let verifies = named(&spans, "POST /auth/v1/users/me/auth_factors/otp/_verify");
+    let verifies = named(spans, "POST /auth/v1/users/me/auth_factors/otp/_verify");
     assert!(
         verifies.iter().any(
             |s| attribute(s, "otp.error_id").as_deref() == Some("EVENT-8isk2")
@@ -412,6 +466,15 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
         ),
         "{verifies:?}"
     );
+}
+
+/// Unknown paths, methods, gRPC services and gRPC methods name no span after themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_paths_and_methods_name_no_span() {
+    let Some(run) = captured().await else {
+        return;
+    };
+    let spans = &run.spans;
     // The unknown path: named by its method only.
     let unknown: Vec<_> = spans
         .iter()
@@ -421,7 +484,7 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
     assert_eq!(unknown[0].name, "POST");
     assert_eq!(attribute(unknown[0], "http.route"), None);
     // An unknown method: `_OTHER`, the original kept as its own attribute.
-    let other = named(&spans, "_OTHER /auth/v1/users/me/auth_factors/otp");
+    let other = named(spans, "_OTHER /auth/v1/users/me/auth_factors/otp");
     assert_eq!(
         other.len(),
         1,
@@ -453,8 +516,17 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
         unimplemented.contains(&"zitadel.auth.v1.AuthService/_OTHER"),
         "{unimplemented:?}"
     );
+}
+
+/// gRPC server spans follow the RPC conventions and continue the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpc_spans_follow_the_rpc_conventions_and_continue_the_trace() {
+    let Some(run) = captured().await else {
+        return;
+    };
+    let spans = &run.spans;
     // gRPC per the RPC conventions, also continuing the caller's trace.
-    let grpc = named(&spans, "zitadel.auth.v1.AuthService/ListMyAuthFactors")[0];
+    let grpc = named(spans, "zitadel.auth.v1.AuthService/ListMyAuthFactors")[0];
     assert_eq!(hex(&grpc.trace_id), TRACE_ID);
     for (key, value) in [
         ("rpc.system", "grpc"),
@@ -464,16 +536,28 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
     ] {
         assert_eq!(attribute(grpc, key).as_deref(), Some(value), "{key}");
     }
+}
+
+/// The resource names the service and its attributes as configured by OTEL_* variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_resource_names_the_service_as_configured() {
+    let Some(run) = captured().await else {
+        return;
+    };
     // The resource names the service as configured.
-    let resource = format!(
-        "{:?}",
-        receiver.0.lock().unwrap().traces[0].resource_spans[0].resource
-    );
+    let resource = &run.resource;
     assert!(resource.contains("otp-service-under-test"), "{resource}");
     assert!(resource.contains("deployment.environment"), "{resource}");
+}
 
+/// HTTP, RPC, use-case and pool metrics arrive with plausible values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_the_calls_with_plausible_values() {
+    let Some(run) = captured().await else {
+        return;
+    };
     // Metrics, with plausible values.
-    let points = receiver.points();
+    let points = &run.points;
     let total = |name: &str, filter: &dyn Fn(&Attributes) -> bool| -> f64 {
         // Cumulative: each export holds the totals so far, so per attribute
         // set the largest value is the total; then add the sets up.
@@ -528,8 +612,16 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
             .iter()
             .any(|(n, ..)| n == "http.server.active_requests")
     );
+}
+
+/// Metric series carry only the conventions' names for methods, never a client's invention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metric_series_carry_only_the_conventions_names_for_methods() {
+    let Some(run) = captured().await else {
+        return;
+    };
     // Metric series carry only the conventions' names for methods.
-    for (name, _, attributes, _) in &points {
+    for (name, _, attributes, _) in &run.points {
         for (key, value) in attributes {
             assert!(
                 !value.contains("PROPFIND")
@@ -539,9 +631,16 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
             );
         }
     }
+}
 
+/// Log lines are JSON, with the trace ids of the span they were written in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn log_lines_are_json_with_the_trace_ids_of_their_span() {
+    let Some(run) = captured().await else {
+        return;
+    };
     // Log lines: JSON, with the trace ids of the span they were written in.
-    let logs = process.logs();
+    let logs = &run.logs;
     let audit: Vec<Value> = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -553,20 +652,27 @@ async fn traces_metrics_and_logs_over_otlp_grpc() {
         .expect("the audit line of the add");
     assert_eq!(added_line["trace_id"], TRACE_ID, "{added_line}");
     assert_eq!(added_line["span_id"].as_str().map(str::len), Some(16));
+}
 
+/// No TOTP secret, code, token or database password in any span, metric or log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_secret_code_token_or_password_reaches_telemetry_or_logs() {
+    let Some(run) = captured().await else {
+        return;
+    };
     // No secret, code, token or database password in any of it.
-    let everything = format!("{}{logs}", receiver.dump());
+    let everything = format!("{}{}", run.dump, run.logs);
     for (what, needle) in [
-        ("the TOTP secret", secret.as_str()),
-        ("the token", token.as_str()),
-        ("the database password", password),
+        ("the TOTP secret", run.secret.as_str()),
+        ("the token", run.token.as_str()),
+        ("the database password", run.password),
     ] {
         assert!(
             !everything.contains(needle),
             "{what} leaked into telemetry or logs"
         );
     }
-    for code in [right.as_str(), wrong] {
+    for code in [run.right.as_str(), run.wrong] {
         assert!(
             !contains_code(&everything, code),
             "the code {code} leaked into telemetry or logs"
