@@ -148,6 +148,7 @@ async fn pg_store() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
         connect_timeout: Duration::from_secs(10),
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
+        pooler: adapters_postgres::Pooler::Session,
     })
     .unwrap();
     Some((db, Arc::new(store)))

@@ -3,10 +3,14 @@
 //! and nowhere else: it is never handed to diesel, logged or put in an error.
 
 use std::fmt;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::Poll;
 
 use diesel::ConnectionResult;
+use diesel::connection::CacheSize;
 use diesel::result::ConnectionError;
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{Config, NoTls};
 
@@ -73,6 +77,66 @@ pub(crate) async fn establish(target: &Target) -> ConnectionResult<AsyncPgConnec
             AsyncPgConnection::try_from_client_and_connection(client, connection).await
         }
     }
+}
+
+/// Like [`establish`], for a connection that keeps no statement prepared
+/// (its statement cache off) and so is safe behind a transaction pooler,
+/// login included: diesel-async's login sets the time zone and the client
+/// encoding with two statements prepared under names and kept in its
+/// statement cache, which behind PgBouncer `pool_mode = transaction` run on
+/// whichever server connection is free and stay there ("prepared statement
+/// \"s0\" already exists" for the next client handed it). So the login runs
+/// in a transaction (`BEGIN` first, on the raw client), the cache is turned
+/// off inside it (which closes the two statements), and `COMMIT` ends it:
+/// the settings persist (`SET` without `LOCAL`), no statement does.
+pub(crate) async fn establish_unprepared(target: &Target) -> ConnectionResult<AsyncPgConnection> {
+    let failed = |error: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&error));
+    let mut connection = match &target.tls {
+        Some(tls) => {
+            let (client, connection) = target.config.connect(tls.clone()).await.map_err(failed)?;
+            login_in_transaction(client, connection).await?
+        }
+        None => {
+            let (client, connection) = target.config.connect(NoTls).await.map_err(failed)?;
+            login_in_transaction(client, connection).await?
+        }
+    };
+    AsyncConnection::set_prepared_statement_cache_size(&mut connection, CacheSize::Disabled);
+    SimpleAsyncConnection::batch_execute(&mut connection, "COMMIT")
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(connection)
+}
+
+/// Sends `BEGIN` on `client` (driving `connection` until it is answered),
+/// then hands both to diesel-async, whose login statements so run inside
+/// that transaction.
+async fn login_in_transaction<T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<tokio_postgres::Socket, T>,
+) -> ConnectionResult<AsyncPgConnection>
+where
+    T: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+{
+    let failed = |error: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&error));
+    {
+        let begin = client.batch_execute("BEGIN");
+        let mut begin = std::pin::pin!(begin);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(answer) = begin.as_mut().poll(cx) {
+                return Poll::Ready(answer.map_err(failed));
+            }
+            match Pin::new(&mut connection).poll(cx) {
+                Poll::Ready(Err(error)) => Poll::Ready(Err(failed(error))),
+                Poll::Ready(Ok(())) => Poll::Ready(Err(ConnectionError::BadConnection(
+                    "the server closed the connection at login".to_owned(),
+                ))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+    }
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
 }
 
 /// An error's text followed by its causes' (tokio-postgres keeps the useful

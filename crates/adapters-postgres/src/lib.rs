@@ -22,6 +22,7 @@
 mod connect;
 mod error;
 mod migrate;
+mod pooler;
 mod retry;
 mod rows;
 mod schema;
@@ -34,7 +35,6 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel::connection::CacheSize;
 use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::Integer;
 use diesel::{ExpressionMethods, IntoSql, QueryDsl, SelectableHelper};
@@ -42,7 +42,7 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use secrecy::SecretString;
 
 use application::{
@@ -54,8 +54,9 @@ use domain::{
     Attempts, FactorEvent, FactorState, OrgId, OtpFactor, RecoveryCodes, RecoveryHash, UserId,
 };
 
-use crate::connect::{Redactor, Target, establish, parse_target};
+use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
+use crate::pooler::{Pinning, pinned};
 use crate::retry::{Reason, retrying};
 use crate::rows::{FactorRow, state_name};
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
@@ -66,6 +67,7 @@ use crate::statements::{
 pub use crate::connect::describe_database;
 pub use crate::error::PgError;
 pub use crate::migrate::run_migrations;
+pub use crate::pooler::Pooler;
 
 /// How long a readiness check may take before the database counts as
 /// unreachable.
@@ -94,7 +96,12 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     /// Keep statements prepared per connection (diesel's statement cache);
     /// off, every statement is prepared anew (an extra round trip each).
+    /// Always off with [`Pooler::Transaction`].
     pub prepared_statements: bool,
+    /// What sits between the service and the database (see [`Pooler`]):
+    /// with [`Pooler::Transaction`] every statement runs in a transaction of
+    /// its own and none is kept prepared.
+    pub pooler: Pooler,
 }
 
 /// A snapshot of the connection pool.
@@ -119,6 +126,8 @@ pub struct PgFactorStore {
     /// Connections opened on the multi-thread runtime: gRPC, background jobs.
     multi_thread: Pool<AsyncPgConnection>,
     redactor: Redactor,
+    /// Whether each statement runs in a transaction of its own (`pooler`).
+    pinning: Pinning,
 }
 
 impl PgFactorStore {
@@ -139,16 +148,20 @@ impl PgFactorStore {
         // Bounds the TCP connect of each new connection (the pool's create timeout bounds the whole login).
         target.config.connect_timeout(settings.connect_timeout);
         // Every statement of the pool's connections, lock waits included, is
-        // bounded: set at login, so it costs no round trip per request.
-        let bound = format!(
-            "-c statement_timeout={}",
-            settings.statement_timeout.as_millis()
-        );
-        let options = match target.config.get_options() {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing} {bound}"),
-            _ => bound,
-        };
-        target.config.options(options);
+        // bounded: set at login, so it costs no round trip per request
+        // (behind a transaction pooler, which refuses `options`, set in each
+        // statement's transaction instead: see `pooler`).
+        if settings.pooler == Pooler::Session {
+            let bound = format!(
+                "-c statement_timeout={}",
+                settings.statement_timeout.as_millis()
+            );
+            let options = match target.config.get_options() {
+                Some(existing) if !existing.trim().is_empty() => format!("{existing} {bound}"),
+                _ => bound,
+            };
+            target.config.options(options);
+        }
         let redactor = Redactor::new(&target.config);
 
         let pool = |target: Target| build_pool(target, settings, &redactor);
@@ -156,6 +169,7 @@ impl PgFactorStore {
             current_thread: pool(target.clone())?,
             multi_thread: pool(target)?,
             redactor,
+            pinning: Pinning::new(settings.pooler, settings.statement_timeout),
         })
     }
 
@@ -194,11 +208,20 @@ impl PgFactorStore {
             .connection()
             .await
             .map_err(|error| unreachable(error.to_string()))?;
-        diesel::select(1_i32.into_sql::<Integer>())
-            .get_result::<i32>(&mut connection)
-            .await
-            .map_err(|error| unreachable(error.to_string()))?;
-        match retrying!(migrate::schema_is_current(&mut connection).await) {
+        let pinning = &self.pinning;
+        pinned!(
+            pinning,
+            connection,
+            diesel::select(1_i32.into_sql::<Integer>())
+                .get_result::<i32>(&mut connection)
+                .await
+        )
+        .map_err(|error| unreachable(error.to_string()))?;
+        match retrying!(pinned!(
+            pinning,
+            connection,
+            migrate::schema_is_current(&mut connection).await
+        )) {
             Ok(true) => Ok(()),
             Ok(false) => Err(NotReady::SchemaBehind),
             Err(error) => Err(unreachable(error.to_string())),
@@ -223,17 +246,19 @@ fn build_pool(
     settings: &PgSettings,
     redactor: &Redactor,
 ) -> Result<Pool<AsyncPgConnection>, PgError> {
-    let prepared_statements = settings.prepared_statements;
+    // Behind a transaction pooler a statement kept prepared would outlive
+    // the transaction that pinned its server connection.
+    let prepared_statements = settings.prepared_statements && settings.pooler == Pooler::Session;
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     // New connections come from the parsed config, so the URL itself never reaches diesel or its instrumentation.
     manager_config.custom_setup = Box::new(move |_unused_url| {
         let target = target.clone();
         Box::pin(async move {
-            let mut connection = establish(&target).await?;
-            if !prepared_statements {
-                connection.set_prepared_statement_cache_size(CacheSize::Disabled);
+            if prepared_statements {
+                establish(&target).await
+            } else {
+                establish_unprepared(&target).await
             }
-            Ok(connection)
         })
     });
     // Recycle check: no query per checkout. A connection whose socket
@@ -474,13 +499,22 @@ impl FactorStore for PgFactorStore {
                 .find(user.as_str())
                 .select(FactorRow::as_select())
         };
-        let row = match retrying!(only_row(query().load(&mut connection).await)) {
+        let pinning = &self.pinning;
+        let row = match retrying!(pinned!(
+            pinning,
+            connection,
+            only_row(query().load(&mut connection).await)
+        )) {
             Err(error) if lost_connection(&error) => {
                 // Died while idle in the pool: once more on a fresh one.
                 tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
                 drop(Object::take(connection));
                 let mut connection = self.connection().await?;
-                retrying!(only_row(query().load(&mut connection).await))
+                retrying!(pinned!(
+                    pinning,
+                    connection,
+                    only_row(query().load(&mut connection).await)
+                ))
             }
             row => row,
         };
@@ -502,12 +536,21 @@ impl FactorStore for PgFactorStore {
                 otp_user_streams::recovery_hashes,
             ))
         };
-        let row = match retrying!(only_row(query().load(&mut connection).await)) {
+        let pinning = &self.pinning;
+        let row = match retrying!(pinned!(
+            pinning,
+            connection,
+            only_row(query().load(&mut connection).await)
+        )) {
             Err(error) if lost_connection(&error) => {
                 tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
                 drop(Object::take(connection));
                 let mut connection = self.connection().await?;
-                retrying!(only_row(query().load(&mut connection).await))
+                retrying!(pinned!(
+                    pinning,
+                    connection,
+                    only_row(query().load(&mut connection).await)
+                ))
             }
             row => row,
         };
@@ -533,21 +576,30 @@ impl FactorStore for PgFactorStore {
                 .order(otp_events::sequence.desc())
                 .select(otp_events::resource_owner)
         };
-        let row = match retrying!(only_row(
-            query()
-                .limit(1)
-                .load::<Option<String>>(&mut connection)
-                .await
+        let pinning = &self.pinning;
+        let row = match retrying!(pinned!(
+            pinning,
+            connection,
+            only_row(
+                query()
+                    .limit(1)
+                    .load::<Option<String>>(&mut connection)
+                    .await
+            )
         )) {
             Err(error) if lost_connection(&error) => {
                 tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
                 drop(Object::take(connection));
                 let mut connection = self.connection().await?;
-                retrying!(only_row(
-                    query()
-                        .limit(1)
-                        .load::<Option<String>>(&mut connection)
-                        .await
+                retrying!(pinned!(
+                    pinning,
+                    connection,
+                    only_row(
+                        query()
+                            .limit(1)
+                            .load::<Option<String>>(&mut connection)
+                            .await
+                    )
                 ))
             }
             row => row,
@@ -576,6 +628,7 @@ impl FactorStore for PgFactorStore {
         decide: Decide,
     ) -> Result<Committed, ApplicationError> {
         let mut connection = self.connection().await?;
+        let pinning = &self.pinning;
         // First, as if the user had never changed anything: a decision that
         // writes on the empty state (an Add of a new user, the usual first
         // call) is tried as the user's first write, one statement and one
@@ -591,7 +644,11 @@ impl FactorStore for PgFactorStore {
         if let Ok(change) = empty
             && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, None, change)?
         {
-            match only_row((*write).load::<i64>(&mut connection).await) {
+            match pinned!(
+                pinning,
+                connection,
+                only_row((*write).load::<i64>(&mut connection).await)
+            ) {
                 Ok(Some(1)) => return Ok(committed),
                 Ok(_) => {}
                 Err(error) => match retry::transient(&error) {
@@ -611,7 +668,7 @@ impl FactorStore for PgFactorStore {
                 // Several changes of this user raced: spread the retries.
                 tokio::time::sleep(retry::pause(round)).await;
             }
-            let read = match read_state(&mut connection, user).await {
+            let read = match pinned!(pinning, connection, read_state(&mut connection, user).await) {
                 Err(error) if lost_connection(&error) && !fresh_connection => {
                     // A connection that died while idle in the pool: drop it
                     // and read again, once, on a fresh one.
@@ -619,7 +676,7 @@ impl FactorStore for PgFactorStore {
                     drop(Object::take(connection));
                     connection = self.connection().await?;
                     fresh_connection = true;
-                    read_state(&mut connection, user).await
+                    pinned!(pinning, connection, read_state(&mut connection, user).await)
                 }
                 read => read,
             };
@@ -649,7 +706,11 @@ impl FactorStore for PgFactorStore {
                     Plan::Nothing(committed) => return Ok(committed),
                     Plan::Write(write, committed) => (write, committed),
                 };
-            match only_row((*write).load::<i64>(&mut connection).await) {
+            match pinned!(
+                pinning,
+                connection,
+                only_row((*write).load::<i64>(&mut connection).await)
+            ) {
                 Ok(Some(1)) => return Ok(committed),
                 Ok(_) => {
                     tracing::debug!(
@@ -687,7 +748,10 @@ impl FactorStore for PgFactorStore {
     )]
     async fn purge_pending(&self, added_before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut connection = self.connection().await?;
-        let stale: Vec<String> = retrying!(
+        let pinning = &self.pinning;
+        let stale: Vec<String> = retrying!(pinned!(
+            pinning,
+            connection,
             otp_factors::table
                 .filter(otp_factors::state.eq(state_name(FactorState::NotReady)))
                 .filter(otp_factors::created_at.lt(added_before))
@@ -696,8 +760,26 @@ impl FactorStore for PgFactorStore {
                 .limit(PURGE_BATCH)
                 .load(&mut connection)
                 .await
-        )
+        ))
         .map_err(query_error)?;
+        if pinning.per_transaction() {
+            // Behind a transaction pooler: one transaction per user, one
+            // after the other (a pipeline would share one transaction).
+            let mut purged = 0_u64;
+            for user in &stale {
+                let n = retrying!(pinned!(
+                    pinning,
+                    connection,
+                    PurgePending { user, added_before }
+                        .load::<i64>(&mut connection)
+                        .await
+                        .map(|rows| rows.into_iter().sum::<i64>())
+                ))
+                .map_err(query_error)?;
+                purged += u64::try_from(n).unwrap_or(0);
+            }
+            return Ok(purged);
+        }
         // One statement per user (each a change of one user only), sent
         // together on the connection as a pipeline; each runs again on its
         // own if rolled back (it is conditional: a second run after the
@@ -743,8 +825,13 @@ impl SecretStore for PgFactorStore {
             }
             query
         };
-        let rows: Vec<FactorRow> =
-            retrying!(query().load(&mut connection).await).map_err(query_error)?;
+        let pinning = &self.pinning;
+        let rows: Vec<FactorRow> = retrying!(pinned!(
+            pinning,
+            connection,
+            query().load(&mut connection).await
+        ))
+        .map_err(query_error)?;
         rows.into_iter()
             .map(|row| {
                 let user = UserId::parse(row.user_id.clone()).map_err(|error| {
@@ -770,21 +857,42 @@ impl SecretStore for PgFactorStore {
         if batch.is_empty() {
             return Ok(0);
         }
-        let connection = self.connection().await?;
-        // One statement per user, pipelined on one connection; each runs
-        // again on its own if rolled back (it is conditional on the old
-        // seal: a second run after the first applied writes nothing).
-        let shared: &AsyncPgConnection = &connection;
-        let written = futures::future::try_join_all(batch.iter().map(|reseal| async move {
-            let statement = || WriteReseal {
+        let mut connection = self.connection().await?;
+        fn statement(reseal: &Reseal) -> WriteReseal<'_> {
+            WriteReseal {
                 user: reseal.user.as_str(),
                 old_key_id: &reseal.old.key_id,
                 old_sealed: &reseal.old.sealed,
                 new_key_id: &reseal.new.key_id,
                 new_sealed: &reseal.new.sealed,
-            };
+            }
+        }
+        let pinning = &self.pinning;
+        if pinning.per_transaction() {
+            // Behind a transaction pooler: one transaction per user, one
+            // after the other (a pipeline would share one transaction).
+            let mut written = 0_u64;
+            for reseal in &batch {
+                let n = retrying!(pinned!(
+                    pinning,
+                    connection,
+                    statement(reseal)
+                        .load::<i64>(&mut connection)
+                        .await
+                        .map(|rows| rows.into_iter().sum::<i64>())
+                ))
+                .map_err(query_error)?;
+                written += u64::try_from(n).unwrap_or(0);
+            }
+            return Ok(written);
+        }
+        // One statement per user, pipelined on one connection; each runs
+        // again on its own if rolled back (it is conditional on the old
+        // seal: a second run after the first applied writes nothing).
+        let shared: &AsyncPgConnection = &connection;
+        let written = futures::future::try_join_all(batch.iter().map(|reseal| async move {
             retrying!(
-                statement()
+                statement(reseal)
                     .load::<i64>(&mut &*shared)
                     .await
                     .map(|rows| rows.into_iter().sum::<i64>())

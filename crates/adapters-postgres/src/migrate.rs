@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::SecretString;
 
-use crate::connect::{Redactor, establish, parse_target};
+use crate::connect::{Redactor, establish_unprepared, parse_target};
 use crate::error::PgError;
 
 /// Every migration in `migrations/`, compiled into the binary.
@@ -43,9 +43,10 @@ diesel::table! {
 /// applied in one transaction that first takes a transaction-scoped
 /// advisory lock (`pg_advisory_xact_lock`, released by the commit or
 /// rollback), so migrators run one after the other and the later ones find
-/// nothing pending. No session-level lock is taken, so this works through a
-/// transaction pooler (PgBouncer `pool_mode = transaction`) and on engines
-/// without session-level locks. Works on both tokio runtime flavours (the
+/// nothing pending. No session-level lock is taken and no statement is kept
+/// prepared past the statement, so this works through a transaction pooler
+/// (PgBouncer `pool_mode = transaction`) and on engines without
+/// session-level locks. Works on both tokio runtime flavours (the
 /// synchronous migration harness runs on a blocking thread).
 ///
 /// # Errors
@@ -60,10 +61,15 @@ pub async fn run_migrations(url: &SecretString) -> Result<usize, PgError> {
         .get_connect_timeout()
         .unwrap_or(&DEFAULT_CONNECT_TIMEOUT);
     target.config.connect_timeout(connect_timeout);
-    let connection = tokio::time::timeout(connect_timeout, establish(&target))
+    let connection = tokio::time::timeout(connect_timeout, establish_unprepared(&target))
         .await
         .map_err(|_| PgError::Connect(format!("timed out after {connect_timeout:?}")))?
         .map_err(|error| PgError::Connect(redactor.redact(error.to_string())))?;
+    // No statement is kept prepared (each is closed right after it ran,
+    // inside the transaction): behind a transaction pooler one kept would
+    // stay on the server connection after the commit, and the next migrator
+    // handed that connection would collide with its name ("prepared
+    // statement \"s0\" already exists"; seen with PgBouncer 1.18).
     let applied = tokio::task::spawn_blocking(move || migrate_locked(connection))
         .await
         .map_err(|error| PgError::Migration(format!("the migration task failed: {error}")))?

@@ -23,6 +23,7 @@ fn store_at(url: &SecretString) -> PgFactorStore {
         connect_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
+        pooler: adapters_postgres::Pooler::Session,
     })
     .unwrap()
 }
@@ -222,6 +223,7 @@ async fn no_password_in_debug_output_or_errors() {
         connect_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
+        pooler: adapters_postgres::Pooler::Session,
     };
     assert!(!format!("{settings:?}").contains(PASSWORD));
 
@@ -266,6 +268,7 @@ fn a_pool_needs_at_least_one_connection() {
         connect_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
+        pooler: adapters_postgres::Pooler::Session,
     })
     .unwrap_err();
     assert!(matches!(error, PgError::InvalidSettings(_)), "{error:?}");
@@ -273,6 +276,17 @@ fn a_pool_needs_at_least_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_row_lock_fails_the_change_with_unavailable_instead_of_hanging() {
+    a_stuck_row_lock_fails_the_change(adapters_postgres::Pooler::Session).await;
+}
+
+/// The bound holds with `pooler = transaction` too, where it is set per
+/// transaction (`SET LOCAL`) rather than at login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_row_lock_fails_the_change_behind_a_transaction_pooler_too() {
+    a_stuck_row_lock_fails_the_change(adapters_postgres::Pooler::Transaction).await;
+}
+
+async fn a_stuck_row_lock_fails_the_change(pooler: adapters_postgres::Pooler) {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
@@ -282,6 +296,7 @@ async fn a_stuck_row_lock_fails_the_change_with_unavailable_instead_of_hanging()
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_millis(300),
         prepared_statements: true,
+        pooler,
     })
     .unwrap();
     let user = unique_user("stuck-lock");

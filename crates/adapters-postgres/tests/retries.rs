@@ -85,6 +85,7 @@ fn store(db: &TestDatabase) -> PgFactorStore {
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(20),
         prepared_statements: true,
+        pooler: adapters_postgres::Pooler::Session,
     })
     .unwrap()
 }

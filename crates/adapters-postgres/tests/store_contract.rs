@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapters_postgres::testing::TestDatabase;
-use adapters_postgres::{PgFactorStore, PgSettings};
+use adapters_postgres::{PgFactorStore, PgSettings, Pooler};
 use application::testing::unique_user;
 use application::{Change, ChangeContext, Current, FactorStore, FactorWrite};
 use chrono::{DateTime, Utc};
@@ -24,12 +24,22 @@ fn store_with(
     max_connections: usize,
     prepared_statements: bool,
 ) -> PgFactorStore {
+    store_pooled(db, max_connections, prepared_statements, Pooler::Session)
+}
+
+fn store_pooled(
+    db: &TestDatabase,
+    max_connections: usize,
+    prepared_statements: bool,
+    pooler: Pooler,
+) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
         url: db.url.clone(),
         max_connections,
         connect_timeout: Duration::from_secs(10),
         statement_timeout: Duration::from_secs(10),
         prepared_statements,
+        pooler,
     })
     .unwrap()
 }
@@ -38,6 +48,13 @@ fn store_with(
 async fn contract_store(prepared_statements: bool) -> Option<(TestDatabase, Arc<PgFactorStore>)> {
     let db = TestDatabase::create().await?;
     let store = Arc::new(store_with(&db, 8, prepared_statements));
+    Some((db, store))
+}
+
+/// A throwaway database and a store over it as behind a transaction pooler.
+async fn contract_store_pooled() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
+    let db = TestDatabase::create().await?;
+    let store = Arc::new(store_pooled(&db, 8, true, Pooler::Transaction));
     Some((db, store))
 }
 
@@ -53,6 +70,15 @@ mod unprepared {
     use super::contract_store;
 
     application::store_contract_tests!(contract_store(false).await);
+}
+
+/// ...and as behind a transaction pooler (`database.pooler = transaction`:
+/// every statement in a transaction of its own), here straight on
+/// PostgreSQL; through a real PgBouncer in the bootstrap crate's API tests.
+mod transaction_pooled {
+    use super::contract_store_pooled;
+
+    application::store_contract_tests!(contract_store_pooled().await);
 }
 
 fn at() -> DateTime<Utc> {

@@ -14,7 +14,12 @@
 //! After the table's usual runs, Add runs again on a second database whose
 //! connections default to `SERIALIZABLE` (`REST Add, SERIALIZABLE`, with
 //! its rate as a multiple of the default isolation's Add in the note;
-//! `BENCH_SERIALIZABLE=0` skips it).
+//! `BENCH_SERIALIZABLE=0` skips it). Then Add runs with
+//! `database.pooler = transaction`, straight on PostgreSQL and through a
+//! PgBouncer the benchmark starts (`pool_mode = transaction`, as many
+//! server connections as clients; skipped with a note when `pgbouncer` is
+//! not installed), each note giving its rate as a multiple of the first
+//! Add's.
 //! `BENCH_SCALE=1` adds the scale run: on a database of its own, Add
 //! while it is empty, then Add again once it holds 1M enrolled users and
 //! 10M events (`BENCH_SCALE=2`: only that, and the ceilings).
@@ -877,6 +882,87 @@ fn write_json(
     println!("written: {}", path.display());
 }
 
+/// A PgBouncer in transaction mode in front of the benchmark's server,
+/// stopped when dropped.
+struct PgBouncer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PgBouncer {
+    /// Starts one with `servers` server connections, or `None` when
+    /// `pgbouncer` is not installed.
+    fn start(db: &TestDatabase, servers: u64) -> Option<Self> {
+        let binary = ["pgbouncer", "/usr/sbin/pgbouncer"]
+            .into_iter()
+            .find(|path| Command::new(path).arg("--version").output().is_ok())?;
+        let server: tokio_postgres::Config = db.url.expose_secret().parse().unwrap();
+        let host = match server.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            _ => "127.0.0.1".to_owned(),
+        };
+        let server_port = server.get_ports().first().copied().unwrap_or(5432);
+        let user = server.get_user().unwrap_or("postgres").to_owned();
+        let password = server
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("otp-bench-pgbouncer-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("users.txt"),
+            format!("\"{user}\" \"{password}\"\n"),
+        )
+        .unwrap();
+        let ini = format!(
+            "[databases]\n* = host={host} port={server_port}\n[pgbouncer]\n\
+             listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {}\npool_mode = transaction\n\
+             default_pool_size = {servers}\nmax_client_conn = 500\n\
+             log_connections = 0\nlog_disconnections = 0\n",
+            dir.join("users.txt").display()
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let mut command = Command::new(binary);
+        if root {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "pgbouncer did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, port, dir })
+    }
+
+    /// The benchmark database's URL through this PgBouncer.
+    fn url(&self, db: &TestDatabase) -> String {
+        let server: tokio_postgres::Config = db.url.expose_secret().parse().unwrap();
+        let user = server.get_user().unwrap_or("postgres");
+        format!("postgres://{user}@127.0.0.1:{}/{}", self.port, db.name)
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn main() {
     let seconds = env_number("BENCH_SECONDS", 10);
     let clients = env_number("BENCH_CLIENTS", 16);
@@ -1066,6 +1152,58 @@ fn main() {
                 run.note
             );
             runs.push(run);
+        }
+
+        // Add with every statement in a transaction of its own, straight on
+        // PostgreSQL, then through PgBouncer in transaction mode.
+        {
+            let direct = Service::start(
+                &db,
+                &issuer_url,
+                clients,
+                &[("OTP__DATABASE__POOLER", "transaction".to_owned())],
+            );
+            direct.wait_ready().await;
+            let tokens = mint(&issuer, &users("t", n));
+            let mut run = measured(
+                &direct,
+                "REST Add, pooler=transaction",
+                Some("add"),
+                &add_lines(&tokens),
+                clients,
+                seconds,
+                0,
+            );
+            run.note = format!("{:.2}x of Add {}", run.rate() / runs[0].rate(), run.note);
+            runs.push(run);
+            drop(direct);
+            match PgBouncer::start(&db, clients) {
+                Some(bouncer) => {
+                    let pooled = Service::start(
+                        &db,
+                        &issuer_url,
+                        clients,
+                        &[
+                            ("OTP__DATABASE__POOLER", "transaction".to_owned()),
+                            ("OTP__DATABASE__URL", bouncer.url(&db)),
+                        ],
+                    );
+                    pooled.wait_ready().await;
+                    let tokens = mint(&issuer, &users("b", n));
+                    let mut run = measured(
+                        &pooled,
+                        "REST Add through PgBouncer",
+                        Some("add"),
+                        &add_lines(&tokens),
+                        clients,
+                        seconds,
+                        0,
+                    );
+                    run.note = format!("{:.2}x of Add {}", run.rate() / runs[0].rate(), run.note);
+                    runs.push(run);
+                }
+                None => println!("  pgbouncer not installed: no run through PgBouncer"),
+            }
         }
 
         if scale {

@@ -238,7 +238,33 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// Keep each connection's statements prepared (one round trip per
     /// statement after the first). Off: every statement is prepared anew.
+    /// Ignored (always off) with `pooler = "transaction"`.
     pub prepared_statements: bool,
+    /// What sits between the service and PostgreSQL: `session` (nothing, or
+    /// a pooler in session mode) or `transaction` (PgBouncer
+    /// `pool_mode = transaction`: every statement in a transaction of its
+    /// own, none kept prepared).
+    pub pooler: PoolerMode,
+}
+
+/// `database.pooler`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolerMode {
+    /// No pooler, or one that keeps a client on one server connection.
+    #[default]
+    Session,
+    /// A pooler that hands out server connections per transaction.
+    Transaction,
+}
+
+impl From<PoolerMode> for adapters_postgres::Pooler {
+    fn from(mode: PoolerMode) -> Self {
+        match mode {
+            PoolerMode::Session => Self::Session,
+            PoolerMode::Transaction => Self::Transaction,
+        }
+    }
 }
 
 impl DatabaseSettings {
@@ -251,6 +277,7 @@ impl DatabaseSettings {
             connect_timeout: self.connect_timeout,
             statement_timeout: self.statement_timeout,
             prepared_statements: self.prepared_statements,
+            pooler: self.pooler.into(),
         }
     }
 }
@@ -264,6 +291,7 @@ impl Default for DatabaseSettings {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             prepared_statements: true,
+            pooler: PoolerMode::Session,
         }
     }
 }
@@ -892,6 +920,23 @@ mod tests {
         assert_eq!(settings.totp.issuer, "ACME");
         assert_eq!(settings.totp.digits, 8);
         let _ = std::fs::remove_file(&file.0);
+    }
+
+    #[test]
+    fn the_pooler_is_session_by_default_and_transaction_on_request() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings.database.pooler, PoolerMode::Session);
+        assert_eq!(
+            settings.database.pg_settings().pooler,
+            adapters_postgres::Pooler::Session
+        );
+        let pooled =
+            Settings::load(None, env(&[("OTP__DATABASE__POOLER", "transaction")])).unwrap();
+        assert_eq!(
+            pooled.database.pg_settings().pooler,
+            adapters_postgres::Pooler::Transaction
+        );
+        assert!(Settings::load(None, env(&[("OTP__DATABASE__POOLER", "statement")])).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod helpers;
 mod import;
 mod interop;
 mod parity;
+mod pgbouncer;
 mod processes;
 mod recovery;
 mod security;
