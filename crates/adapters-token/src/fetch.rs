@@ -9,7 +9,30 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::keys::{KeySet, parse_jwks};
-use crate::settings::url_allowed;
+use crate::settings::{TokenConfigError, url_allowed};
+
+/// The client for every call to the issuer: `timeout` bounds connecting and
+/// the whole exchange, and redirects are never followed (a redirect would
+/// resend the introspection token and our credentials elsewhere, or lead
+/// the key fetch to a host the issuer does not control, or to plain http:
+/// keys and answers come only from where configured).
+///
+/// # Errors
+/// [`TokenConfigError::InvalidSetting`] for a zero timeout,
+/// [`TokenConfigError::HttpClient`] when the TLS stack cannot start.
+pub(crate) fn issuer_client(timeout: std::time::Duration) -> Result<Client, TokenConfigError> {
+    if timeout.is_zero() {
+        return Err(TokenConfigError::InvalidSetting(
+            "the HTTP timeout is zero".into(),
+        ));
+    }
+    Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| TokenConfigError::HttpClient(e.to_string()))
+}
 
 /// The largest discovery document or JWKS read, in bytes.
 const MAX_BODY_LEN: usize = 512 * 1024;

@@ -152,19 +152,8 @@ impl IntrospectionVerifier {
                 "at most 0 concurrent introspections: none could ever run".into(),
             ));
         }
-        if settings.http_timeout.is_zero() {
-            return Err(TokenConfigError::InvalidSetting(
-                "the HTTP timeout is zero".into(),
-            ));
-        }
+        let client = crate::fetch::issuer_client(settings.http_timeout)?;
         let credentials = Credentials::new(&settings.client_auth, &settings.issuer)?;
-        let client = reqwest::Client::builder()
-            .timeout(settings.http_timeout)
-            .connect_timeout(settings.http_timeout)
-            // A redirect would resend the token and our credentials elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| TokenConfigError::HttpClient(e.to_string()))?;
         Ok(Self {
             issuer: settings.issuer,
             audience: settings.audience,
@@ -483,17 +472,7 @@ mod tests {
     use super::*;
 
     fn principal(id: &str) -> Principal {
-        Principal {
-            user_id: UserId::parse(id).unwrap(),
-            org_id: None,
-            login_name: None,
-            scopes: Vec::new(),
-            client_id: None,
-            authorized_party: None,
-            auth_time: None,
-            amr: Vec::new(),
-            roles: Vec::new(),
-        }
+        Principal::of(UserId::parse(id).unwrap())
     }
 
     #[test]

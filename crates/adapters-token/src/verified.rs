@@ -65,17 +65,7 @@ mod tests {
     use super::*;
 
     fn principal(id: &str) -> Principal {
-        Principal {
-            user_id: UserId::parse(id).unwrap(),
-            org_id: None,
-            login_name: None,
-            scopes: Vec::new(),
-            client_id: None,
-            authorized_party: None,
-            auth_time: None,
-            amr: Vec::new(),
-            roles: Vec::new(),
-        }
+        Principal::of(UserId::parse(id).unwrap())
     }
 
     #[test]

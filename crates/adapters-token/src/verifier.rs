@@ -326,19 +326,7 @@ impl JwtVerifier {
             }
             None => check_http_url("the issuer", &settings.issuer, settings.allow_http)?,
         }
-        if settings.http_timeout.is_zero() {
-            return Err(TokenConfigError::InvalidSetting(
-                "the HTTP timeout is zero".into(),
-            ));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(settings.http_timeout)
-            .connect_timeout(settings.http_timeout)
-            // A redirect could lead the key fetch to a host the issuer does
-            // not control (or to plain http): keys come from where configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| TokenConfigError::HttpClient(e.to_string()))?;
+        let client = crate::fetch::issuer_client(settings.http_timeout)?;
         Ok(Self {
             issuer: settings.issuer,
             audience: settings.audience,

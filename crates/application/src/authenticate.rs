@@ -37,6 +37,24 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A principal that is `user_id` and nothing more: no organisation,
+    /// login name, scopes, client, sign-in facts or roles. Token adapters
+    /// fill in what their token tells; tests start from it.
+    #[must_use]
+    pub const fn of(user_id: UserId) -> Self {
+        Self {
+            user_id,
+            org_id: None,
+            login_name: None,
+            scopes: Vec::new(),
+            client_id: None,
+            authorized_party: None,
+            auth_time: None,
+            amr: Vec::new(),
+            roles: Vec::new(),
+        }
+    }
+
     /// The account label of the otpauth URL: the login name, else the user id.
     #[must_use]
     pub fn account(&self) -> &str {
@@ -141,17 +159,7 @@ mod tests {
 
     #[test]
     fn account_falls_back_to_user_id() {
-        let principal = Principal {
-            user_id: UserId::parse("u1").unwrap(),
-            org_id: None,
-            login_name: None,
-            scopes: Vec::new(),
-            client_id: None,
-            authorized_party: None,
-            auth_time: None,
-            amr: Vec::new(),
-            roles: Vec::new(),
-        };
+        let principal = Principal::of(UserId::parse("u1").unwrap());
         assert_eq!(principal.account(), "u1");
     }
 }

@@ -183,17 +183,7 @@ mod tests {
     use super::*;
 
     fn principal_named(user: &str) -> Principal {
-        Principal {
-            user_id: domain::UserId::parse(user).unwrap(),
-            org_id: None,
-            login_name: None,
-            scopes: Vec::new(),
-            client_id: None,
-            authorized_party: None,
-            auth_time: None,
-            amr: Vec::new(),
-            roles: Vec::new(),
-        }
+        Principal::of(domain::UserId::parse(user).unwrap())
     }
 
     fn at(secs: i64) -> DateTime<Utc> {

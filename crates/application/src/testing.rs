@@ -114,17 +114,11 @@ pub fn principal(user: &str) -> Principal {
         value.unwrap_or_else(|e| unreachable!("test identities are valid: {e}"))
     }
     Principal {
-        user_id: parse(UserId::parse(user)),
         org_id: Some(parse(domain::OrgId::parse("org-1"))),
         login_name: Some(parse(domain::LoginName::parse(format!(
             "{user}@example.com"
         )))),
-        scopes: Vec::new(),
-        client_id: None,
-        authorized_party: None,
-        auth_time: None,
-        amr: Vec::new(),
-        roles: Vec::new(),
+        ..Principal::of(parse(UserId::parse(user)))
     }
 }
 
