@@ -44,7 +44,7 @@
 //! Failed calls answer the contract's code, the message `"<text> (<id>)"` and
 //! an encoded `google.rpc.Status` holding one `zitadel.v1.ErrorDetail` in
 //! `grpc-status-details-bin` ([`status_of`]); over gRPC-web that status comes
-//! in the body's trailers frame ([`GrpcWebStatusFrame`]).
+//! in the body's trailers frame ([`GrpcWebStatusFrameLayer`]).
 
 mod check;
 mod connect;
@@ -69,7 +69,7 @@ pub use server::{
 };
 pub use service::{AuthServiceImpl, MAX_MESSAGE_BYTES};
 pub use users::{ManagementServiceImpl, UserServiceImpl};
-pub use web::{GrpcWebStatusFrame, GrpcWebStatusFrameLayer};
+pub use web::{GrpcWebStatusFrameLayer, grpc_web_status_frame};
 
 /// The code generated from `proto/` (messages, server and client), one module
 /// per proto package: `zitadel::v1`, `zitadel::user::v1`, `zitadel::auth::v1`,

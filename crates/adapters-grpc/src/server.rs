@@ -29,7 +29,7 @@ use crate::proto::zitadel::management::v1::management_service_server::SERVICE_NA
 use crate::proto::zitadel::user::v2::user_service_server::SERVICE_NAME as USER_SERVICE_NAME;
 use crate::service::AuthServiceImpl;
 use crate::users::{ManagementServiceImpl, UserServiceImpl};
-use crate::web::GrpcWebStatusFrameLayer;
+use crate::web::{GrpcWebStatusFrameLayer, grpc_web_status_frame};
 
 /// Settings of the gRPC port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,7 +262,7 @@ async fn build(
         .max_connection_age_grace(limits.max_connection_age_grace)
         .layer(cors)
         .layer(ConnectLayer::new()?)
-        .layer(GrpcWebStatusFrameLayer)
+        .layer(grpc_web_status_frame())
         .layer(GrpcWebLayer::new())
         .layer(ObserveLayer)
         .add_optional_service(

@@ -7,16 +7,12 @@
 //! layer, placed outside tonic-web's, moves it there. Native gRPC answers are
 //! left as they are.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use base64::Engine as _;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::Full;
 use tonic::body::Body;
-use tonic::codegen::{Bytes, Service};
-use tower_layer::Layer;
+use tonic::codegen::Bytes;
+use tower::util::MapResponseLayer;
 
 /// The headers of a trailers-only answer that belong in the trailers frame.
 const STATUS_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
@@ -24,42 +20,16 @@ const STATUS_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-d
 /// The gRPC-web frame flag of a trailers frame.
 const TRAILERS_FLAG: u8 = 0x80;
 
-/// Wraps a service in [`GrpcWebStatusFrame`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcWebStatusFrameLayer;
-
-impl<S> Layer<S> for GrpcWebStatusFrameLayer {
-    type Service = GrpcWebStatusFrame<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcWebStatusFrame { inner }
-    }
-}
-
 /// Moves the status of a trailers-only gRPC-web answer into a trailers frame
-/// in the body (binary and `-text` encodings).
-#[derive(Debug, Clone)]
-pub struct GrpcWebStatusFrame<S> {
-    inner: S,
-}
+/// in the body (binary and `-text` encodings): tower's `MapResponse` with
+/// [`status_into_frame`].
+pub type GrpcWebStatusFrameLayer =
+    MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>;
 
-impl<S, B> Service<http::Request<B>> for GrpcWebStatusFrame<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let answer = self.inner.call(request);
-        Box::pin(async move { answer.await.map(status_into_frame) })
-    }
+/// The [`GrpcWebStatusFrameLayer`].
+#[must_use]
+pub fn grpc_web_status_frame() -> GrpcWebStatusFrameLayer {
+    MapResponseLayer::new(status_into_frame as fn(http::Response<Body>) -> http::Response<Body>)
 }
 
 /// A gRPC-web answer with `grpc-status` in its headers gets those headers as

@@ -24,7 +24,7 @@ use tonic::codegen::Service as _;
 use tower_layer::Layer as _;
 
 use adapters_crypto::AesGcmCipher;
-use adapters_grpc::{AuthServiceImpl, GrpcWebStatusFrameLayer, OtpCheckServiceImpl};
+use adapters_grpc::{AuthServiceImpl, OtpCheckServiceImpl, grpc_web_status_frame};
 use adapters_token::{BearerVerifier, ClaimNames, DevIssuer, JwtVerifier};
 use application::testing::{StaticTokens, principal};
 use application::{
@@ -140,7 +140,7 @@ const GRPC_CONTENT_TYPES: [&str; 4] = [
 ];
 
 /// A call of the gRPC port in process (`AuthService` and `OtpCheckService`
-/// on the memory store, behind tonic-web and [`GrpcWebStatusFrameLayer`] as
+/// on the memory store, behind tonic-web and [`adapters_grpc::GrpcWebStatusFrameLayer`] as
 /// the server stacks them): the first byte picks the method (bits 0-2), the
 /// encoding (bits 3-4: gRPC, gRPC-web binary, `-text`, bare `grpc-web`) and
 /// whether the rest is sent base64-encoded for `-text` (bit 5); the rest is
@@ -213,7 +213,7 @@ async fn grpc_call(method: &str, content_type: &str, body: Vec<u8>) -> GrpcAnswe
         AuthServiceImpl::new(factors.clone(), auth.clone()).into_server(),
     )
     .add_service(OtpCheckServiceImpl::new(factors, auth).into_server());
-    let mut service = GrpcWebStatusFrameLayer.layer(tonic_web::GrpcWebLayer::new().layer(routes));
+    let mut service = grpc_web_status_frame().layer(tonic_web::GrpcWebLayer::new().layer(routes));
 
     let token = if method.starts_with("/otp.") {
         "Bearer svc-token"
