@@ -68,48 +68,45 @@ impl std::fmt::Debug for HttpState {
 /// Registers every route on an actix `App`, the trusted login check and
 /// `/openapi.json` included: `App::new().configure(adapters_http::routes(state))`.
 pub fn routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |config| {
-        config
-            .app_data(web::Data::new(state))
-            .configure(routes::otp::register)
-            .configure(routes::users::register)
-            .configure(routes::import::register)
-            .configure(routes::recovery::register)
-            .configure(routes::otp::register_trusted)
-            .configure(routes::recovery::register_trusted)
-            .configure(routes::health::register)
-            .route("/openapi.json", web::get().to(openapi::serve))
-            .default_service(web::to(routes::not_found));
-    }
+    listener_routes(state, Routes::All)
 }
 
 /// The public listener's routes when the trusted calls have their own
 /// listener: the user's OTP calls, the probes and `/openapi.json`; the login
 /// check is 404.
 pub fn public_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |config| {
-        config
-            .app_data(web::Data::new(state))
-            .configure(routes::otp::register)
-            .configure(routes::users::register)
-            .configure(routes::import::register)
-            .configure(routes::recovery::register)
-            .configure(routes::health::register)
-            .route("/openapi.json", web::get().to(openapi::serve))
-            .default_service(web::to(routes::not_found));
-    }
+    listener_routes(state, Routes::Public)
 }
 
 /// The internal listener's routes: the trusted login check
-/// (`POST /v1/users/{user_id}/otp/_check`) and the probes.
+/// (`POST /v1/users/{user_id}/otp/_check`), the recovery-code check and the
+/// probes.
 pub fn internal_routes(state: HttpState) -> impl FnOnce(&mut web::ServiceConfig) {
+    listener_routes(state, Routes::Internal)
+}
+
+/// The routes of `which` listener: the user's calls and `/openapi.json`
+/// unless internal, the trusted calls unless public, the probes always.
+fn listener_routes(state: HttpState, which: Routes) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
-        config
-            .app_data(web::Data::new(state))
-            .configure(routes::otp::register_trusted)
-            .configure(routes::recovery::register_trusted)
-            .configure(routes::health::register)
-            .default_service(web::to(routes::not_found));
+        config.app_data(web::Data::new(state));
+        if which != Routes::Internal {
+            config
+                .configure(routes::otp::register)
+                .configure(routes::users::register)
+                .configure(routes::import::register)
+                .configure(routes::recovery::register);
+        }
+        if which != Routes::Public {
+            config
+                .configure(routes::otp::register_trusted)
+                .configure(routes::recovery::register_trusted);
+        }
+        config.configure(routes::health::register);
+        if which != Routes::Internal {
+            config.route("/openapi.json", web::get().to(openapi::serve));
+        }
+        config.default_service(web::to(routes::not_found));
     }
 }
 
