@@ -485,6 +485,26 @@ fn attempts_of(user: &UserId, head: &Head) -> Result<Attempts, StoreError> {
     })
 }
 
+/// A read under the store's retry rules (`retrying!`), in its own
+/// transaction where the pooler needs one (`pinned!`), and once more on a
+/// fresh connection when the pooled one turns out to have died while idle.
+/// `$connection` names the connection inside `$read`.
+macro_rules! read_with_fresh_retry {
+    ($store:expr, |$connection:ident| $read:expr) => {{
+        let pinning = &$store.pinning;
+        let mut $connection = $store.connection().await?;
+        match retrying!(pinned!(pinning, $connection, $read)) {
+            Err(error) if lost_connection(&error) => {
+                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
+                drop(Object::take($connection));
+                let mut $connection = $store.connection().await?;
+                retrying!(pinned!(pinning, $connection, $read))
+            }
+            row => row,
+        }
+    }};
+}
+
 #[async_trait]
 impl FactorStore for PgFactorStore {
     #[tracing::instrument(
@@ -493,31 +513,14 @@ impl FactorStore for PgFactorStore {
         fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "find")
     )]
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError> {
-        let mut connection = self.connection().await?;
         let query = || {
             otp_factors::table
                 .find(user.as_str())
                 .select(FactorRow::as_select())
         };
-        let pinning = &self.pinning;
-        let row = match retrying!(pinned!(
-            pinning,
-            connection,
-            only_row(query().load(&mut connection).await)
-        )) {
-            Err(error) if lost_connection(&error) => {
-                // Died while idle in the pool: once more on a fresh one.
-                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
-                drop(Object::take(connection));
-                let mut connection = self.connection().await?;
-                retrying!(pinned!(
-                    pinning,
-                    connection,
-                    only_row(query().load(&mut connection).await)
-                ))
-            }
-            row => row,
-        };
+        let row = read_with_fresh_retry!(self, |connection| only_row(
+            query().load(&mut connection).await
+        ));
         row.map_err(query_error)?
             .map(FactorRow::into_factor)
             .transpose()
@@ -529,31 +532,15 @@ impl FactorStore for PgFactorStore {
         fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "recovery_codes")
     )]
     async fn recovery_codes(&self, user: &UserId) -> Result<Option<RecoveryCodes>, StoreError> {
-        let mut connection = self.connection().await?;
         let query = || {
             otp_user_streams::table.find(user.as_str()).select((
                 otp_user_streams::recovery_key_id,
                 otp_user_streams::recovery_hashes,
             ))
         };
-        let pinning = &self.pinning;
-        let row = match retrying!(pinned!(
-            pinning,
-            connection,
-            only_row(query().load(&mut connection).await)
-        )) {
-            Err(error) if lost_connection(&error) => {
-                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
-                drop(Object::take(connection));
-                let mut connection = self.connection().await?;
-                retrying!(pinned!(
-                    pinning,
-                    connection,
-                    only_row(query().load(&mut connection).await)
-                ))
-            }
-            row => row,
-        };
+        let row = read_with_fresh_retry!(self, |connection| only_row(
+            query().load(&mut connection).await
+        ));
         match row.map_err(query_error)? {
             Some(columns) => recovery_of(user, columns),
             None => Ok(None),
@@ -566,7 +553,6 @@ impl FactorStore for PgFactorStore {
         fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "resource_owner")
     )]
     async fn resource_owner(&self, user: &UserId) -> Result<Option<OrgId>, StoreError> {
-        let mut connection = self.connection().await?;
         // The newest event naming an organisation: a backward scan of the
         // primary key (user_id, sequence) that stops at the first hit.
         let query = || {
@@ -576,34 +562,12 @@ impl FactorStore for PgFactorStore {
                 .order(otp_events::sequence.desc())
                 .select(otp_events::resource_owner)
         };
-        let pinning = &self.pinning;
-        let row = match retrying!(pinned!(
-            pinning,
-            connection,
-            only_row(
-                query()
-                    .limit(1)
-                    .load::<Option<String>>(&mut connection)
-                    .await
-            )
-        )) {
-            Err(error) if lost_connection(&error) => {
-                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
-                drop(Object::take(connection));
-                let mut connection = self.connection().await?;
-                retrying!(pinned!(
-                    pinning,
-                    connection,
-                    only_row(
-                        query()
-                            .limit(1)
-                            .load::<Option<String>>(&mut connection)
-                            .await
-                    )
-                ))
-            }
-            row => row,
-        };
+        let row = read_with_fresh_retry!(self, |connection| only_row(
+            query()
+                .limit(1)
+                .load::<Option<String>>(&mut connection)
+                .await
+        ));
         row.map_err(query_error)?
             .flatten()
             .map(|org| {
