@@ -240,6 +240,26 @@ pub struct Answer {
 }
 
 impl TestApp {
+    /// The test database as `pg_dump --data-only --inserts` writes it: what
+    /// an operator's backup holds.
+    pub fn dump(&self) -> String {
+        let output = std::process::Command::new("pg_dump")
+            .args([
+                "--data-only",
+                "--inserts",
+                "--dbname",
+                self.db.url.expose_secret(),
+            ])
+            .output()
+            .expect("pg_dump is installed with PostgreSQL");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
     pub fn token(&self, sub: &str) -> String {
         sign(&claims(&self.issuer.url, sub))
     }

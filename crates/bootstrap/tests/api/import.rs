@@ -555,17 +555,7 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     assert!(out(&ok).contains("imported 1, skipped 0, refused 0"));
 
     // No imported secret is in the database in clear.
-    let dump = Command::new("pg_dump")
-        .args([
-            "--data-only",
-            "--inserts",
-            "--dbname",
-            app.db.url.expose_secret(),
-        ])
-        .output()
-        .expect("pg_dump is installed with PostgreSQL");
-    assert!(dump.status.success());
-    let dump_text = String::from_utf8_lossy(&dump.stdout).to_string();
+    let dump_text = app.dump();
     assert!(
         dump_text.contains("otp.imported"),
         "the dump must hold the events"

@@ -3,8 +3,6 @@
 //! redemptions across two `otp-service serve` processes; wrong codes sharing
 //! the OTP lockout; no code in a database dump or in the logs.
 
-use std::process::Command;
-
 use adapters_grpc::proto::otp::v1::CheckRecoveryCodeRequest;
 use adapters_grpc::proto::otp::v1::otp_check_service_client::OtpCheckServiceClient;
 use adapters_grpc::proto::zitadel::user::v2::user_service_client::UserServiceClient;
@@ -12,7 +10,6 @@ use adapters_grpc::proto::zitadel::user::v2::{
     AuthenticationMethodType, GenerateRecoveryCodesRequest, ListAuthenticationMethodTypesRequest,
 };
 use futures::future::join_all;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tonic::metadata::MetadataValue;
 
@@ -393,21 +390,7 @@ async fn no_code_in_a_database_dump() {
     let token = app.token(&sub);
     ready(&app, &token).await;
     let codes = codes_of(&generate(&app, &token, &sub, json!(10)).await);
-    let output = Command::new("pg_dump")
-        .args([
-            "--data-only",
-            "--inserts",
-            "--dbname",
-            app.db.url.expose_secret(),
-        ])
-        .output()
-        .expect("pg_dump is installed with PostgreSQL");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let dump = String::from_utf8_lossy(&output.stdout).to_string();
+    let dump = app.dump();
     assert!(
         dump.contains(&sub) && dump.contains("recovery"),
         "the dump holds the user's rows"
