@@ -320,20 +320,97 @@ fn process_figures(pid: u32) -> (u64, u64, f64) {
     (kb("VmRSS:"), kb("VmHWM:"), ticks / 100.0)
 }
 
-/// CPU seconds of this process and its waited-for children (`wrk`): the
-/// load generator's share of the machine.
-fn load_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User+system seconds in a `/proc/PID/stat` line, with the waited-for
+/// children's when `children` (fields 14-17 of stat(5)).
+fn stat_seconds(stat: &str, children: bool) -> f64 {
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    let ticks: f64 = fields.get(11..15).map_or(0.0, |f| {
+    let end = if children { 15 } else { 13 };
+    let ticks: f64 = fields.get(11..end).map_or(0.0, |f| {
         f.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum()
     });
     ticks / 100.0
+}
+
+/// Where the machine's CPU went so far: PostgreSQL (every `postgres`
+/// process: backends, WAL writer, checkpointer), the load generator (this
+/// process and its waited-for children: `wrk`, `ceiling.sh`'s pgbench), and
+/// the whole machine (`/proc/stat`: busy and all time, in seconds of one
+/// core).
+#[derive(Debug, Clone, Copy)]
+struct Machine {
+    db: f64,
+    load: f64,
+    busy: f64,
+    total: f64,
+}
+
+impl Machine {
+    fn now() -> Self {
+        let db = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| {
+                std::fs::read_to_string(entry.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim() == "postgres")
+            })
+            .map(|entry| {
+                stat_seconds(
+                    &std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default(),
+                    false,
+                )
+            })
+            .sum();
+        let load = stat_seconds(
+            &std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
+            true,
+        );
+        // cpu  user nice system idle iowait irq softirq steal ...
+        let totals = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let jiffies: Vec<f64> = totals
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let total: f64 = jiffies.iter().sum();
+        let idle = jiffies.get(3).copied().unwrap_or(0.0) + jiffies.get(4).copied().unwrap_or(0.0);
+        Self {
+            db,
+            load,
+            busy: (total - idle) / 100.0,
+            total: total / 100.0,
+        }
+    }
+
+    /// What went where since `before`, per request of `requests`: the
+    /// database's and the load generator's µs, and the machine's busy share.
+    fn spent_since(&self, before: &Self, requests: u64) -> Spent {
+        let per = |seconds: f64| seconds * 1e6 / requests.max(1) as f64;
+        Spent {
+            db_us: per(self.db - before.db),
+            load_us: per(self.load - before.load),
+            busy: (self.busy - before.busy) / (self.total - before.total).max(1e-9),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Spent {
+    /// PostgreSQL's CPU per request, µs.
+    db_us: f64,
+    /// The load generator's CPU per request, µs.
+    load_us: f64,
+    /// The machine's busy share over the run (1.0: every core busy).
+    busy: f64,
 }
 
 /// One measured run.
@@ -347,8 +424,9 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us_per_request: f64,
-    /// The load generator's CPU (wrk, or the tonic client loop) per request.
-    load_cpu_us_per_request: f64,
+    /// PostgreSQL's and the load generator's (wrk, or the tonic client
+    /// loop) CPU per request, and how busy the machine was.
+    spent: Spent,
     note: String,
 }
 
@@ -360,13 +438,15 @@ impl Run {
     /// Printed as each run ends, so a later failure loses no figure.
     fn announced(self) -> Self {
         println!(
-            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, load {:.0} µs/req {}",
+            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, PostgreSQL {:.0} µs/req, load {:.0} µs/req, machine {:.0}% busy {}",
             self.call,
             self.rate(),
             self.p50_ms,
             self.p99_ms,
             self.cpu_us_per_request,
-            self.load_cpu_us_per_request,
+            self.spent.db_us,
+            self.spent.load_us,
+            self.spent.busy * 100.0,
             self.note
         );
         self
@@ -544,7 +624,7 @@ fn measured(
 ) -> Run {
     let profile = profiler(service, call, seconds);
     let before = service.figures().2;
-    let load_before = load_cpu();
+    let machine = Machine::now();
     let base = if call.contains("check") {
         &service.internal
     } else {
@@ -552,7 +632,7 @@ fn measured(
     };
     let (result, _) = wrk(base, lines, clients, seconds, pace_ms, call);
     let cpu = service.figures().2 - before;
-    let load = load_cpu() - load_before;
+    let after = Machine::now();
     if let Some(mut perf) = profile {
         let _ = perf.wait();
     }
@@ -579,7 +659,7 @@ fn measured(
         p50_ms: number("p50_us") as f64 / 1000.0,
         p99_ms: number("p99_us") as f64 / 1000.0,
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
-        load_cpu_us_per_request: load * 1e6 / requests.max(1) as f64,
+        spent: after.spent_since(&machine, requests),
         note,
     }
     .announced()
@@ -591,7 +671,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     let next = Arc::new(AtomicUsize::new(0));
     let profile = profiler(service, "gRPC Add", seconds);
     let before = service.figures().2;
-    let load_before = load_cpu();
+    let machine = Machine::now();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let tasks = (0..clients).map(|_| {
@@ -629,7 +709,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = service.figures().2 - before;
-    let load = load_cpu() - load_before;
+    let after = Machine::now();
     if let Some(mut perf) = profile {
         let _ = perf.wait();
     }
@@ -650,7 +730,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
-        load_cpu_us_per_request: load * 1e6 / requests.max(1) as f64,
+        spent: after.spent_since(&machine, requests),
         note: if used > tokens.len() {
             "(token list wrapped: raise BENCH_USERS)".into()
         } else {
@@ -660,28 +740,63 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     .announced()
 }
 
-/// `ceiling.sh`'s transactions per second for each op.
-fn ceilings(clients: u64, seconds: u64) -> Vec<(String, f64)> {
+/// One op of `ceiling.sh`: its transactions per second, and where the
+/// machine's CPU went meanwhile (the load generator here is pgbench).
+#[derive(Debug, Clone)]
+struct Ceiling {
+    op: String,
+    tps: f64,
+    spent: Spent,
+}
+
+/// The ops of `ceiling.sh`, in its default order.
+const CEILING_OPS: [&str; 4] = ["add", "verify", "check", "list"];
+
+/// `ceiling.sh CLIENTS SECONDS` for each op. It prints a line as each op's
+/// pgbench ends, so the machine is read at each line: the span between two
+/// lines is one op's pgbench alone. The script seeds its database before
+/// its first op, so a first `list` (read-only) is run to take the seeding's
+/// span and is not counted.
+fn ceilings(clients: u64, seconds: u64) -> Vec<Ceiling> {
+    use std::io::BufRead as _;
     let script = workspace().join("../shared/bench/ceiling.sh");
-    let output = Command::new("bash")
+    let mut child = Command::new("bash")
         .arg(&script)
         .args([clients.to_string(), seconds.to_string()])
+        .arg("list")
+        .args(CEILING_OPS)
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
-    assert!(output.status.success(), "ceiling.sh failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            // ceiling OP CLIENTS tps=N latency_ms=N
+    let stdout = child.stdout.take().unwrap();
+    let mut found = Vec::new();
+    let mut last = Machine::now();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let now = Machine::now();
+        // ceiling OP CLIENTS tps=N latency_ms=N
+        let parsed = (|| {
             let mut words = line.split_whitespace();
             (words.next()? == "ceiling").then_some(())?;
             let op = words.next()?.to_owned();
             words.next()?;
-            let tps = words.next()?.strip_prefix("tps=")?.parse().ok()?;
+            let tps: f64 = words.next()?.strip_prefix("tps=")?.parse().ok()?;
             Some((op, tps))
-        })
-        .collect()
+        })();
+        if let Some((op, tps)) = parsed {
+            let transactions = (tps * seconds as f64) as u64;
+            found.push(Ceiling {
+                op,
+                tps,
+                spent: now.spent_since(&last, transactions),
+            });
+        }
+        last = now;
+    }
+    assert!(child.wait().unwrap().success(), "ceiling.sh failed");
+    // The first is the warm-up `list`.
+    found.into_iter().skip(1).collect()
 }
 
 /// Request lines for each call.
@@ -812,19 +927,31 @@ async fn scale_runs(
     vec![empty, run]
 }
 
-fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle_rss_kib: u64) {
+/// The ceiling of `op`'s transactions per second.
+fn ceiling_tps(ceilings: &[Ceiling], op: Option<&str>) -> Option<f64> {
+    op.and_then(|op| ceilings.iter().find(|c| c.op == op))
+        .map(|c| c.tps)
+}
+
+fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_kib: u64) {
     println!();
     println!(
-        "{:<26} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>10}  note",
-        "call", "req/s", "ceiling", "ratio", "p50 ms", "p99 ms", "CPU µs/req", "load µs/req"
+        "{:<28} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>5}  note",
+        "call",
+        "req/s",
+        "ceiling",
+        "ratio",
+        "p50 ms",
+        "p99 ms",
+        "CPU µs/req",
+        "db µs",
+        "load µs",
+        "busy"
     );
     for run in runs {
-        let ceiling = run
-            .ceiling_op
-            .and_then(|op| ceilings.iter().find(|(o, _)| o == op))
-            .map(|(_, tps)| *tps);
+        let ceiling = ceiling_tps(ceilings, run.ceiling_op);
         println!(
-            "{:<26} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>10.0}  {}",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>4.0}%  {}",
             run.call,
             run.rate(),
             ceiling.map_or("-".into(), |c| format!("{c:.0}")),
@@ -832,10 +959,31 @@ fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle
             run.p50_ms,
             run.p99_ms,
             run.cpu_us_per_request,
-            run.load_cpu_us_per_request,
+            run.spent.db_us,
+            run.spent.load_us,
+            run.spent.busy * 100.0,
             run.note
         );
     }
+    for ceiling in ceilings {
+        println!(
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8.0} {:>8.0} {:>4.0}%  pgbench, the smallest durable SQL",
+            format!("ceiling {}", ceiling.op),
+            ceiling.tps,
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            ceiling.spent.db_us,
+            ceiling.spent.load_us,
+            ceiling.spent.busy * 100.0,
+        );
+    }
+    println!(
+        "db µs, load µs: PostgreSQL's and the load generator's CPU per request; busy: the machine's {} cores",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
     println!(
         "service memory: idle RSS {:.1} MiB, peak RSS {:.1} MiB",
         idle_rss_kib as f64 / 1024.0,
@@ -845,7 +993,7 @@ fn print_table(runs: &[Run], ceilings: &[(String, f64)], peak_rss_kib: u64, idle
 
 fn write_json(
     runs: &[Run],
-    ceilings: &[(String, f64)],
+    ceilings: &[Ceiling],
     peak: u64,
     idle: u64,
     clients: u64,
@@ -859,22 +1007,24 @@ fn write_json(
     let rows: Vec<Value> = runs
         .iter()
         .map(|run| {
-            let ceiling = run
-                .ceiling_op
-                .and_then(|op| ceilings.iter().find(|(o, _)| o == op))
-                .map(|(_, tps)| *tps);
+            let ceiling = ceiling_tps(ceilings, run.ceiling_op);
             json!({
                 "call": run.call, "requests_per_second": run.rate(), "requests": run.requests,
                 "failed": run.failed, "ceiling_op": run.ceiling_op, "ceiling_tps": ceiling,
                 "ratio": ceiling.map(|c| run.rate() / c), "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
                 "cpu_us_per_request": run.cpu_us_per_request,
-                "load_cpu_us_per_request": run.load_cpu_us_per_request, "note": run.note,
+                "db_cpu_us_per_request": run.spent.db_us,
+                "load_cpu_us_per_request": run.spent.load_us, "machine_busy": run.spent.busy,
+                "note": run.note,
             })
         })
         .collect();
     let document = json!({
         "commit": commit, "clients": clients, "seconds": seconds, "runs": rows,
-        "ceilings": ceilings.iter().map(|(op, tps)| json!({"op": op, "tps": tps})).collect::<Vec<_>>(),
+        "ceilings": ceilings.iter().map(|c| json!({
+            "op": c.op, "tps": c.tps, "db_cpu_us_per_transaction": c.spent.db_us,
+            "pgbench_cpu_us_per_transaction": c.spent.load_us, "machine_busy": c.spent.busy,
+        })).collect::<Vec<_>>(),
         "peak_rss_mib": peak as f64 / 1024.0, "idle_rss_mib": idle as f64 / 1024.0,
     });
     let path = workspace().join("target/bench/load.json");
