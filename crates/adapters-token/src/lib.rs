@@ -37,6 +37,8 @@ mod introspection;
 mod keys;
 mod settings;
 mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod verified;
 mod verifier;
 

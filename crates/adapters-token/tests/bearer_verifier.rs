@@ -7,16 +7,14 @@
     reason = "test code: a failure is a panic"
 )]
 
-mod support;
-
 use adapters_token::{BearerVerifier, IntrospectionVerifier, JwtVerifier, TokenConfigError};
 use application::{Principal, TokenError, TokenVerifier};
 use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde_json::json;
 
-use support::idp::{Expect, Idp, active, basic};
-use support::*;
+use adapters_token::testing::idp::{Expect, Idp, active, basic};
+use adapters_token::testing::*;
 
 const OPAQUE: &str = "bT7YdcRJx3Mw-7rUqUEn1AC5gkCjPGTmRtH3JmUVxPALmUbbjL0hq6Ia3KyQ8mBp";
 

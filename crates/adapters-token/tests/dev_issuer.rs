@@ -6,8 +6,6 @@
     reason = "test code: a failure is a panic"
 )]
 
-mod support;
-
 use std::time::Duration;
 
 use adapters_token::{ClaimNames, DevIssuer, JwtSettings, JwtVerifier, TokenConfigError};
@@ -135,7 +133,7 @@ async fn the_public_jwks_serves_a_jwt_verifier() {
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["kid"], issuer.kid());
 
-    let server = support::Server::start();
+    let server = adapters_token::testing::Server::start();
     server.set("/jwks", 200, &jwks.to_string());
     let mut settings = JwtSettings::new(ISSUER, AUDIENCE);
     settings.jwks_url = Some(format!("{}/jwks", server.url()));

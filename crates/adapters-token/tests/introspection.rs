@@ -7,8 +7,6 @@
     reason = "test code: a failure is a panic"
 )]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +15,11 @@ use application::{Principal, TokenError, TokenVerifier};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use support::idp::{
+use adapters_token::testing::idp::{
     CLIENT_ID, CLIENT_SECRET, DISCOVERY_PATH, Expect, INTROSPECT_PATH, Idp, KEY_ID, TestClock,
     active, active_at, basic, key_jwt,
 };
-use support::*;
+use adapters_token::testing::*;
 
 /// An opaque token, the kind ZITADEL issues by default.
 const OPAQUE: &str = "bT7YdcRJx3Mw-7rUqUEn1AC5gkCjPGTmRtH3JmUVxPALmUbbjL0hq6Ia3KyQ8mBp";

@@ -6,8 +6,6 @@
     reason = "test code: a failure is a panic"
 )]
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use support::*;
+use adapters_token::testing::*;
 
 async fn verify(verifier: &JwtVerifier, token: &str) -> Result<Principal, TokenError> {
     verifier.verify(&SecretString::from(token)).await
@@ -376,7 +374,7 @@ async fn header_alg_must_fit_the_key() {
     // Without `alg` in the JWK, any RSA algorithm allowed fits.
     let server = Server::issuer_with(&jwks(&[jwk(RSA1_JWK, "k1", None)]));
     let verifier = JwtVerifier::new(server.settings()).unwrap();
-    let claims = support::claims(&server.issuer());
+    let claims = adapters_token::testing::claims(&server.issuer());
     for alg in [
         Algorithm::RS256,
         Algorithm::RS384,
@@ -551,7 +549,7 @@ async fn a_token_over_16_kib_is_rejected_before_parsing() {
     // Just under the limit is parsed as usual.
     let padding = "x".repeat(11 * 1024);
     let claims = with(
-        support::claims(&server.issuer()),
+        adapters_token::testing::claims(&server.issuer()),
         &json!({ "padding": padding }),
     );
     let token = sign(Some("k1"), &claims);

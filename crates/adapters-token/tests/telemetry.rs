@@ -7,8 +7,6 @@
     reason = "test code: a failure is a panic"
 )]
 
-mod support;
-
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -22,8 +20,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 
-use support::idp::{CLIENT_ID, CLIENT_SECRET, Expect, Idp, active, basic};
-use support::*;
+use adapters_token::testing::idp::{CLIENT_ID, CLIENT_SECRET, Expect, Idp, active, basic};
+use adapters_token::testing::*;
 
 const OPAQUE: &str = "bT7YdcRJx3Mw-7rUqUEn1AC5gkCjPGTmRtH3JmUVxPALmUbbjL0hq6Ia3KyQ8mBp";
 

@@ -7,8 +7,6 @@
     reason = "test code: a failure is a panic"
 )]
 
-mod support;
-
 use std::time::Duration;
 
 use adapters_token::JwtVerifier;
@@ -17,7 +15,7 @@ use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use support::*;
+use adapters_token::testing::*;
 
 async fn verify(verifier: &JwtVerifier, token: &str) -> Result<Principal, TokenError> {
     verifier.verify(&SecretString::from(token)).await

@@ -49,12 +49,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use adapters_crypto::AesGcmCipher;
 use adapters_grpc::proto::zitadel::auth::v1::AddMyAuthFactorOtpRequest;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
 use adapters_postgres::testing::TestDatabase;
 use adapters_token::DevIssuer;
+use adapters_token::testing::Server;
 use application::{SealBinding, SecretCipher};
 use domain::{TotpKey, TotpParams, TotpSecret, UserId};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -167,41 +167,16 @@ fn workspace() -> PathBuf {
 /// tokens, cheap to mint by the hundred thousand) and the RSA fixture key
 /// (the trusted caller's token).
 fn spawn_issuer() -> (String, Arc<DevIssuer>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = Server::start();
+    let url = server.issuer();
     let issuer = Arc::new(DevIssuer::generate(&url, AUDIENCE).unwrap());
     let mut jwks = issuer.public_jwks();
     jwks["keys"].as_array_mut().unwrap().push(json!({
         "kty": "RSA", "use": "sig", "alg": "RS256", "kid": RSA_KID,
         "n": RSA_MODULUS.trim(), "e": "AQAB"
     }));
-    let base = url.clone();
-    let server = HttpServer::new(move || {
-        let (jwks, base) = (jwks.clone(), base.clone());
-        App::new()
-            .route(
-                "/.well-known/openid-configuration",
-                web::get().to(move || {
-                    let base = base.clone();
-                    async move {
-                        HttpResponse::Ok()
-                            .json(json!({"issuer": base, "jwks_uri": format!("{base}/keys")}))
-                    }
-                }),
-            )
-            .route(
-                "/keys",
-                web::get().to(move || {
-                    let jwks = jwks.clone();
-                    async move { HttpResponse::Ok().json(jwks) }
-                }),
-            )
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
+    server.serve_discovery();
+    server.set_jwks(&jwks);
     (url, issuer)
 }
 

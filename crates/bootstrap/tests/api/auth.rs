@@ -147,10 +147,7 @@ async fn keys_are_fetched_once_and_unknown_kids_do_not_hammer_the_issuer() {
     for _ in 0..5 {
         assert_eq!(app.list(&token).await.status, 200);
     }
-    let after_valid = app
-        .issuer
-        .jwks_hits
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let after_valid = app.issuer.jwks_hits();
     assert_eq!(after_valid, 1, "the key set is cached");
     let unknown = bad_headers(&app, "x")
         .into_iter()
@@ -165,10 +162,7 @@ async fn keys_are_fetched_once_and_unknown_kids_do_not_hammer_the_issuer() {
             401
         );
     }
-    let after_unknown = app
-        .issuer
-        .jwks_hits
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let after_unknown = app.issuer.jwks_hits();
     assert!(
         after_unknown <= 2,
         "refetches are rate-limited: {after_unknown} fetches"

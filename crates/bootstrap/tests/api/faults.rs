@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use adapters_grpc::proto::zitadel::auth::v1::ListMyAuthFactorsRequest;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
 use adapters_postgres::testing::TestDatabase;
+use adapters_token::testing::{Server, jwks};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use crate::helpers::{
-    KID, MODULUS, OTP, PRIVATE_PEM, SEARCH, VERIFY, claims, code_at, settings_with, sign,
+    KID, OTP, PRIVATE_PEM, SEARCH, VERIFY, claims, code_at, fixture_jwk, settings_with, sign,
     spawn_issuer, start, user,
 };
 use crate::processes::{Process, await_ready, free_port, serve, spawn_url};
@@ -669,49 +669,18 @@ async fn kill_9_under_write_load_loses_no_acknowledged_change() {
     );
 }
 
-/// An OIDC issuer whose JWKS publishes the fixture key as `KID`, and also
-/// as `KID2` once `rotated` is set.
-async fn spawn_rotating_issuer(issuer: String, rotated: Arc<AtomicBool>) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = HttpServer::new(move || {
-        let (issuer, rotated) = (issuer.clone(), rotated.clone());
-        App::new()
-            .route(
-                "/.well-known/openid-configuration",
-                web::get().to(move || {
-                    let issuer = issuer.clone();
-                    async move {
-                        HttpResponse::Ok().json(json!({
-                            "issuer": issuer, "jwks_uri": format!("{issuer}/oauth/v2/keys"),
-                        }))
-                    }
-                }),
-            )
-            .route(
-                "/oauth/v2/keys",
-                web::get().to(move || {
-                    let rotated = rotated.load(Ordering::SeqCst);
-                    async move {
-                        let key = |kid: &str| {
-                            json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
-                                   "n": MODULUS.trim(), "e": "AQAB"})
-                        };
-                        let mut keys = vec![key(KID)];
-                        if rotated {
-                            keys.push(key(KID2));
-                        }
-                        HttpResponse::Ok().json(json!({ "keys": keys }))
-                    }
-                }),
-            )
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    addr
+/// An OIDC issuer naming itself `issuer` (the proxy in front of it) whose
+/// JWKS publishes the fixture key as `KID`; the test adds `KID2` to it.
+fn spawn_issuer_behind(issuer: &str) -> Server {
+    let server = Server::start();
+    let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")});
+    server.set(
+        "/.well-known/openid-configuration",
+        200,
+        &discovery.to_string(),
+    );
+    server.set_jwks(&jwks(&[fixture_jwk(KID)]));
+    server
 }
 
 const KID2: &str = "api-test-key-2";
@@ -735,8 +704,8 @@ async fn jwks_down_cached_keys_work_new_kids_are_401_and_recover() {
     // The issuer behind a proxy, so it can go away entirely.
     let mut proxy = Proxy::stopped(postgres());
     let issuer_url = format!("http://127.0.0.1:{}", proxy.port);
-    let rotated = Arc::new(AtomicBool::new(false));
-    proxy.target = spawn_rotating_issuer(issuer_url.clone(), rotated.clone()).await;
+    let idp = spawn_issuer_behind(&issuer_url);
+    proxy.target = idp.addr();
     proxy.start().await;
     let settings = settings_with(
         &db.url,
@@ -760,7 +729,7 @@ async fn jwks_down_cached_keys_work_new_kids_are_401_and_recover() {
     assert_eq!(status_of(list(&known)).await.0, 200);
     // The issuer goes down, and rotates meanwhile.
     proxy.stop();
-    rotated.store(true, Ordering::SeqCst);
+    idp.set_jwks(&jwks(&[fixture_jwk(KID), fixture_jwk(KID2)]));
     let channel = grpc_channel(&grpc_address).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(250)).await;

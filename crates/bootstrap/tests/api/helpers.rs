@@ -1,11 +1,12 @@
 //! `spawn_app()` and a client with one helper per endpoint.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
 use adapters_postgres::testing::TestDatabase;
+use adapters_token::testing::{
+    self,
+    idp::{self, Expect, Idp},
+};
 use bootstrap::{Application, Ports, Settings};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
@@ -23,102 +24,74 @@ pub const OTP: &str = "/auth/v1/users/me/auth_factors/otp";
 pub const VERIFY: &str = "/auth/v1/users/me/auth_factors/otp/_verify";
 pub const SEARCH: &str = "/auth/v1/users/me/auth_factors/_search";
 
-/// An OIDC issuer on 127.0.0.1: discovery and a JWKS with the fixture key.
+/// An OIDC issuer on 127.0.0.1 (the workspace's one fake identity provider,
+/// `adapters_token::testing`): discovery, a JWKS with the fixture key, and
+/// the introspection endpoint (see [`opaque_answer`]).
+#[derive(Debug)]
 pub struct Issuer {
     pub url: String,
-    pub jwks_hits: Arc<AtomicUsize>,
+    pub idp: Idp,
 }
+
+impl Issuer {
+    /// Requests for the key set so far.
+    pub fn jwks_hits(&self) -> usize {
+        self.idp.server.hits(JWKS_PATH)
+    }
+}
+
+/// Where [`Idp`]'s discovery document puts the key set.
+const JWKS_PATH: &str = "/jwks";
 
 /// The trusted callers of the login check the tests' apps list
 /// (`auth.check_clients`): the subjects of [`TestApp::service_token`] and of
 /// the opaque service token.
 pub const TRUSTED_CALLERS: &str = "login-service,svc-login";
 
-/// Client credentials the stand-in introspection endpoint accepts.
-pub const INTROSPECTION_CLIENT: (&str, &str) = ("otp-service-api", "introspection-secret");
+/// Client credentials the stand-in introspection endpoint accepts (Basic).
+pub const INTROSPECTION_CLIENT: (&str, &str) = (idp::CLIENT_ID, idp::CLIENT_SECRET);
 
-/// RFC 7662 stand-in: `opaque-active-<sub>` is active for `sub` (scope
-/// `openid otp.check` when `<sub>` starts with `svc`), `opaque-expired-*` is
-/// active but past its `exp`, `opaque-slow-<sub>` is active after 1.5 s,
-/// anything else inactive; wrong client credentials are 401.
-async fn introspect(
-    request: actix_web::HttpRequest,
-    form: web::Form<std::collections::HashMap<String, String>>,
-) -> HttpResponse {
-    use data_encoding::BASE64;
-    let expected = format!(
-        "Basic {}",
-        BASE64.encode(format!("{}:{}", INTROSPECTION_CLIENT.0, INTROSPECTION_CLIENT.1).as_bytes())
-    );
-    let authorized = request
-        .headers()
-        .get("authorization")
-        .is_some_and(|value| value.as_bytes() == expected.as_bytes());
-    if !authorized {
-        return HttpResponse::Unauthorized().json(json!({"error": "invalid_client"}));
-    }
-    let issuer = format!("http://{}", request.connection_info().host());
-    let token = form.get("token").cloned().unwrap_or_default();
-    let now = chrono::Utc::now().timestamp();
+/// The JWK of the fixture key as `kid`.
+pub fn fixture_jwk(kid: &str) -> Value {
+    json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": MODULUS.trim(), "e": "AQAB"})
+}
+
+/// The introspection rule of the tests' issuer (RFC 7662):
+/// `opaque-active-<sub>` is active for `sub` (scope `openid otp.check` when
+/// `<sub>` starts with `svc`), `opaque-expired-*` is active but past its
+/// `exp`, `opaque-slow-<sub>` is active after 1.5 s, anything else inactive.
+/// The endpoint itself refuses wrong client credentials with 401.
+fn opaque_answer(issuer: &str, token: &str) -> Option<(u16, String)> {
+    let now = i64::try_from(testing::now()).ok()?;
     let answer = |sub: &str, exp: i64| {
         let scope = if sub.starts_with("svc") {
             "openid otp.check"
         } else {
             "openid"
         };
-        json!({"active": true, "sub": sub, "aud": [AUDIENCE], "iss": issuer, "exp": exp,
-               "scope": scope, "token_type": "Bearer"})
+        let body = json!({"active": true, "sub": sub, "aud": [AUDIENCE], "iss": issuer, "exp": exp,
+                          "scope": scope, "token_type": "Bearer"});
+        Some((200, body.to_string()))
     };
     if let Some(sub) = token.strip_prefix("opaque-slow-") {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        HttpResponse::Ok().json(answer(sub, now + 600))
+        std::thread::sleep(Duration::from_millis(1500));
+        answer(sub, now + 600)
     } else if let Some(sub) = token.strip_prefix("opaque-active-") {
-        HttpResponse::Ok().json(answer(sub, now + 600))
+        answer(sub, now + 600)
     } else if let Some(sub) = token.strip_prefix("opaque-expired-") {
-        HttpResponse::Ok().json(answer(sub, now - 600))
+        answer(sub, now - 600)
     } else {
-        HttpResponse::Ok().json(json!({"active": false}))
+        None
     }
 }
 
 pub async fn spawn_issuer() -> Issuer {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let jwks_hits = Arc::new(AtomicUsize::new(0));
-    let (issuer, hits) = (url.clone(), jwks_hits.clone());
-    let server = HttpServer::new(move || {
-        let (issuer, hits) = (issuer.clone(), hits.clone());
-        App::new()
-            .route(
-                "/.well-known/openid-configuration",
-                web::get().to(move || {
-                    let issuer = issuer.clone();
-                    async move { HttpResponse::Ok().json(json!({
-                        "issuer": issuer,
-                        "jwks_uri": format!("{issuer}/oauth/v2/keys"),
-                        "introspection_endpoint": format!("{issuer}/oauth/v2/introspect"),
-                    })) }
-                }),
-            )
-            .route("/oauth/v2/introspect", web::post().to(introspect))
-            .route(
-                "/oauth/v2/keys",
-                web::get().to(move || {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        HttpResponse::Ok().json(json!({"keys": [
-                            {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": KID, "n": MODULUS.trim(), "e": "AQAB"}
-                        ]}))
-                    }
-                }),
-            )
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    Issuer { url, jwks_hits }
+    let idp = Idp::start(Expect::Basic);
+    idp.server.set_jwks(&testing::jwks(&[fixture_jwk(KID)]));
+    let url = idp.issuer();
+    let issuer = url.clone();
+    idp.answer_by(move |token| opaque_answer(&issuer, token));
+    Issuer { url, idp }
 }
 
 pub struct TestApp {

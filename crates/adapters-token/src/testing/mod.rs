@@ -1,6 +1,14 @@
-//! A tiny HTTP server standing in for the issuer, plus token helpers.
-
-#![allow(dead_code)]
+//! Test support (feature `testing`): a tiny HTTP server standing in for the
+//! issuer (discovery, JWKS, and through [`idp::Idp`] token introspection),
+//! plus fixture keys and token helpers. The one fake identity provider of the
+//! workspace: this crate's tests and the service's API tests both run on it.
+//!
+//! A failure here is a broken fixture, and panicking is how a test says so.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a broken fixture fails the test"
+)]
 
 pub mod idp;
 
@@ -11,18 +19,18 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use adapters_token::{ClaimNames, JwtSettings};
+use crate::{ClaimNames, JwtSettings};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 pub const AUDIENCE: &str = "otp-service";
 pub const ORG_CLAIM: &str = "urn:zitadel:iam:user:resourceowner:id";
 
-pub const RSA1_KEY: &[u8] = include_bytes!("../fixtures/rsa1.key.pem");
-pub const RSA1_PUB: &[u8] = include_bytes!("../fixtures/rsa1.pub.pem");
-pub const RSA1_JWK: &str = include_str!("../fixtures/rsa1.jwk.json");
-pub const RSA2_KEY: &[u8] = include_bytes!("../fixtures/rsa2.key.pem");
-pub const RSA2_JWK: &str = include_str!("../fixtures/rsa2.jwk.json");
+pub const RSA1_KEY: &[u8] = include_bytes!("../../tests/fixtures/rsa1.key.pem");
+pub const RSA1_PUB: &[u8] = include_bytes!("../../tests/fixtures/rsa1.pub.pem");
+pub const RSA1_JWK: &str = include_str!("../../tests/fixtures/rsa1.jwk.json");
+pub const RSA2_KEY: &[u8] = include_bytes!("../../tests/fixtures/rsa2.key.pem");
+pub const RSA2_JWK: &str = include_str!("../../tests/fixtures/rsa2.jwk.json");
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -63,11 +71,19 @@ struct State {
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 answering from a route table (any
-/// method, fixed answers) or from handlers (computed answers).
+/// method, fixed answers) or from handlers (computed answers). Each
+/// connection gets a thread, so a handler may block (sleep) without holding
+/// up the others.
 #[derive(Clone)]
 pub struct Server {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.addr).finish()
+    }
 }
 
 impl Server {
@@ -92,6 +108,10 @@ impl Server {
         server.serve_discovery();
         server.set("/jwks", 200, &jwks.to_string());
         server
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn url(&self) -> String {

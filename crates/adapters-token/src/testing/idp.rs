@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adapters_token::{ClientAuth, IntrospectionSettings};
+use crate::{ClientAuth, IntrospectionSettings};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::SecretString;
@@ -31,10 +31,16 @@ pub enum Expect {
     PrivateKeyJwt,
 }
 
+/// Computes the answer (status and body) about a token, or `None` for the
+/// default (inactive).
+pub type Rule = Arc<dyn Fn(&str) -> Option<(u16, String)> + Send + Sync>;
+
 #[derive(Default)]
 struct Book {
-    /// Answers by token: status and body. Unknown tokens are inactive.
+    /// Answers by token: status and body. Unknown tokens go to `rule`.
     answers: HashMap<String, (u16, String)>,
+    /// Answers tokens `answers` does not hold; without one they are inactive.
+    rule: Option<Rule>,
     /// Why client authentication or the request's form was refused.
     refusals: Vec<String>,
     /// Client assertion ids seen so far.
@@ -49,6 +55,12 @@ struct Book {
 pub struct Idp {
     pub server: Server,
     book: Arc<Mutex<Book>>,
+}
+
+impl std::fmt::Debug for Idp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idp").field("server", &self.server).finish()
+    }
 }
 
 impl Idp {
@@ -80,6 +92,12 @@ impl Idp {
     /// Answer 200 with `answer` for `token`.
     pub fn answer(&self, token: &str, answer: &Value) {
         self.respond(token, 200, &answer.to_string());
+    }
+
+    /// Answers every token without an [`Idp::answer`] of its own with `rule`
+    /// (called without any lock held, so it may sleep to play a slow issuer).
+    pub fn answer_by(&self, rule: impl Fn(&str) -> Option<(u16, String)> + Send + Sync + 'static) {
+        self.book.lock().unwrap().rule = Some(Arc::new(rule));
     }
 
     pub fn respond(&self, token: &str, status: u16, body: &str) {
@@ -185,11 +203,13 @@ fn introspect(
     let Some(token) = form.get("token") else {
         return (400, json!({"error": "invalid_request"}).to_string());
     };
-    let mut book = book.lock().unwrap();
-    book.asked.push(token.clone());
-    book.answers
-        .get(token)
-        .cloned()
+    let (answer, rule) = {
+        let mut book = book.lock().unwrap();
+        book.asked.push(token.clone());
+        (book.answers.get(token).cloned(), book.rule.clone())
+    };
+    answer
+        .or_else(|| rule.and_then(|rule| rule(token)))
         .unwrap_or_else(|| (200, json!({"active": false}).to_string()))
 }
 
