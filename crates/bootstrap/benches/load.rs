@@ -367,12 +367,14 @@ impl Machine {
     }
 
     /// What went where since `before`, per request of `requests`: the
-    /// database's and the load generator's µs, and the machine's busy share.
+    /// database's, the load generator's and the whole machine's µs, and the
+    /// machine's busy share.
     fn spent_since(&self, before: &Self, requests: u64) -> Spent {
         let per = |seconds: f64| seconds * 1e6 / requests.max(1) as f64;
         Spent {
             db_us: per(self.db - before.db),
             load_us: per(self.load - before.load),
+            machine_us: per(self.busy - before.busy),
             busy: (self.busy - before.busy) / (self.total - before.total).max(1e-9),
         }
     }
@@ -384,6 +386,9 @@ struct Spent {
     db_us: f64,
     /// The load generator's CPU per request, µs.
     load_us: f64,
+    /// The whole machine's busy CPU per request, µs (everything above, the
+    /// kernel's interrupts, and anything else running).
+    machine_us: f64,
     /// The machine's busy share over the run (1.0: every core busy).
     busy: f64,
 }
@@ -715,8 +720,10 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     .announced()
 }
 
-/// One op of `ceiling.sh`: its transactions per second, and where the
-/// machine's CPU went meanwhile (the load generator here is pgbench).
+/// One op of `ceiling.sh`: its transactions per second, and the machine's
+/// CPU meanwhile. Only the machine's total is read: pgbench's backends have
+/// exited by the time its line is printed (their CPU left with them), and
+/// pgbench's own CPU reaches this process only when `ceiling.sh` ends.
 #[derive(Debug, Clone)]
 struct Ceiling {
     op: String,
@@ -911,7 +918,7 @@ fn ceiling_tps(ceilings: &[Ceiling], op: Option<&str>) -> Option<f64> {
 fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_kib: u64) {
     println!();
     println!(
-        "{:<28} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>5}  note",
+        "{:<28} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10} {:>5}  note",
         "call",
         "req/s",
         "ceiling",
@@ -921,12 +928,13 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
         "CPU µs/req",
         "db µs",
         "load µs",
+        "machine µs",
         "busy"
     );
     for run in runs {
         let ceiling = ceiling_tps(ceilings, run.ceiling_op);
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>4.0}%  {}",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>10.0} {:>4.0}%  {}",
             run.call,
             run.rate(),
             ceiling.map_or("-".into(), |c| format!("{c:.0}")),
@@ -936,13 +944,14 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             run.cpu_us_per_request,
             run.spent.db_us,
             run.spent.load_us,
+            run.spent.machine_us,
             run.spent.busy * 100.0,
             run.note
         );
     }
     for ceiling in ceilings {
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8.0} {:>8.0} {:>4.0}%  pgbench, the smallest durable SQL",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}%  pgbench, the smallest durable SQL",
             format!("ceiling {}", ceiling.op),
             ceiling.tps,
             "-",
@@ -950,13 +959,14 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             "-",
             "-",
             "-",
-            ceiling.spent.db_us,
-            ceiling.spent.load_us,
+            "-",
+            "-",
+            ceiling.spent.machine_us,
             ceiling.spent.busy * 100.0,
         );
     }
     println!(
-        "db µs, load µs: PostgreSQL's and the load generator's CPU per request; busy: the machine's {} cores",
+        "db µs, load µs, machine µs: PostgreSQL's, the load generator's and the whole machine's CPU per request; busy: of the machine's {} cores",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
@@ -989,7 +999,8 @@ fn write_json(
                 "ratio": ceiling.map(|c| run.rate() / c), "p50_ms": run.p50_ms, "p99_ms": run.p99_ms,
                 "cpu_us_per_request": run.cpu_us_per_request,
                 "db_cpu_us_per_request": run.spent.db_us,
-                "load_cpu_us_per_request": run.spent.load_us, "machine_busy": run.spent.busy,
+                "load_cpu_us_per_request": run.spent.load_us,
+                "machine_cpu_us_per_request": run.spent.machine_us, "machine_busy": run.spent.busy,
                 "note": run.note,
             })
         })
@@ -997,8 +1008,8 @@ fn write_json(
     let document = json!({
         "commit": commit, "clients": clients, "seconds": seconds, "runs": rows,
         "ceilings": ceilings.iter().map(|c| json!({
-            "op": c.op, "tps": c.tps, "db_cpu_us_per_transaction": c.spent.db_us,
-            "pgbench_cpu_us_per_transaction": c.spent.load_us, "machine_busy": c.spent.busy,
+            "op": c.op, "tps": c.tps, "machine_cpu_us_per_transaction": c.spent.machine_us,
+            "machine_busy": c.spent.busy,
         })).collect::<Vec<_>>(),
         "peak_rss_mib": peak as f64 / 1024.0, "idle_rss_mib": idle as f64 / 1024.0,
     });
