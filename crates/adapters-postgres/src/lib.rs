@@ -320,6 +320,20 @@ fn only_row<T>(rows: diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Option<
     Ok(rows?.into_iter().next())
 }
 
+/// Runs a planned write: a user's first that puts the factor as the smaller
+/// [`WriteFirst`](statements::WriteFirst), any other as `WriteChange`.
+/// Answers the statement's one row (1: applied, 0: another change came
+/// first).
+async fn run_write(
+    write: &WriteChange<'_>,
+    connection: &mut AsyncPgConnection,
+) -> diesel::QueryResult<Option<i64>> {
+    match write.as_first() {
+        Some(first) => only_row(first.load::<i64>(connection).await),
+        None => only_row(write.load::<i64>(connection).await),
+    }
+}
+
 /// Reads the user's stream head and factor in one statement (one snapshot).
 async fn read_state(
     connection: &mut AsyncPgConnection,
@@ -611,7 +625,7 @@ impl FactorStore for PgFactorStore {
             match pinned!(
                 pinning,
                 connection,
-                only_row((*write).load::<i64>(&mut connection).await)
+                run_write(&write, &mut connection).await
             ) {
                 Ok(Some(1)) => return Ok(committed),
                 Ok(_) => {}
@@ -673,7 +687,7 @@ impl FactorStore for PgFactorStore {
             match pinned!(
                 pinning,
                 connection,
-                only_row((*write).load::<i64>(&mut connection).await)
+                run_write(&write, &mut connection).await
             ) {
                 Ok(Some(1)) => return Ok(committed),
                 Ok(_) => {

@@ -264,6 +264,104 @@ impl QueryFragment<Pg> for WriteChange<'_> {
     }
 }
 
+impl<'a> WriteChange<'a> {
+    /// The same write as the smaller [`WriteFirst`], when it is a user's
+    /// first (no stream row was there: [`Head::NONE`]) and puts the factor,
+    /// as a new user's Add and import do.
+    pub(crate) fn as_first(&self) -> Option<WriteFirst<'_, 'a>> {
+        (self.expected == Head::NONE && self.op == FactorOp::Put).then_some(WriteFirst(self))
+    }
+}
+
+/// A user's first change that puts the factor, in one statement and one
+/// commit: the stream row is inserted only if the user has none
+/// (`ON CONFLICT DO NOTHING`: any row there, a concurrent first change's
+/// included, makes it insert nothing), the factor and the events only
+/// through the row it inserted. What [`WriteChange`] does for
+/// [`Head::NONE`] and [`FactorOp::Put`], without the compare-and-swap on a
+/// row that cannot exist yet and without the other branches: PostgreSQL
+/// sets up a smaller plan for it on every call (run by pgbench, 154 µs of
+/// the machine per call against 171 to 212 for `WriteChange`; the `add`
+/// ceiling 130). Answers 1 when it applied, 0 when the user had a row.
+#[derive(Debug)]
+pub(crate) struct WriteFirst<'w, 'a>(&'w WriteChange<'a>);
+
+impl QueryId for WriteFirst<'_, '_> {
+    type QueryId = WriteFirst<'static, 'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for WriteFirst<'_, '_> {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for WriteFirst<'_, '_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let write = self.0;
+        let new_head = &write.new_head;
+        out.push_sql(
+            "WITH s AS (INSERT INTO otp_user_streams \
+             (user_id, version, last_sequence, failed_attempts, last_failure_at, \
+             recovery_key_id, recovery_hashes) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(&write.user)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&new_head.version)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&new_head.last_sequence)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Integer, _>(&new_head.failed_attempts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&new_head.last_failure_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&write.recovery_key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Array<Bytea>>, _>(&write.recovery_hashes)?;
+        out.push_sql(
+            ") ON CONFLICT (user_id) DO NOTHING RETURNING user_id), \
+             put AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, \
+             algorithm, digits, period, skew, created_at, changed_at, last_used_step) \
+             SELECT s.user_id, ",
+        );
+        let factor = &write.factor;
+        out.push_bind_param::<Nullable<Text>, _>(&factor.state)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&factor.key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Bytea>, _>(&factor.sealed_secret)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&factor.algorithm)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SmallInt>, _>(&factor.digits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Integer>, _>(&factor.period)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SmallInt>, _>(&factor.skew)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&factor.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&factor.changed_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&factor.last_used_step)?;
+        out.push_sql(
+            " FROM s), ev AS (INSERT INTO otp_events \
+             (user_id, sequence, kind, actor, resource_owner, occurred_at) \
+             SELECT s.user_id, e.sequence, e.kind, ",
+        );
+        out.push_bind_param::<Text, _>(&write.actor)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&write.resource_owner)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&write.at)?;
+        out.push_sql(" FROM s, unnest(");
+        out.push_bind_param::<Array<BigInt>, _>(&write.sequences)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&write.kinds)?;
+        out.push_sql(") AS e(sequence, kind)) SELECT count(*) FROM s");
+        Ok(())
+    }
+}
+
 /// Moves the stream version of a user whose factor is still sealed as read
 /// and writes the re-sealed secret, in one statement: the stream row is
 /// locked first (the order every change takes), so a re-seal serialises with

@@ -414,6 +414,74 @@ async fn a_change_decided_before_a_reseal_never_writes_the_old_secret_back() {
     assert_eq!(stored.secret(), &new, "the re-sealed secret survives");
 }
 
+/// A new user's first write (the one-statement insert) whose stream row
+/// another change of the user created between the decision and the write
+/// inserts nothing: the change is decided again on the fresh state, and
+/// the events number on without a gap or a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_write_that_lost_the_race_writes_nothing_and_decides_again() {
+    use std::sync::{Arc, Mutex};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = Arc::new(store_at(&db.url));
+    let user = unique_user("first-race");
+    // Whether each decision was shown a factor.
+    let shown: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let (other, owner, log) = (store.clone(), user.clone(), shown.clone());
+    let decide: application::Decide = Box::new(move |current: Current<'_>| {
+        let first = {
+            let mut log = log.lock().unwrap();
+            log.push(current.factor.is_some());
+            log.len() == 1
+        };
+        if first {
+            // Another change of the user commits before this one writes.
+            block_on(other.change(&owner, context(&owner), add_decision())).unwrap();
+        }
+        let secret = SealedSecret {
+            key_id: "k1".into(),
+            sealed: vec![2; 48],
+        };
+        Ok(Change::accepted(
+            FactorWrite::Put(OtpFactor::add(
+                current.factor,
+                secret,
+                TotpParams::default(),
+                at(),
+            )?),
+            EventKind::OtpAdded,
+        ))
+    });
+    let committed = store.change(&user, context(&user), decide).await.unwrap();
+    assert_eq!(*shown.lock().unwrap(), [false, true], "decided again");
+    assert_eq!(committed.events[0].sequence, 2);
+    let client = raw(&db).await;
+    let rows = client
+        .query(
+            "SELECT sequence FROM otp_events WHERE user_id = $1 ORDER BY sequence",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    let sequences: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(sequences, [1, 2]);
+    let head = client
+        .query_one(
+            "SELECT s.last_sequence, f.sealed_secret FROM otp_user_streams s \
+             JOIN otp_factors f USING (user_id) WHERE s.user_id = $1",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(head.get::<_, i64>(0), 2);
+    assert_eq!(
+        head.get::<_, Vec<u8>>(1),
+        vec![2; 48],
+        "the second decision's factor"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_decided_before_a_purge_sees_the_factor_gone() {
     let Some(db) = TestDatabase::create().await else {
