@@ -175,25 +175,12 @@ statement!(WriteChange, BigInt);
 impl QueryFragment<Pg> for WriteChange<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let expected = &self.expected;
-        let new_head = &self.new_head;
         out.push_sql(
             "WITH s AS (INSERT INTO otp_user_streams AS t \
              (user_id, version, last_sequence, failed_attempts, last_failure_at, \
              recovery_key_id, recovery_hashes) VALUES (",
         );
-        out.push_bind_param::<Text, _>(&self.user)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&new_head.version)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&new_head.last_sequence)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Integer, _>(&new_head.failed_attempts)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&new_head.last_failure_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.recovery_key_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Array<Bytea>>, _>(&self.recovery_hashes)?;
+        self.push_stream_values(&mut out)?;
         out.push_sql(
             ") ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, \
              last_sequence = EXCLUDED.last_sequence, failed_attempts = EXCLUDED.failed_attempts, \
@@ -217,6 +204,46 @@ impl QueryFragment<Pg> for WriteChange<'_> {
              algorithm, digits, period, skew, created_at, changed_at, last_used_step) \
              SELECT s.user_id, ",
         );
+        self.push_factor_values(&mut out)?;
+        out.push_sql(
+            " FROM s, o WHERE o.op = 'put' ON CONFLICT (user_id) DO UPDATE SET \
+             state = EXCLUDED.state, key_id = EXCLUDED.key_id, \
+             sealed_secret = EXCLUDED.sealed_secret, algorithm = EXCLUDED.algorithm, \
+             digits = EXCLUDED.digits, period = EXCLUDED.period, skew = EXCLUDED.skew, \
+             created_at = EXCLUDED.created_at, changed_at = EXCLUDED.changed_at, \
+             last_used_step = EXCLUDED.last_used_step), \
+             del AS (DELETE FROM otp_factors f USING s, o \
+             WHERE o.op = 'delete' AND f.user_id = s.user_id), \
+             ev AS (INSERT INTO otp_events \
+             (user_id, sequence, kind, actor, resource_owner, occurred_at) \
+             SELECT s.user_id, e.sequence, e.kind, ",
+        );
+        self.push_events(&mut out)?;
+        Ok(())
+    }
+}
+
+impl<'a> WriteChange<'a> {
+    /// The stream row's values: `user_id` .. `recovery_hashes`, the new head.
+    fn push_stream_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let new_head = &self.new_head;
+        out.push_bind_param::<Text, _>(&self.user)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&new_head.version)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&new_head.last_sequence)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Integer, _>(&new_head.failed_attempts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&new_head.last_failure_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.recovery_key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Array<Bytea>>, _>(&self.recovery_hashes)
+    }
+
+    /// The factor row's values after `user_id`: `state` .. `last_used_step`.
+    fn push_factor_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let factor = &self.factor;
         out.push_bind_param::<Nullable<Text>, _>(&factor.state)?;
         out.push_sql(", ");
@@ -236,20 +263,12 @@ impl QueryFragment<Pg> for WriteChange<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Timestamptz>, _>(&factor.changed_at)?;
         out.push_sql(", ");
-        out.push_bind_param::<Nullable<BigInt>, _>(&factor.last_used_step)?;
-        out.push_sql(
-            " FROM s, o WHERE o.op = 'put' ON CONFLICT (user_id) DO UPDATE SET \
-             state = EXCLUDED.state, key_id = EXCLUDED.key_id, \
-             sealed_secret = EXCLUDED.sealed_secret, algorithm = EXCLUDED.algorithm, \
-             digits = EXCLUDED.digits, period = EXCLUDED.period, skew = EXCLUDED.skew, \
-             created_at = EXCLUDED.created_at, changed_at = EXCLUDED.changed_at, \
-             last_used_step = EXCLUDED.last_used_step), \
-             del AS (DELETE FROM otp_factors f USING s, o \
-             WHERE o.op = 'delete' AND f.user_id = s.user_id), \
-             ev AS (INSERT INTO otp_events \
-             (user_id, sequence, kind, actor, resource_owner, occurred_at) \
-             SELECT s.user_id, e.sequence, e.kind, ",
-        );
+        out.push_bind_param::<Nullable<BigInt>, _>(&factor.last_used_step)
+    }
+
+    /// The events' common values and their sequences and kinds, through the
+    /// end of the statement: `… FROM s, unnest(…)) SELECT count(*) FROM s`.
+    fn push_events<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_bind_param::<Text, _>(&self.actor)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Text>, _>(&self.resource_owner)?;
@@ -262,9 +281,7 @@ impl QueryFragment<Pg> for WriteChange<'_> {
         out.push_sql(") AS e(sequence, kind)) SELECT count(*) FROM s");
         Ok(())
     }
-}
 
-impl<'a> WriteChange<'a> {
     /// The same write as the smaller [`WriteFirst`], when it is a user's
     /// first (no stream row was there: [`Head::NONE`]) and puts the factor,
     /// as a new user's Add and import do.
@@ -298,66 +315,25 @@ impl Query for WriteFirst<'_, '_> {
 impl QueryFragment<Pg> for WriteFirst<'_, '_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let write = self.0;
-        let new_head = &write.new_head;
         out.push_sql(
             "WITH s AS (INSERT INTO otp_user_streams \
              (user_id, version, last_sequence, failed_attempts, last_failure_at, \
              recovery_key_id, recovery_hashes) VALUES (",
         );
-        out.push_bind_param::<Text, _>(&write.user)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&new_head.version)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&new_head.last_sequence)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Integer, _>(&new_head.failed_attempts)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&new_head.last_failure_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&write.recovery_key_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Array<Bytea>>, _>(&write.recovery_hashes)?;
+        write.push_stream_values(&mut out)?;
         out.push_sql(
             ") ON CONFLICT (user_id) DO NOTHING RETURNING user_id), \
              put AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, \
              algorithm, digits, period, skew, created_at, changed_at, last_used_step) \
              SELECT s.user_id, ",
         );
-        let factor = &write.factor;
-        out.push_bind_param::<Nullable<Text>, _>(&factor.state)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&factor.key_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Bytea>, _>(&factor.sealed_secret)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&factor.algorithm)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<SmallInt>, _>(&factor.digits)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Integer>, _>(&factor.period)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<SmallInt>, _>(&factor.skew)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&factor.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&factor.changed_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<BigInt>, _>(&factor.last_used_step)?;
+        write.push_factor_values(&mut out)?;
         out.push_sql(
             " FROM s), ev AS (INSERT INTO otp_events \
              (user_id, sequence, kind, actor, resource_owner, occurred_at) \
              SELECT s.user_id, e.sequence, e.kind, ",
         );
-        out.push_bind_param::<Text, _>(&write.actor)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&write.resource_owner)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&write.at)?;
-        out.push_sql(" FROM s, unnest(");
-        out.push_bind_param::<Array<BigInt>, _>(&write.sequences)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&write.kinds)?;
-        out.push_sql(") AS e(sequence, kind)) SELECT count(*) FROM s");
+        write.push_events(&mut out)?;
         Ok(())
     }
 }

@@ -48,22 +48,25 @@ fn context(user: &UserId) -> ChangeContext {
     }
 }
 
+/// An Add on `current` of a secret sealed as `byte` repeated.
+fn add_sealed(current: &Current<'_>, byte: u8) -> Result<Change, ApplicationError> {
+    let secret = SealedSecret {
+        key_id: "k1".into(),
+        sealed: vec![byte; 48],
+    };
+    Ok(Change::accepted(
+        FactorWrite::Put(OtpFactor::add(
+            current.factor,
+            secret,
+            TotpParams::default(),
+            at(),
+        )?),
+        EventKind::OtpAdded,
+    ))
+}
+
 fn add_decision() -> application::Decide {
-    Box::new(|current: Current<'_>| {
-        let secret = SealedSecret {
-            key_id: "k1".into(),
-            sealed: vec![1; 48],
-        };
-        Ok(Change::accepted(
-            FactorWrite::Put(OtpFactor::add(
-                current.factor,
-                secret,
-                TotpParams::default(),
-                at(),
-            )?),
-            EventKind::OtpAdded,
-        ))
-    })
+    Box::new(|current: Current<'_>| add_sealed(&current, 1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,19 +442,7 @@ async fn a_first_write_that_lost_the_race_writes_nothing_and_decides_again() {
             // Another change of the user commits before this one writes.
             block_on(other.change(&owner, context(&owner), add_decision())).unwrap();
         }
-        let secret = SealedSecret {
-            key_id: "k1".into(),
-            sealed: vec![2; 48],
-        };
-        Ok(Change::accepted(
-            FactorWrite::Put(OtpFactor::add(
-                current.factor,
-                secret,
-                TotpParams::default(),
-                at(),
-            )?),
-            EventKind::OtpAdded,
-        ))
+        add_sealed(&current, 2)
     });
     let committed = store.change(&user, context(&user), decide).await.unwrap();
     assert_eq!(*shown.lock().unwrap(), [false, true], "decided again");
