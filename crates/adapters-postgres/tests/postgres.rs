@@ -12,7 +12,7 @@ use application::{
     StoreError,
 };
 use chrono::{DateTime, Utc};
-use domain::{EventKind, OrgId, OtpFactor, SealedSecret, TotpParams, UserId};
+use domain::{EventKind, OrgId, SealedSecret, UserId};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::{Client, NoTls};
 
@@ -54,15 +54,7 @@ fn add_sealed(current: &Current<'_>, byte: u8) -> Result<Change, ApplicationErro
         key_id: "k1".into(),
         sealed: vec![byte; 48],
     };
-    Ok(Change::accepted(
-        FactorWrite::Put(OtpFactor::add(
-            current.factor,
-            secret,
-            TotpParams::default(),
-            at(),
-        )?),
-        EventKind::OtpAdded,
-    ))
+    application::testing::add_change(current, secret, at())
 }
 
 fn add_decision() -> application::Decide {

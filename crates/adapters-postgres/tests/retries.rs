@@ -12,12 +12,9 @@ use std::time::{Duration, Instant};
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgFactorStore, PgSettings};
 use application::testing::unique_user;
-use application::{
-    ApplicationError, Change, ChangeContext, Current, FactorStore, FactorWrite, StatusCode,
-    StoreError,
-};
+use application::{ApplicationError, ChangeContext, Current, FactorStore, StatusCode, StoreError};
 use chrono::{DateTime, Utc};
-use domain::{EventKind, OtpFactor, SealedSecret, TotpParams, UserId};
+use domain::{SealedSecret, UserId};
 use secrecy::ExposeSecret;
 use tokio_postgres::{Client, NoTls};
 use tracing::field::{Field, Visit};
@@ -116,15 +113,7 @@ fn add_decision(tag: u8) -> application::Decide {
             key_id: "k1".into(),
             sealed: vec![tag; 48],
         };
-        Ok(Change::accepted(
-            FactorWrite::Put(OtpFactor::add(
-                current.factor,
-                secret,
-                TotpParams::default(),
-                at(),
-            )?),
-            EventKind::OtpAdded,
-        ))
+        application::testing::add_change(&current, secret, at())
     })
 }
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgFactorStore, PgSettings, Pooler};
 use application::testing::unique_user;
-use application::{Change, ChangeContext, Current, FactorStore, FactorWrite};
+use application::{ChangeContext, Current, FactorStore};
 use chrono::{DateTime, Utc};
-use domain::{EventKind, OtpFactor, SealedSecret, TotpParams, UserId};
+use domain::{SealedSecret, UserId};
 use secrecy::ExposeSecret;
 
 fn store(db: &TestDatabase, max_connections: usize) -> PgFactorStore {
@@ -91,15 +91,7 @@ async fn add(store: &PgFactorStore, user: &UserId, tag: u8) -> u64 {
             key_id: format!("key-{tag}"),
             sealed: vec![tag; 48],
         };
-        Ok(Change::accepted(
-            FactorWrite::Put(OtpFactor::add(
-                current.factor,
-                secret,
-                TotpParams::default(),
-                at(),
-            )?),
-            EventKind::OtpAdded,
-        ))
+        application::testing::add_change(&current, secret, at())
     });
     let context = ChangeContext {
         at: at(),

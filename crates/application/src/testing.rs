@@ -16,6 +16,29 @@ use crate::authenticate::Principal;
 use crate::ports::{Clock, FactorStore, SecretCipher, SecretSource, TokenError, TokenVerifier};
 use crate::use_cases::{OtpFactors, TotpSettings};
 
+/// The change an Add decides on `current`: a pending factor of `secret`
+/// with the default parameters, created `at`, and its `otp.added` event
+/// (refused as the domain refuses an Add over a READY factor). The stores'
+/// tests write with it.
+///
+/// # Errors
+/// The domain's refusal of the Add.
+pub fn add_change(
+    current: &crate::Current<'_>,
+    secret: domain::SealedSecret,
+    at: DateTime<Utc>,
+) -> Result<crate::Change, crate::ApplicationError> {
+    Ok(crate::Change::accepted(
+        crate::FactorWrite::Put(domain::OtpFactor::add(
+            current.factor,
+            secret,
+            TotpParams::default(),
+            at,
+        )?),
+        domain::EventKind::OtpAdded,
+    ))
+}
+
 /// A clock that stands still until moved.
 #[derive(Debug)]
 pub struct FixedClock(Mutex<DateTime<Utc>>);
