@@ -149,6 +149,8 @@ async fn pg_store() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
         pooler: adapters_postgres::Pooler::Session,
+        write_batch_size: 32,
+        write_batches: 2,
     })
     .unwrap();
     Some((db, Arc::new(store)))

@@ -12,13 +12,17 @@
 //! while the use case decides (or opens a secret). Two round trips and one
 //! commit per change, one round trip per read (see `statements`).
 //!
-//! Every statement is a transaction of one user only (a page of the re-seal
-//! or the purge is one statement per user), so the store distributes by
-//! `user_id` on Citus, YugabyteDB or CockroachDB with no cross-shard
-//! transaction. A statement rolled back by a serialization failure or a
+//! When several users' changes wait to write at the same moment, their
+//! writes run as one statement and one commit (see `combine`), each still
+//! applied only if its own compare-and-swap holds. With that off
+//! (`write_batch_size` 1) every statement is a transaction of one user only
+//! (a page of the re-seal or the purge is one statement per user), so the
+//! store distributes by `user_id` on Citus, YugabyteDB or CockroachDB with
+//! no cross-shard transaction. A statement rolled back by a serialization failure or a
 //! deadlock runs again, a bounded number of times (see `retry`), then the
 //! call is answered as unavailable (503).
 
+mod combine;
 mod connect;
 mod error;
 mod migrate;
@@ -32,6 +36,7 @@ pub mod testing;
 mod tls;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,6 +59,7 @@ use domain::{
     Attempts, FactorEvent, FactorState, OrgId, OtpFactor, RecoveryCodes, RecoveryHash, UserId,
 };
 
+use crate::combine::{Combiner, Limits, Outcome};
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::pooler::{Pinning, pinned};
@@ -61,7 +67,8 @@ use crate::retry::{Reason, retrying};
 use crate::rows::{FactorRow, state_name};
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
 use crate::statements::{
-    FactorOp, FactorValues, Head, PurgePending, ReadState, StateRow, WriteChange, WriteReseal,
+    FactorOp, FactorValues, Head, PurgePending, ReadState, RecoveryOp, StateRow, WriteChange,
+    WriteReseal,
 };
 
 pub use crate::connect::describe_database;
@@ -102,6 +109,15 @@ pub struct PgSettings {
     /// with [`Pooler::Transaction`] every statement runs in a transaction of
     /// its own and none is kept prepared.
     pub pooler: Pooler,
+    /// Most users' writes combined into one statement and one commit when
+    /// changes of several users wait at once (see `combine`); 1 or 0 runs
+    /// every write on its own (a statement and a transaction per user, as
+    /// a distributed engine wants).
+    pub write_batch_size: usize,
+    /// Most combined statements in flight at once per pool: writes that
+    /// arrive while they all run wait for the next one, which takes them
+    /// together.
+    pub write_batches: usize,
 }
 
 /// A snapshot of the connection pool.
@@ -128,6 +144,9 @@ pub struct PgFactorStore {
     redactor: Redactor,
     /// Whether each statement runs in a transaction of its own (`pooler`).
     pinning: Pinning,
+    /// The write queues of `current_thread` and `multi_thread`, when
+    /// writes are combined.
+    combiners: Option<[Arc<Combiner>; 2]>,
 }
 
 impl PgFactorStore {
@@ -142,6 +161,11 @@ impl PgFactorStore {
         if settings.max_connections == 0 {
             return Err(PgError::InvalidSettings(
                 "max_connections must be at least 1",
+            ));
+        }
+        if settings.write_batch_size > 1 && settings.write_batches == 0 {
+            return Err(PgError::InvalidSettings(
+                "write_batches must be at least 1 when write_batch_size is above 1",
             ));
         }
         let mut target = parse_target(&settings.url)?;
@@ -165,11 +189,29 @@ impl PgFactorStore {
         let redactor = Redactor::new(&target.config);
 
         let pool = |target: Target| build_pool(target, settings, &redactor);
+        let current_thread = pool(target.clone())?;
+        let multi_thread = pool(target)?;
+        let pinning = Pinning::new(settings.pooler, settings.statement_timeout);
+        let limits = Limits {
+            most_users: settings.write_batch_size,
+            most_statements: settings.write_batches,
+        };
+        let combiners = (settings.write_batch_size > 1).then(|| {
+            [&current_thread, &multi_thread].map(|pool| {
+                Arc::new(Combiner::new(
+                    pool.clone(),
+                    pinning.clone(),
+                    redactor.clone(),
+                    limits,
+                ))
+            })
+        });
         Ok(Self {
-            current_thread: pool(target.clone())?,
-            multi_thread: pool(target)?,
+            current_thread,
+            multi_thread,
             redactor,
-            pinning: Pinning::new(settings.pooler, settings.statement_timeout),
+            pinning,
+            combiners,
         })
     }
 
@@ -190,13 +232,51 @@ impl PgFactorStore {
     /// on another runtime's connection would wake that runtime's thread for
     /// every round trip.
     async fn connection(&self) -> Result<Object<AsyncPgConnection>, StoreError> {
-        let pool = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => &self.current_thread,
-            _ => &self.multi_thread,
+        let pool = if on_current_thread_runtime() {
+            &self.current_thread
+        } else {
+            &self.multi_thread
         };
         pool.get()
             .await
             .map_err(|error| pool_error(&error, &self.redactor))
+    }
+
+    /// Runs one planned write: with other users' writes when it can be
+    /// combined (and `solo` is not asked for), else on `connection` (taken
+    /// from the pool if there is none yet).
+    async fn write(
+        &self,
+        write: Box<WriteChange>,
+        solo: bool,
+        connection: &mut Option<Object<AsyncPgConnection>>,
+    ) -> Result<Outcome, StoreError> {
+        if !solo
+            && let Some(combiners) = &self.combiners
+            && let Some(kind) = write.combinable()
+        {
+            // Back to the pool while the write waits: the combined
+            // statement runs on a connection of its own.
+            *connection = None;
+            let combiner = &combiners[usize::from(!on_current_thread_runtime())];
+            return Ok(combiner.submit(write, kind).await);
+        }
+        let connection = match connection {
+            Some(connection) => connection,
+            None => connection.insert(self.connection().await?),
+        };
+        let pinning = &self.pinning;
+        Ok(
+            match pinned!(
+                pinning,
+                connection,
+                run_write(&write, &mut *connection).await
+            ) {
+                Ok(Some(1)) => Outcome::Applied,
+                Ok(_) => Outcome::Stale,
+                Err(error) => Outcome::of_error(error, false),
+            },
+        )
     }
 
     async fn check_ready(&self) -> Result<(), NotReady> {
@@ -238,6 +318,14 @@ impl fmt::Debug for PgFactorStore {
             .field("idle_connections", &status.available)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether this task runs on a current-thread runtime (a REST worker).
+fn on_current_thread_runtime() -> bool {
+    matches!(
+        tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+        Ok(tokio::runtime::RuntimeFlavor::CurrentThread)
+    )
 }
 
 /// A pool of connections opened from `config` with the store's settings.
@@ -291,6 +379,53 @@ fn build_pool(
 /// call.
 const MAX_ROUNDS: u32 = 64;
 
+/// What a change carries from one round to the next.
+#[derive(Debug, Default)]
+struct Rounds {
+    /// Whether the next write runs alone: after a combined statement was
+    /// rolled back whole, so another user's conflict fails this one at
+    /// most once.
+    solo: bool,
+    /// Why the next round runs: counted once it does.
+    retry_because: Option<Reason>,
+}
+
+impl Rounds {
+    /// Whether the write of round `round` (`None`: the first try, before
+    /// any read) applied; if not, why the next round runs.
+    fn settle(&mut self, outcome: Outcome, round: Option<u32>) -> Result<bool, StoreError> {
+        match outcome {
+            Outcome::Applied => Ok(true),
+            Outcome::Stale => {
+                // The first try finding a row is no race: the usual way.
+                if let Some(round) = round {
+                    tracing::debug!(
+                        round,
+                        "another change of the user came first; deciding again"
+                    );
+                    self.retry_because = Some(Reason::LostRace);
+                }
+                Ok(false)
+            }
+            // Rolled back whole (SQLSTATE 40001 or 40P01): nothing was
+            // written, so deciding again on fresh state is safe.
+            Outcome::RolledBack { reason, shared } => {
+                tracing::debug!(
+                    ?round,
+                    reason = reason.as_str(),
+                    shared,
+                    "the write was rolled back; deciding again"
+                );
+                self.retry_because = Some(reason);
+                self.solo |= shared;
+                Ok(false)
+            }
+            // Whether it committed is unknown: never decided again.
+            Outcome::Failed(error) => Err(error),
+        }
+    }
+}
+
 /// The user's state as one read found it.
 struct State {
     head: Head,
@@ -325,7 +460,7 @@ fn only_row<T>(rows: diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Option<
 /// Answers the statement's one row (1: applied, 0: another change came
 /// first).
 async fn run_write(
-    write: &WriteChange<'_>,
+    write: &WriteChange,
     connection: &mut AsyncPgConnection,
 ) -> diesel::QueryResult<Option<i64>> {
     match write.as_first() {
@@ -402,21 +537,21 @@ fn recovery_columns(codes: Option<&RecoveryCodes>) -> (Option<String>, Option<Ve
 }
 
 /// What a decision comes to in the store.
-enum Plan<'a> {
+enum Plan {
     /// It writes nothing (a refusal without writes): answered as is.
     Nothing(Committed),
     /// The conditional write, and what the call answers once it applied.
-    Write(Box<WriteChange<'a>>, Committed),
+    Write(Box<WriteChange>, Committed),
 }
 
 /// Turns a decision into the conditional write on the head it was made on.
-fn plan<'a>(
-    user: &'a UserId,
-    context: &'a ChangeContext,
+fn plan(
+    user: &UserId,
+    context: &ChangeContext,
     head: Head,
     recovery: Option<&RecoveryCodes>,
     change: Change,
-) -> Result<Plan<'a>, StoreError> {
+) -> Result<Plan, StoreError> {
     let stored_attempts = attempts_of(user, &head)?;
     let attempts = change.attempts.unwrap_or(stored_attempts);
     if matches!(change.factor, FactorWrite::Keep)
@@ -454,10 +589,10 @@ fn plan<'a>(
     };
     // The whole recovery state is written: a kept one as read (the write
     // applies only if nothing changed since the read).
-    let (recovery_key_id, recovery_hashes) = match &change.recovery {
-        RecoveryWrite::Keep => recovery_columns(recovery),
-        RecoveryWrite::Put(codes) => recovery_columns(Some(codes)),
-        RecoveryWrite::Delete => (None, None),
+    let (recovery_op, (recovery_key_id, recovery_hashes)) = match &change.recovery {
+        RecoveryWrite::Keep => (RecoveryOp::Keep, recovery_columns(recovery)),
+        RecoveryWrite::Put(codes) => (RecoveryOp::Put, recovery_columns(Some(codes))),
+        RecoveryWrite::Delete => (RecoveryOp::Delete, (None, None)),
     };
     let new_head = Head {
         version: head.version.checked_add(1).ok_or_else(|| {
@@ -469,17 +604,21 @@ fn plan<'a>(
     };
     Ok(Plan::Write(
         Box::new(WriteChange {
-            user: user.as_str(),
+            user: user.as_str().to_owned(),
             expected: head,
             new_head,
             op,
             factor,
             recovery_key_id,
             recovery_hashes,
+            recovery_op,
             sequences,
             kinds,
-            actor: context.actor.as_str(),
-            resource_owner: context.resource_owner.as_ref().map(OrgId::as_str),
+            actor: context.actor.as_str().to_owned(),
+            resource_owner: context
+                .resource_owner
+                .as_ref()
+                .map(|org| org.as_str().to_owned()),
             at: context.at,
         }),
         Committed {
@@ -605,8 +744,11 @@ impl FactorStore for PgFactorStore {
         context: ChangeContext,
         decide: Decide,
     ) -> Result<Committed, ApplicationError> {
-        let mut connection = self.connection().await?;
+        // Taken for the first read; back in the pool while a combined write
+        // waits (see `write`).
+        let mut connection: Option<Object<AsyncPgConnection>> = None;
         let pinning = &self.pinning;
+        let mut rounds = Rounds::default();
         // First, as if the user had never changed anything: a decision that
         // writes on the empty state (an Add of a new user, the usual first
         // call) is tried as the user's first write, one statement and one
@@ -617,47 +759,38 @@ impl FactorStore for PgFactorStore {
             attempts: Attempts::default(),
             recovery: None,
         });
-        // Why the next round runs: counted once it does.
-        let mut retry_because = None;
         if let Ok(change) = empty
             && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, None, change)?
+            && rounds.settle(self.write(write, rounds.solo, &mut connection).await?, None)?
         {
-            match pinned!(
-                pinning,
-                connection,
-                run_write(&write, &mut connection).await
-            ) {
-                Ok(Some(1)) => return Ok(committed),
-                Ok(_) => {}
-                Err(error) => match retry::transient(&error) {
-                    // Rolled back: nothing was written, the usual way is safe.
-                    Some(reason) => retry_because = Some(reason),
-                    // Whether it committed is unknown: never decided again.
-                    None => return Err(query_error(error).into()),
-                },
-            }
+            return Ok(committed);
         }
         let mut fresh_connection = false;
         for round in 0..MAX_ROUNDS {
-            if let Some(reason) = retry_because.take() {
+            if let Some(reason) = rounds.retry_because.take() {
                 retry::count(reason);
             }
             if round > 1 {
                 // Several changes of this user raced: spread the retries.
                 tokio::time::sleep(retry::pause(round)).await;
             }
-            let read = match pinned!(pinning, connection, read_state(&mut connection, user).await) {
+            let mut conn = match connection.take() {
+                Some(conn) => conn,
+                None => self.connection().await?,
+            };
+            let read = match pinned!(pinning, conn, read_state(&mut conn, user).await) {
                 Err(error) if lost_connection(&error) && !fresh_connection => {
                     // A connection that died while idle in the pool: drop it
                     // and read again, once, on a fresh one.
                     tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
-                    drop(Object::take(connection));
-                    connection = self.connection().await?;
+                    drop(Object::take(conn));
+                    conn = self.connection().await?;
                     fresh_connection = true;
-                    pinned!(pinning, connection, read_state(&mut connection, user).await)
+                    pinned!(pinning, conn, read_state(&mut conn, user).await)
                 }
                 read => read,
             };
+            connection = Some(conn);
             let state = match read {
                 Ok(state) => state,
                 Err(error) => match retry::transient(&error) {
@@ -667,7 +800,7 @@ impl FactorStore for PgFactorStore {
                             reason = reason.as_str(),
                             "the read was rolled back; reading again"
                         );
-                        retry_because = Some(reason);
+                        rounds.retry_because = Some(reason);
                         continue;
                     }
                     None => return Err(query_error(error).into()),
@@ -684,32 +817,11 @@ impl FactorStore for PgFactorStore {
                     Plan::Nothing(committed) => return Ok(committed),
                     Plan::Write(write, committed) => (write, committed),
                 };
-            match pinned!(
-                pinning,
-                connection,
-                run_write(&write, &mut connection).await
-            ) {
-                Ok(Some(1)) => return Ok(committed),
-                Ok(_) => {
-                    tracing::debug!(
-                        round,
-                        "another change of the user came first; deciding again"
-                    );
-                    retry_because = Some(Reason::LostRace);
-                }
-                // Rolled back whole (SQLSTATE 40001 or 40P01): nothing was
-                // written, so deciding again on fresh state is safe.
-                Err(error) => match retry::transient(&error) {
-                    Some(reason) => {
-                        tracing::debug!(
-                            round,
-                            reason = reason.as_str(),
-                            "the write was rolled back; deciding again"
-                        );
-                        retry_because = Some(reason);
-                    }
-                    None => return Err(query_error(error).into()),
-                },
+            if rounds.settle(
+                self.write(write, rounds.solo, &mut connection).await?,
+                Some(round),
+            )? {
+                return Ok(committed);
             }
         }
         tracing::warn!(

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bytea, Integer, Nullable, SmallInt, Text, Timestamptz};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Bytea, Integer, Nullable, SmallInt, Text, Timestamptz,
+};
 
 /// The query id and row type of a statement struct whose SQL text never
 /// changes: diesel-async then keeps it prepared per connection.
@@ -132,6 +134,14 @@ impl FactorOp {
     }
 }
 
+/// What a write does to the stream row's recovery codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecoveryOp {
+    Keep,
+    Put,
+    Delete,
+}
+
 /// A factor row to store (every column but the key).
 #[derive(Debug, Default)]
 pub(crate) struct FactorValues {
@@ -154,8 +164,8 @@ pub(crate) struct FactorValues {
 /// and the events apply only through that row. Answers 1 when it applied,
 /// 0 when another change came first (nothing was written).
 #[derive(Debug)]
-pub(crate) struct WriteChange<'a> {
-    pub user: &'a str,
+pub(crate) struct WriteChange {
+    pub user: String,
     pub expected: Head,
     pub new_head: Head,
     pub op: FactorOp,
@@ -163,16 +173,26 @@ pub(crate) struct WriteChange<'a> {
     /// The recovery codes after the change (as read, when it keeps them).
     pub recovery_key_id: Option<String>,
     pub recovery_hashes: Option<Vec<Vec<u8>>>,
+    /// What the change does to the recovery codes (the columns above hold
+    /// the outcome; a combined write keeps or clears them in place).
+    pub recovery_op: RecoveryOp,
     pub sequences: Vec<i64>,
     pub kinds: Vec<&'static str>,
-    pub actor: &'a str,
-    pub resource_owner: Option<&'a str>,
+    pub actor: String,
+    pub resource_owner: Option<String>,
     pub at: DateTime<Utc>,
 }
 
-statement!(WriteChange, BigInt);
+impl QueryId for WriteChange {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
 
-impl QueryFragment<Pg> for WriteChange<'_> {
+impl Query for WriteChange {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for WriteChange {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let expected = &self.expected;
         out.push_sql(
@@ -223,7 +243,7 @@ impl QueryFragment<Pg> for WriteChange<'_> {
     }
 }
 
-impl<'a> WriteChange<'a> {
+impl WriteChange {
     /// The stream row's values: `user_id` .. `recovery_hashes`, the new head.
     fn push_stream_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let new_head = &self.new_head;
@@ -285,8 +305,280 @@ impl<'a> WriteChange<'a> {
     /// The same write as the smaller [`WriteFirst`], when it is a user's
     /// first (no stream row was there: [`Head::NONE`]) and puts the factor,
     /// as a new user's Add and import do.
-    pub(crate) fn as_first(&self) -> Option<WriteFirst<'_, 'a>> {
+    pub(crate) fn as_first(&self) -> Option<WriteFirst<'_>> {
         (self.expected == Head::NONE && self.op == FactorOp::Put).then_some(WriteFirst(self))
+    }
+
+    /// Which combined statement can carry this write with others': a new
+    /// user's first write that puts the factor and no recovery codes
+    /// ([`CombinedFirst`]), or a change of a user who has a stream row that
+    /// keeps or clears the recovery codes ([`CombinedChange`]). Any other
+    /// (rare: recovery codes put, a first change that puts no factor) runs
+    /// alone.
+    pub(crate) fn combinable(&self) -> Option<Combine> {
+        if self.recovery_op == RecoveryOp::Put {
+            None
+        } else if self.expected == Head::NONE {
+            (self.op == FactorOp::Put && self.recovery_key_id.is_none()).then_some(Combine::First)
+        } else {
+            Some(Combine::Change)
+        }
+    }
+}
+
+/// The combined statement a write can join (see [`WriteChange::combinable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Combine {
+    First,
+    Change,
+}
+
+/// Several users' writes as one array per column, for the combined
+/// statements: each user's row of every array at the same index, the
+/// events flattened with their user beside them.
+#[derive(Debug, Default)]
+pub(crate) struct Columns<'w> {
+    user: Vec<&'w str>,
+    expected_version: Vec<i64>,
+    expected_last_sequence: Vec<i64>,
+    expected_failed_attempts: Vec<i32>,
+    expected_last_failure_at: Vec<Option<DateTime<Utc>>>,
+    version: Vec<i64>,
+    last_sequence: Vec<i64>,
+    failed_attempts: Vec<i32>,
+    last_failure_at: Vec<Option<DateTime<Utc>>>,
+    clear_recovery: Vec<bool>,
+    op: Vec<&'static str>,
+    state: Vec<Option<&'w str>>,
+    key_id: Vec<Option<&'w str>>,
+    sealed_secret: Vec<Option<&'w [u8]>>,
+    algorithm: Vec<Option<&'w str>>,
+    digits: Vec<Option<i16>>,
+    period: Vec<Option<i32>>,
+    skew: Vec<Option<i16>>,
+    created_at: Vec<Option<DateTime<Utc>>>,
+    changed_at: Vec<Option<DateTime<Utc>>>,
+    last_used_step: Vec<Option<i64>>,
+    actor: Vec<&'w str>,
+    resource_owner: Vec<Option<&'w str>>,
+    at: Vec<DateTime<Utc>>,
+    event_user: Vec<&'w str>,
+    event_sequence: Vec<i64>,
+    event_kind: Vec<&'static str>,
+}
+
+impl<'w> Columns<'w> {
+    /// The columns of `writes`, in their order (one write per user).
+    pub(crate) fn of(writes: &[&'w WriteChange]) -> Self {
+        let mut columns = Self::default();
+        for write in writes {
+            columns.push(write);
+        }
+        columns
+    }
+
+    fn push(&mut self, write: &'w WriteChange) {
+        let (expected, new_head, factor) = (&write.expected, &write.new_head, &write.factor);
+        self.user.push(&write.user);
+        self.expected_version.push(expected.version);
+        self.expected_last_sequence.push(expected.last_sequence);
+        self.expected_failed_attempts.push(expected.failed_attempts);
+        self.expected_last_failure_at.push(expected.last_failure_at);
+        self.version.push(new_head.version);
+        self.last_sequence.push(new_head.last_sequence);
+        self.failed_attempts.push(new_head.failed_attempts);
+        self.last_failure_at.push(new_head.last_failure_at);
+        self.clear_recovery
+            .push(write.recovery_op == RecoveryOp::Delete);
+        self.op.push(write.op.as_bind());
+        self.state.push(factor.state.as_deref());
+        self.key_id.push(factor.key_id.as_deref());
+        self.sealed_secret.push(factor.sealed_secret.as_deref());
+        self.algorithm.push(factor.algorithm.as_deref());
+        self.digits.push(factor.digits);
+        self.period.push(factor.period);
+        self.skew.push(factor.skew);
+        self.created_at.push(factor.created_at);
+        self.changed_at.push(factor.changed_at);
+        self.last_used_step.push(factor.last_used_step);
+        self.actor.push(&write.actor);
+        self.resource_owner.push(write.resource_owner.as_deref());
+        self.at.push(write.at);
+        for (sequence, kind) in write.sequences.iter().zip(&write.kinds) {
+            self.event_user.push(&write.user);
+            self.event_sequence.push(*sequence);
+            self.event_kind.push(kind);
+        }
+    }
+
+    /// `factor columns`: `state` .. `last_used_step` as arrays.
+    fn push_factor<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.state)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Bytea>>, _>(&self.sealed_secret)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.algorithm)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<SmallInt>>, _>(&self.digits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Integer>>, _>(&self.period)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<SmallInt>>, _>(&self.skew)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.changed_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.last_used_step)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.actor)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.resource_owner)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.at)
+    }
+
+    /// The new stream heads: `version` .. `last_failure_at` as arrays.
+    fn push_new_heads<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<Array<BigInt>, _>(&self.version)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.last_sequence)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.failed_attempts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.last_failure_at)
+    }
+
+    /// The factor upsert, the events and the answer, after the CTE `s`
+    /// (the users whose stream row was written) and `v` (the input rows).
+    fn push_tail<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, op_filter: &str) -> QueryResult<()> {
+        out.push_sql(
+            ", put AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, \
+             algorithm, digits, period, skew, created_at, changed_at, last_used_step) \
+             SELECT v.user_id, v.state, v.key_id, v.sealed_secret, v.algorithm, v.digits, \
+             v.period, v.skew, v.created_at, v.changed_at, v.last_used_step \
+             FROM v JOIN s ON s.user_id = v.user_id",
+        );
+        out.push_sql(op_filter);
+        out.push_sql(
+            "), ev AS (INSERT INTO otp_events \
+             (user_id, sequence, kind, actor, resource_owner, occurred_at) \
+             SELECT e.user_id, e.sequence, e.kind, v.actor, v.resource_owner, v.occurred_at \
+             FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.event_user)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.event_sequence)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.event_kind)?;
+        out.push_sql(
+            ") AS e(user_id, sequence, kind) JOIN s ON s.user_id = e.user_id \
+             JOIN v ON v.user_id = e.user_id) SELECT s.user_id FROM s",
+        );
+        Ok(())
+    }
+}
+
+/// The factor columns of the input rows `v`, after `user_id`.
+const FACTOR_COLUMNS: &str = "state, key_id, sealed_secret, algorithm, digits, period, skew, \
+     created_at, changed_at, last_used_step, actor, resource_owner, occurred_at";
+
+/// New users' first writes, one commit for all: what [`WriteFirst`] does
+/// for each of them, with every user's rows inserted only if that user had
+/// no stream row. Answers the users it wrote; a user not among them had a
+/// row (and reads and decides again), which fails no other user's write.
+#[derive(Debug)]
+pub(crate) struct CombinedFirst<'w>(pub Columns<'w>);
+
+statement!(CombinedFirst, Text);
+
+impl QueryFragment<Pg> for CombinedFirst<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let columns = &self.0;
+        out.push_sql("WITH v AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&columns.user)?;
+        out.push_sql(", ");
+        columns.push_new_heads(&mut out)?;
+        out.push_sql(", ");
+        columns.push_factor(&mut out)?;
+        out.push_sql(") AS v(user_id, version, last_sequence, failed_attempts, last_failure_at, ");
+        out.push_sql(FACTOR_COLUMNS);
+        out.push_sql(
+            ")), s AS (INSERT INTO otp_user_streams \
+             (user_id, version, last_sequence, failed_attempts, last_failure_at) \
+             SELECT user_id, version, last_sequence, failed_attempts, last_failure_at FROM v \
+             ON CONFLICT (user_id) DO NOTHING RETURNING user_id)",
+        );
+        columns.push_tail(&mut out, "")?;
+        Ok(())
+    }
+}
+
+/// Changes of users who have a stream row, one commit for all: each user's
+/// stream row is updated only if its head is still the one that user's
+/// change read (the compare-and-swap of [`WriteChange`], per row), the
+/// factor put or deleted and the events inserted only through the rows
+/// updated. The recovery codes are kept in place or cleared. Answers the
+/// users it wrote; a user not among them lost a race (and decides again),
+/// which fails no other user's write.
+#[derive(Debug)]
+pub(crate) struct CombinedChange<'w>(pub Columns<'w>);
+
+statement!(CombinedChange, Text);
+
+impl QueryFragment<Pg> for CombinedChange<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let columns = &self.0;
+        out.push_sql("WITH v AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&columns.user)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&columns.expected_version)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&columns.expected_last_sequence)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&columns.expected_failed_attempts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&columns.expected_last_failure_at)?;
+        out.push_sql(", ");
+        columns.push_new_heads(&mut out)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&columns.clear_recovery)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&columns.op)?;
+        out.push_sql(", ");
+        columns.push_factor(&mut out)?;
+        out.push_sql(
+            ") AS v(user_id, expected_version, expected_last_sequence, \
+             expected_failed_attempts, expected_last_failure_at, \
+             version, last_sequence, failed_attempts, last_failure_at, clear_recovery, op, ",
+        );
+        out.push_sql(FACTOR_COLUMNS);
+        out.push_sql(
+            ")), s AS (UPDATE otp_user_streams t SET version = v.version, \
+             last_sequence = v.last_sequence, failed_attempts = v.failed_attempts, \
+             last_failure_at = v.last_failure_at, \
+             recovery_key_id = CASE WHEN v.clear_recovery THEN NULL ELSE t.recovery_key_id END, \
+             recovery_hashes = CASE WHEN v.clear_recovery THEN NULL ELSE t.recovery_hashes END \
+             FROM v WHERE t.user_id = v.user_id AND t.version = v.expected_version \
+             AND t.last_sequence = v.expected_last_sequence \
+             AND t.failed_attempts = v.expected_failed_attempts \
+             AND t.last_failure_at IS NOT DISTINCT FROM v.expected_last_failure_at \
+             RETURNING t.user_id, v.op), \
+             del AS (DELETE FROM otp_factors f USING s \
+             WHERE s.op = 'delete' AND f.user_id = s.user_id)",
+        );
+        columns.push_tail(
+            &mut out,
+            " WHERE s.op = 'put' ON CONFLICT (user_id) DO UPDATE SET \
+             state = EXCLUDED.state, key_id = EXCLUDED.key_id, \
+             sealed_secret = EXCLUDED.sealed_secret, algorithm = EXCLUDED.algorithm, \
+             digits = EXCLUDED.digits, period = EXCLUDED.period, skew = EXCLUDED.skew, \
+             created_at = EXCLUDED.created_at, changed_at = EXCLUDED.changed_at, \
+             last_used_step = EXCLUDED.last_used_step",
+        )?;
+        Ok(())
     }
 }
 
@@ -301,18 +593,11 @@ impl<'a> WriteChange<'a> {
 /// the machine per call against 171 to 212 for `WriteChange`; the `add`
 /// ceiling 130). Answers 1 when it applied, 0 when the user had a row.
 #[derive(Debug)]
-pub(crate) struct WriteFirst<'w, 'a>(&'w WriteChange<'a>);
+pub(crate) struct WriteFirst<'w>(&'w WriteChange);
 
-impl QueryId for WriteFirst<'_, '_> {
-    type QueryId = WriteFirst<'static, 'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+statement!(WriteFirst, BigInt);
 
-impl Query for WriteFirst<'_, '_> {
-    type SqlType = BigInt;
-}
-
-impl QueryFragment<Pg> for WriteFirst<'_, '_> {
+impl QueryFragment<Pg> for WriteFirst<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let write = self.0;
         out.push_sql(

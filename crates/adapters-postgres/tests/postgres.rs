@@ -24,6 +24,8 @@ fn store_at(url: &SecretString) -> PgFactorStore {
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
         pooler: adapters_postgres::Pooler::Session,
+        write_batch_size: 32,
+        write_batches: 2,
     })
     .unwrap()
 }
@@ -219,6 +221,8 @@ async fn no_password_in_debug_output_or_errors() {
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
         pooler: adapters_postgres::Pooler::Session,
+        write_batch_size: 32,
+        write_batches: 2,
     };
     assert!(!format!("{settings:?}").contains(PASSWORD));
 
@@ -264,6 +268,8 @@ fn a_pool_needs_at_least_one_connection() {
         statement_timeout: Duration::from_secs(10),
         prepared_statements: true,
         pooler: adapters_postgres::Pooler::Session,
+        write_batch_size: 32,
+        write_batches: 2,
     })
     .unwrap_err();
     assert!(matches!(error, PgError::InvalidSettings(_)), "{error:?}");
@@ -292,6 +298,8 @@ async fn a_stuck_row_lock_fails_the_change(pooler: adapters_postgres::Pooler) {
         statement_timeout: Duration::from_millis(300),
         prepared_statements: true,
         pooler,
+        write_batch_size: 32,
+        write_batches: 2,
     })
     .unwrap();
     let user = unique_user("stuck-lock");

@@ -83,6 +83,8 @@ fn store(db: &TestDatabase) -> PgFactorStore {
         statement_timeout: Duration::from_secs(20),
         prepared_statements: true,
         pooler: adapters_postgres::Pooler::Session,
+        write_batch_size: 32,
+        write_batches: 2,
     })
     .unwrap()
 }

@@ -33,6 +33,18 @@ fn store_pooled(
     prepared_statements: bool,
     pooler: Pooler,
 ) -> PgFactorStore {
+    store_batched(db, max_connections, prepared_statements, pooler, 32)
+}
+
+/// A store that combines up to `write_batch_size` users' writes per
+/// statement (1: none).
+fn store_batched(
+    db: &TestDatabase,
+    max_connections: usize,
+    prepared_statements: bool,
+    pooler: Pooler,
+    write_batch_size: usize,
+) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
         url: db.url.clone(),
         max_connections,
@@ -40,6 +52,8 @@ fn store_pooled(
         statement_timeout: Duration::from_secs(10),
         prepared_statements,
         pooler,
+        write_batch_size,
+        write_batches: 2,
     })
     .unwrap()
 }
@@ -58,6 +72,14 @@ async fn contract_store_pooled() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
     Some((db, store))
 }
 
+/// A throwaway database and a store over it that runs every write alone
+/// (`database.write_batch_size = 1`).
+async fn contract_store_alone() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
+    let db = TestDatabase::create().await?;
+    let store = Arc::new(store_batched(&db, 8, true, Pooler::Session, 1));
+    Some((db, store))
+}
+
 /// The store contract, one test per property, with prepared statements...
 mod prepared {
     use super::contract_store;
@@ -70,6 +92,13 @@ mod unprepared {
     use super::contract_store;
 
     application::store_contract_tests!(contract_store(false).await);
+}
+
+/// ...and with every write alone, never combined with other users' writes...
+mod alone {
+    use super::contract_store_alone;
+
+    application::store_contract_tests!(contract_store_alone().await);
 }
 
 /// ...and as behind a transaction pooler (`database.pooler = transaction`:

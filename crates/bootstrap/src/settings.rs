@@ -245,6 +245,12 @@ pub struct DatabaseSettings {
     /// `pool_mode = transaction`: every statement in a transaction of its
     /// own, none kept prepared).
     pub pooler: PoolerMode,
+    /// Most users' writes combined into one statement and one commit when
+    /// several wait at once; 1 runs each write alone (a transaction per
+    /// user, as a distributed engine wants).
+    pub write_batch_size: usize,
+    /// Most combined statements in flight at once per pool.
+    pub write_batches: usize,
 }
 
 /// `database.pooler`.
@@ -278,6 +284,8 @@ impl DatabaseSettings {
             statement_timeout: self.statement_timeout,
             prepared_statements: self.prepared_statements,
             pooler: self.pooler.into(),
+            write_batch_size: self.write_batch_size,
+            write_batches: self.write_batches,
         }
     }
 }
@@ -292,6 +300,8 @@ impl Default for DatabaseSettings {
             statement_timeout: Duration::from_secs(5),
             prepared_statements: true,
             pooler: PoolerMode::Session,
+            write_batch_size: 32,
+            write_batches: 2,
         }
     }
 }

@@ -1,0 +1,437 @@
+//! Several users' writes in one statement and one commit.
+//!
+//! A change whose write can be combined ([`WriteChange::combinable`]) joins
+//! a queue instead of running on its own connection. At most
+//! `most_statements` drain tasks per pool take the queue's writes, up to
+//! `most_users` at a time and never two of one user, and run each group as
+//! one statement ([`CombinedFirst`] for new users' first writes,
+//! [`CombinedChange`] for the others; a group of one as the usual
+//! single-user statement). Nothing waits for a batch to fill: a drain task
+//! takes whatever queued while the statement before it ran, so under light
+//! load every write runs alone at once, and under load the commit and the
+//! per-statement work are shared by as many users as were waiting.
+//!
+//! Each user's write still applies only if that user's own compare-and-swap
+//! holds: the statement answers the users it wrote, and a user not among
+//! them lost a race and decides again, alone, as before; no other user's
+//! write fails with it. A statement rolled back whole (SQLSTATE 40001 or
+//! 40P01), or cancelled by `statement_timeout` (a row lock of one user held
+//! elsewhere), rolled back every user in it: each decides again and runs
+//! its next write alone, so one user's conflict costs another's at most one
+//! more round and never fails it.
+//!
+//! A combined statement writes several users in one transaction: on a
+//! distributed engine that is a cross-shard transaction. There, turn it off
+//! (`database.write_batch_size = 1`).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use application::StoreError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::connect::Redactor;
+use crate::error::{pool_error, query_error};
+use crate::pooler::{Pinning, pinned};
+use crate::retry::{self, Reason};
+use crate::statements::{Columns, Combine, CombinedChange, CombinedFirst, WriteChange};
+use crate::{lost_connection, run_write};
+
+/// Answer of a write whose drain task ended before it ran (the runtime
+/// shutting down): whether it ran is unknown.
+const ABANDONED: &str = "the combined write was abandoned before it answered";
+
+/// What became of one user's write.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// It applied and committed.
+    Applied,
+    /// Another change of the user came first (for a first write: the user
+    /// has a stream row): nothing was written.
+    Stale,
+    /// The statement was rolled back whole (40001, 40P01): nothing was
+    /// written. `shared` when other users' writes were in it.
+    RolledBack { reason: Reason, shared: bool },
+    /// It failed, and whether it committed is unknown.
+    Failed(StoreError),
+}
+
+impl Outcome {
+    /// The outcome of a statement that failed with `error`. A combined
+    /// statement that timed out was rolled back (see
+    /// [`retry::timed_out`]): its users write again alone, so a row lock
+    /// held on one user fails only that user's write.
+    pub(crate) fn of_error(error: diesel::result::Error, shared: bool) -> Self {
+        match retry::transient(&error) {
+            Some(reason) => Self::RolledBack { reason, shared },
+            None if shared && retry::timed_out(&error) => Self::RolledBack {
+                reason: Reason::SharedTimeout,
+                shared,
+            },
+            None => Self::Failed(query_error(error)),
+        }
+    }
+
+    /// The same outcome for another user of the statement.
+    fn duplicate(&self) -> Self {
+        match self {
+            Self::Applied => Self::Applied,
+            Self::Stale => Self::Stale,
+            Self::RolledBack { reason, shared } => Self::RolledBack {
+                reason: *reason,
+                shared: *shared,
+            },
+            Self::Failed(error) => Self::Failed(error.clone()),
+        }
+    }
+}
+
+/// How much the combiner combines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Most users' writes in one statement.
+    pub most_users: usize,
+    /// Most combined statements in flight at once per pool.
+    pub most_statements: usize,
+}
+
+/// One write waiting for its statement.
+struct Pending {
+    write: Box<WriteChange>,
+    kind: Combine,
+    answer: oneshot::Sender<Outcome>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    /// Drain tasks running.
+    draining: usize,
+}
+
+/// The write queue of one pool and the tasks that drain it.
+pub(crate) struct Combiner {
+    pool: Pool<AsyncPgConnection>,
+    pinning: Pinning,
+    redactor: Redactor,
+    limits: Limits,
+    queue: Mutex<Queue>,
+}
+
+impl Combiner {
+    pub(crate) fn new(
+        pool: Pool<AsyncPgConnection>,
+        pinning: Pinning,
+        redactor: Redactor,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            pool,
+            pinning,
+            redactor,
+            limits,
+            queue: Mutex::new(Queue::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The queue's state stays consistent even if a holder panicked
+        // (every change under the lock is a single push, pop or count).
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `write` in the next statement of its kind and answers what
+    /// became of it. A call dropped before its statement is sent writes
+    /// nothing.
+    pub(crate) async fn submit(
+        self: &Arc<Self>,
+        write: Box<WriteChange>,
+        kind: Combine,
+    ) -> Outcome {
+        let (answer, outcome) = oneshot::channel();
+        let start = {
+            let mut queue = self.lock();
+            queue.pending.push_back(Pending {
+                write,
+                kind,
+                answer,
+            });
+            let start = queue.draining < self.limits.most_statements;
+            if start {
+                queue.draining += 1;
+            }
+            start
+        };
+        if start {
+            // A task of its own, so a caller dropped mid-statement (its
+            // client went away) never strands the other users' answers.
+            tokio::spawn(Arc::clone(self).drain());
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Outcome::Failed(StoreError::Unavailable(ABANDONED.to_owned())))
+    }
+
+    /// Takes the queue's writes, a group at a time, until it is empty.
+    async fn drain(self: Arc<Self>) {
+        let mut guard = Draining {
+            combiner: &self,
+            counted: true,
+        };
+        let mut connection: Option<Object<AsyncPgConnection>> = None;
+        loop {
+            let batch = {
+                let mut queue = self.lock();
+                let batch = take(&mut queue.pending, self.limits.most_users);
+                if batch.is_empty() {
+                    queue.draining -= 1;
+                    guard.counted = false;
+                    return;
+                }
+                batch
+            };
+            let conn = match connection.as_mut() {
+                Some(conn) => conn,
+                None => match self.pool.get().await {
+                    Ok(conn) => connection.insert(conn),
+                    Err(error) => {
+                        let error = pool_error(&error, &self.redactor);
+                        for pending in batch {
+                            let _gone = pending.answer.send(Outcome::Failed(error.clone()));
+                        }
+                        continue;
+                    }
+                },
+            };
+            if !self.run(batch, conn).await {
+                // Lost: a fresh one for the next group.
+                connection.take().map(Object::take);
+            }
+        }
+    }
+
+    /// Runs one group of writes (at most one per user), first writes and
+    /// changes as a statement each, and answers every write. False when the
+    /// connection was lost.
+    async fn run(&self, batch: Vec<Pending>, connection: &mut Object<AsyncPgConnection>) -> bool {
+        let (firsts, changes): (Vec<Pending>, Vec<Pending>) = batch
+            .into_iter()
+            .partition(|pending| pending.kind == Combine::First);
+        let mut alive = true;
+        for (kind, mut group) in [(Combine::First, firsts), (Combine::Change, changes)] {
+            if group.is_empty() {
+                continue;
+            }
+            // In key order, so two statements lock their users' rows in
+            // the same order.
+            group.sort_unstable_by(|a, b| a.write.user.cmp(&b.write.user));
+            let outcomes = self.statement(kind, &group, connection).await;
+            alive &= !outcomes.lost_connection;
+            for (pending, outcome) in group.into_iter().zip(outcomes.each) {
+                let _gone = pending.answer.send(outcome);
+            }
+        }
+        alive
+    }
+
+    /// The outcome of each write of `group`, in its order, from one statement.
+    async fn statement(
+        &self,
+        kind: Combine,
+        group: &[Pending],
+        connection: &mut Object<AsyncPgConnection>,
+    ) -> Outcomes {
+        let pinning = &self.pinning;
+        let span = tracing::info_span!(
+            "db.query",
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = "combined_write",
+            db.operation.batch.size = group.len(),
+        );
+        let shared = group.len() > 1;
+        let written = async {
+            if let [single] = group {
+                let write = &single.write;
+                return pinned!(
+                    pinning,
+                    connection,
+                    run_write(write, &mut *connection).await
+                )
+                .map(|applied| {
+                    if applied == Some(1) {
+                        vec![write.user.clone()]
+                    } else {
+                        Vec::new()
+                    }
+                });
+            }
+            let writes: Vec<&WriteChange> = group.iter().map(|pending| &*pending.write).collect();
+            let columns = Columns::of(&writes);
+            match kind {
+                Combine::First => pinned!(
+                    pinning,
+                    connection,
+                    CombinedFirst(columns)
+                        .load::<String>(&mut *connection)
+                        .await
+                ),
+                Combine::Change => pinned!(
+                    pinning,
+                    connection,
+                    CombinedChange(columns)
+                        .load::<String>(&mut *connection)
+                        .await
+                ),
+            }
+        }
+        .instrument(span)
+        .await;
+        match written {
+            Ok(users) => Outcomes {
+                each: group
+                    .iter()
+                    .map(|pending| {
+                        if users.contains(&pending.write.user) {
+                            Outcome::Applied
+                        } else {
+                            Outcome::Stale
+                        }
+                    })
+                    .collect(),
+                lost_connection: false,
+            },
+            Err(error) => {
+                let lost = lost_connection(&error);
+                let outcome = Outcome::of_error(error, shared);
+                Outcomes {
+                    each: group.iter().map(|_| outcome.duplicate()).collect(),
+                    lost_connection: lost,
+                }
+            }
+        }
+    }
+}
+
+/// What one statement answered for each write of its group.
+struct Outcomes {
+    each: Vec<Outcome>,
+    lost_connection: bool,
+}
+
+/// Up to `most` waiting writes, oldest first, at most one per user (a
+/// user's second write waits for the next group, after the first has
+/// committed). A write whose caller is gone is dropped unwritten.
+fn take(pending: &mut VecDeque<Pending>, most: usize) -> Vec<Pending> {
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut index = 0;
+    while index < pending.len() && batch.len() < most {
+        let candidate = &pending[index];
+        if candidate.answer.is_closed() {
+            pending.remove(index);
+        } else if batch
+            .iter()
+            .any(|taken| taken.write.user == candidate.write.user)
+        {
+            index += 1;
+        } else if let Some(taken) = pending.remove(index) {
+            batch.push(taken);
+        }
+    }
+    batch
+}
+
+/// Keeps the drain-task count right when a drain task is dropped before it
+/// finished (its runtime shut down): the writes still queued then are
+/// answered as abandoned, since no task may be left to run them.
+struct Draining<'a> {
+    combiner: &'a Combiner,
+    counted: bool,
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut queue = self.combiner.lock();
+            queue.draining -= 1;
+            if queue.draining == 0 {
+                // Dropping the answers' senders answers `ABANDONED`.
+                queue.pending.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statements::{FactorOp, FactorValues, Head, RecoveryOp};
+
+    fn write(user: &str) -> Box<WriteChange> {
+        Box::new(WriteChange {
+            user: user.to_owned(),
+            expected: Head::NONE,
+            new_head: Head::NONE,
+            op: FactorOp::Put,
+            factor: FactorValues::default(),
+            recovery_key_id: None,
+            recovery_hashes: None,
+            recovery_op: RecoveryOp::Keep,
+            sequences: Vec::new(),
+            kinds: Vec::new(),
+            actor: user.to_owned(),
+            resource_owner: None,
+            at: chrono::DateTime::UNIX_EPOCH,
+        })
+    }
+
+    fn queue(users: &[&str]) -> (VecDeque<Pending>, Vec<oneshot::Receiver<Outcome>>) {
+        let mut pending = VecDeque::new();
+        let mut answers = Vec::new();
+        for user in users {
+            let (answer, outcome) = oneshot::channel();
+            pending.push_back(Pending {
+                write: write(user),
+                kind: Combine::First,
+                answer,
+            });
+            answers.push(outcome);
+        }
+        (pending, answers)
+    }
+
+    fn users(batch: &[Pending]) -> Vec<&str> {
+        batch
+            .iter()
+            .map(|pending| pending.write.user.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_group_takes_the_oldest_writes_up_to_its_size() {
+        let (mut pending, _answers) = queue(&["a", "b", "c", "d"]);
+        assert_eq!(users(&take(&mut pending, 3)), ["a", "b", "c"]);
+        assert_eq!(users(&take(&mut pending, 3)), ["d"]);
+        assert!(take(&mut pending, 3).is_empty());
+    }
+
+    #[test]
+    fn a_users_second_write_waits_for_the_next_group() {
+        let (mut pending, _answers) = queue(&["a", "b", "a", "c", "a"]);
+        assert_eq!(users(&take(&mut pending, 8)), ["a", "b", "c"]);
+        assert_eq!(users(&take(&mut pending, 8)), ["a"]);
+        assert_eq!(users(&take(&mut pending, 8)), ["a"]);
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_write_whose_caller_is_gone_is_dropped_unwritten() {
+        let (mut pending, mut answers) = queue(&["a", "b", "c"]);
+        drop(answers.remove(1));
+        assert_eq!(users(&take(&mut pending, 8)), ["a", "c"]);
+        assert!(pending.is_empty());
+    }
+}
