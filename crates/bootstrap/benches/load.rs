@@ -357,7 +357,12 @@ impl Machine {
             .map(|v| v.parse().unwrap_or(0.0))
             .collect();
         let total: f64 = jiffies.iter().sum();
-        let idle = jiffies.get(3).copied().unwrap_or(0.0) + jiffies.get(4).copied().unwrap_or(0.0);
+        // Idle, waiting for I/O, and stolen (the hypervisor ran someone
+        // else on the core): none of it is work done here.
+        let idle = [3, 4, 7]
+            .iter()
+            .map(|&column| jiffies.get(column).copied().unwrap_or(0.0))
+            .sum::<f64>();
         Self {
             db,
             load,
@@ -376,8 +381,30 @@ impl Machine {
             load_us: per(self.load - before.load),
             machine_us: per(self.busy - before.busy),
             busy: (self.busy - before.busy) / (self.total - before.total).max(1e-9),
+            commits: None,
         }
     }
+}
+
+/// Transactions PostgreSQL has committed, in every database (reads in
+/// autocommit included), once the backends that are idle have reported
+/// them: a backend reports its counts at most once a second, so this waits
+/// that long first. `None` without `psql`.
+fn commits() -> Option<f64> {
+    std::thread::sleep(Duration::from_millis(1200));
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let output = Command::new("psql")
+        .arg(server)
+        .args(["-XAtc", "SELECT sum(xact_commit) FROM pg_stat_database"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// Commits per request between two [`commits`] readings.
+fn commits_per(before: Option<f64>, after: Option<f64>, requests: u64) -> Option<f64> {
+    Some((after? - before?) / requests.max(1) as f64)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -391,6 +418,9 @@ struct Spent {
     machine_us: f64,
     /// The machine's busy share over the run (1.0: every core busy).
     busy: f64,
+    /// PostgreSQL's commits per request (each read is one too): below 1
+    /// for a write, several users' writes shared a commit.
+    commits: Option<f64>,
 }
 
 /// One measured run.
@@ -418,7 +448,7 @@ impl Run {
     /// Printed as each run ends, so a later failure loses no figure.
     fn announced(self) -> Self {
         println!(
-            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, PostgreSQL {:.0} µs/req, load {:.0} µs/req, machine {:.0}% busy {}",
+            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, PostgreSQL {:.0} µs/req, load {:.0} µs/req, machine {:.0}% busy, {} commits/req {}",
             self.call,
             self.rate(),
             self.p50_ms,
@@ -427,6 +457,7 @@ impl Run {
             self.spent.db_us,
             self.spent.load_us,
             self.spent.busy * 100.0,
+            commits_text(self.spent.commits),
             self.note
         );
         self
@@ -603,6 +634,7 @@ fn measured(
     pace_ms: u64,
 ) -> Run {
     let profile = profiler(service, call, seconds);
+    let committed = commits();
     let before = service.figures().2;
     let machine = Machine::now();
     let base = if call.contains("check") {
@@ -618,6 +650,8 @@ fn measured(
     }
     let number = |key: &str| result[key].as_u64().unwrap_or(0);
     let requests = number("requests");
+    let mut spent = after.spent_since(&machine, requests);
+    spent.commits = commits_per(committed, commits(), requests);
     let mut note = String::new();
     if number("failed") + number("socket_errors") > 0 {
         note = format!(
@@ -639,7 +673,7 @@ fn measured(
         p50_ms: number("p50_us") as f64 / 1000.0,
         p99_ms: number("p99_us") as f64 / 1000.0,
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
-        spent: after.spent_since(&machine, requests),
+        spent,
         note,
     }
     .announced()
@@ -650,6 +684,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicUsize::new(0));
     let profile = profiler(service, "gRPC Add", seconds);
+    let committed = commits();
     let before = service.figures().2;
     let machine = Machine::now();
     let started = Instant::now();
@@ -701,6 +736,8 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     };
     let requests = latencies.len() as u64;
     let used = next.load(Ordering::Relaxed);
+    let mut spent = after.spent_since(&machine, requests);
+    spent.commits = commits_per(committed, commits(), requests);
     Run {
         call: "gRPC Add".into(),
         ceiling_op: Some("add"),
@@ -710,7 +747,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
-        spent: after.spent_since(&machine, requests),
+        spent,
         note: if used > tokens.len() {
             "(token list wrapped: raise BENCH_USERS)".into()
         } else {
@@ -915,10 +952,15 @@ fn ceiling_tps(ceilings: &[Ceiling], op: Option<&str>) -> Option<f64> {
         .map(|c| c.tps)
 }
 
+/// Commits per request as printed (`-` when unread).
+fn commits_text(commits: Option<f64>) -> String {
+    commits.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
+}
+
 fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_kib: u64) {
     println!();
     println!(
-        "{:<28} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10} {:>5}  note",
+        "{:<28} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10} {:>5} {:>7}  note",
         "call",
         "req/s",
         "ceiling",
@@ -929,12 +971,13 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
         "db µs",
         "load µs",
         "machine µs",
-        "busy"
+        "busy",
+        "tx/req"
     );
     for run in runs {
         let ceiling = ceiling_tps(ceilings, run.ceiling_op);
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>10.0} {:>4.0}%  {}",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>10.0} {:>4.0}% {:>7}  {}",
             run.call,
             run.rate(),
             ceiling.map_or("-".into(), |c| format!("{c:.0}")),
@@ -946,12 +989,13 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             run.spent.load_us,
             run.spent.machine_us,
             run.spent.busy * 100.0,
+            commits_text(run.spent.commits),
             run.note
         );
     }
     for ceiling in ceilings {
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}%  pgbench, the smallest durable SQL",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}% {:>7}  pgbench, the smallest durable SQL",
             format!("ceiling {}", ceiling.op),
             ceiling.tps,
             "-",
@@ -963,10 +1007,11 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             "-",
             ceiling.spent.machine_us,
             ceiling.spent.busy * 100.0,
+            "1",
         );
     }
     println!(
-        "db µs, load µs, machine µs: PostgreSQL's, the load generator's and the whole machine's CPU per request; busy: of the machine's {} cores",
+        "db µs, load µs, machine µs: PostgreSQL's, the load generator's and the whole machine's CPU per request; busy: of the machine's {} cores; tx/req: PostgreSQL's commits per request (reads included)",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
@@ -1001,6 +1046,7 @@ fn write_json(
                 "db_cpu_us_per_request": run.spent.db_us,
                 "load_cpu_us_per_request": run.spent.load_us,
                 "machine_cpu_us_per_request": run.spent.machine_us, "machine_busy": run.spent.busy,
+                "commits_per_request": run.spent.commits,
                 "note": run.note,
             })
         })
