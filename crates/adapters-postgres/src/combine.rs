@@ -12,13 +12,18 @@
 //! per-statement work are shared by as many users as were waiting.
 //!
 //! Each user's write still applies only if that user's own compare-and-swap
-//! holds: the statement answers the users it wrote, and a user not among
-//! them lost a race and decides again, alone, as before; no other user's
-//! write fails with it. A statement rolled back whole (SQLSTATE 40001 or
-//! 40P01), or cancelled by `statement_timeout` (a row lock of one user held
-//! elsewhere), rolled back every user in it: each decides again and runs
-//! its next write alone, so one user's conflict costs another's at most one
-//! more round and never fails it.
+//! holds, and a combined change never waits on a user's row lock (`SKIP
+//! LOCKED`): the statement answers the users it wrote, and a user not among
+//! them lost a race or found its row locked, and decides again and writes
+//! alone, as without combining; no other user's write fails or waits with
+//! it. A statement rolled back whole (SQLSTATE 40001 or 40P01) rolled back
+//! every user in it: each decides again and writes alone, so one user's
+//! conflict costs another's at most one more round and never fails it.
+//! A combined statement that fails otherwise (the database gone, a table
+//! lock past `statement_timeout`) fails every write in it, as it would have
+//! failed each alone; a write that waited in the queue for longer than
+//! `statement_timeout` is answered unavailable, unwritten, so a stalled
+//! database answers 503 in bounded time, as before.
 //!
 //! A combined statement writes several users in one transaction: on a
 //! distributed engine that is a cross-shard transaction. There, turn it off
@@ -26,6 +31,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use application::StoreError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
@@ -43,6 +49,9 @@ use crate::{lost_connection, run_write};
 /// Answer of a write whose drain task ended before it ran (the runtime
 /// shutting down): whether it ran is unknown.
 const ABANDONED: &str = "the combined write was abandoned before it answered";
+/// Answer of a write that waited longer than `statement_timeout` for its
+/// statement to start (the database stalled): it was not written.
+const TOO_LONG: &str = "the write waited too long for the database";
 
 /// What became of one user's write.
 #[derive(Debug)]
@@ -50,8 +59,10 @@ pub(crate) enum Outcome {
     /// It applied and committed.
     Applied,
     /// Another change of the user came first (for a first write: the user
-    /// has a stream row): nothing was written.
-    Stale,
+    /// has a stream row), or, in a combined statement, its row was locked
+    /// by another transaction: nothing was written. `shared` when other
+    /// users' writes were in the statement.
+    Stale { shared: bool },
     /// The statement was rolled back whole (40001, 40P01): nothing was
     /// written. `shared` when other users' writes were in it.
     RolledBack { reason: Reason, shared: bool },
@@ -60,17 +71,10 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of a statement that failed with `error`. A combined
-    /// statement that timed out was rolled back (see
-    /// [`retry::timed_out`]): its users write again alone, so a row lock
-    /// held on one user fails only that user's write.
+    /// The outcome of a statement that failed with `error`.
     pub(crate) fn of_error(error: diesel::result::Error, shared: bool) -> Self {
         match retry::transient(&error) {
             Some(reason) => Self::RolledBack { reason, shared },
-            None if shared && retry::timed_out(&error) => Self::RolledBack {
-                reason: Reason::SharedTimeout,
-                shared,
-            },
             None => Self::Failed(query_error(error)),
         }
     }
@@ -79,7 +83,7 @@ impl Outcome {
     fn duplicate(&self) -> Self {
         match self {
             Self::Applied => Self::Applied,
-            Self::Stale => Self::Stale,
+            Self::Stale { shared } => Self::Stale { shared: *shared },
             Self::RolledBack { reason, shared } => Self::RolledBack {
                 reason: *reason,
                 shared: *shared,
@@ -96,6 +100,9 @@ pub(crate) struct Limits {
     pub most_users: usize,
     /// Most combined statements in flight at once per pool.
     pub most_statements: usize,
+    /// Longest a write may wait in the queue before it is answered
+    /// unavailable, unwritten (`statement_timeout`; `None`: no limit).
+    pub most_wait: Option<Duration>,
 }
 
 /// One write waiting for its statement.
@@ -103,6 +110,8 @@ struct Pending {
     write: Box<WriteChange>,
     kind: Combine,
     answer: oneshot::Sender<Outcome>,
+    /// When it may no longer start.
+    deadline: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -158,6 +167,7 @@ impl Combiner {
                 write,
                 kind,
                 answer,
+                deadline: self.limits.most_wait.map(|wait| Instant::now() + wait),
             });
             let start = queue.draining < self.limits.most_statements;
             if start {
@@ -185,7 +195,7 @@ impl Combiner {
         loop {
             let batch = {
                 let mut queue = self.lock();
-                let batch = take(&mut queue.pending, self.limits.most_users);
+                let batch = take(&mut queue.pending, self.limits.most_users, Instant::now());
                 if batch.is_empty() {
                     queue.draining -= 1;
                     guard.counted = false;
@@ -298,7 +308,7 @@ impl Combiner {
                         if users.contains(&pending.write.user) {
                             Outcome::Applied
                         } else {
-                            Outcome::Stale
+                            Outcome::Stale { shared }
                         }
                     })
                     .collect(),
@@ -324,14 +334,21 @@ struct Outcomes {
 
 /// Up to `most` waiting writes, oldest first, at most one per user (a
 /// user's second write waits for the next group, after the first has
-/// committed). A write whose caller is gone is dropped unwritten.
-fn take(pending: &mut VecDeque<Pending>, most: usize) -> Vec<Pending> {
+/// committed). A write whose caller is gone is dropped unwritten; one past
+/// its deadline at `now` is answered unavailable, unwritten.
+fn take(pending: &mut VecDeque<Pending>, most: usize, now: Instant) -> Vec<Pending> {
     let mut batch: Vec<Pending> = Vec::new();
     let mut index = 0;
     while index < pending.len() && batch.len() < most {
         let candidate = &pending[index];
         if candidate.answer.is_closed() {
             pending.remove(index);
+        } else if candidate.deadline.is_some_and(|deadline| deadline <= now) {
+            if let Some(late) = pending.remove(index) {
+                let _gone = late.answer.send(Outcome::Failed(StoreError::Unavailable(
+                    TOO_LONG.to_owned(),
+                )));
+            }
         } else if batch
             .iter()
             .any(|taken| taken.write.user == candidate.write.user)
@@ -397,6 +414,7 @@ mod tests {
                 write: write(user),
                 kind: Combine::First,
                 answer,
+                deadline: None,
             });
             answers.push(outcome);
         }
@@ -413,25 +431,45 @@ mod tests {
     #[test]
     fn a_group_takes_the_oldest_writes_up_to_its_size() {
         let (mut pending, _answers) = queue(&["a", "b", "c", "d"]);
-        assert_eq!(users(&take(&mut pending, 3)), ["a", "b", "c"]);
-        assert_eq!(users(&take(&mut pending, 3)), ["d"]);
-        assert!(take(&mut pending, 3).is_empty());
+        assert_eq!(
+            users(&take(&mut pending, 3, Instant::now())),
+            ["a", "b", "c"]
+        );
+        assert_eq!(users(&take(&mut pending, 3, Instant::now())), ["d"]);
+        assert!(take(&mut pending, 3, Instant::now()).is_empty());
     }
 
     #[test]
     fn a_users_second_write_waits_for_the_next_group() {
         let (mut pending, _answers) = queue(&["a", "b", "a", "c", "a"]);
-        assert_eq!(users(&take(&mut pending, 8)), ["a", "b", "c"]);
-        assert_eq!(users(&take(&mut pending, 8)), ["a"]);
-        assert_eq!(users(&take(&mut pending, 8)), ["a"]);
+        assert_eq!(
+            users(&take(&mut pending, 8, Instant::now())),
+            ["a", "b", "c"]
+        );
+        assert_eq!(users(&take(&mut pending, 8, Instant::now())), ["a"]);
+        assert_eq!(users(&take(&mut pending, 8, Instant::now())), ["a"]);
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_write_past_its_deadline_is_answered_unavailable_unwritten() {
+        let (mut pending, mut answers) = queue(&["a", "b", "c"]);
+        let now = Instant::now();
+        pending[1].deadline = Some(now);
+        pending[2].deadline = Some(now + Duration::from_secs(1));
+        assert_eq!(users(&take(&mut pending, 8, now)), ["a", "c"]);
+        assert!(matches!(
+            answers[1].try_recv(),
+            Ok(Outcome::Failed(StoreError::Unavailable(_)))
+        ));
+        assert!(answers[0].try_recv().is_err(), "still to be answered");
     }
 
     #[test]
     fn a_write_whose_caller_is_gone_is_dropped_unwritten() {
         let (mut pending, mut answers) = queue(&["a", "b", "c"]);
         drop(answers.remove(1));
-        assert_eq!(users(&take(&mut pending, 8)), ["a", "c"]);
+        assert_eq!(users(&take(&mut pending, 8, Instant::now())), ["a", "c"]);
         assert!(pending.is_empty());
     }
 }

@@ -195,6 +195,8 @@ impl PgFactorStore {
         let limits = Limits {
             most_users: settings.write_batch_size,
             most_statements: settings.write_batches,
+            most_wait: (!settings.statement_timeout.is_zero())
+                .then_some(settings.statement_timeout),
         };
         let combiners = (settings.write_batch_size > 1).then(|| {
             [&current_thread, &multi_thread].map(|pool| {
@@ -273,7 +275,7 @@ impl PgFactorStore {
                 run_write(&write, &mut *connection).await
             ) {
                 Ok(Some(1)) => Outcome::Applied,
-                Ok(_) => Outcome::Stale,
+                Ok(_) => Outcome::Stale { shared: false },
                 Err(error) => Outcome::of_error(error, false),
             },
         )
@@ -396,7 +398,10 @@ impl Rounds {
     fn settle(&mut self, outcome: Outcome, round: Option<u32>) -> Result<bool, StoreError> {
         match outcome {
             Outcome::Applied => Ok(true),
-            Outcome::Stale => {
+            Outcome::Stale { shared } => {
+                // Alone next time: a combined statement skips a row another
+                // transaction holds, a single one waits for it.
+                self.solo |= shared;
                 // The first try finding a row is no race: the usual way.
                 if let Some(round) = round {
                     tracing::debug!(

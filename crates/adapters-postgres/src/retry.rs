@@ -12,10 +12,8 @@
 //!
 //! Each retry is counted: `otp.store.retries`, a `tracing` event of target
 //! `otp.metrics` that the metrics pipeline turns into an OpenTelemetry
-//! counter, with `reason` `serialization`, `deadlock`, `lost_race` (the
-//! compare-and-swap of a change found another change of the user first) or
-//! `shared_timeout` (a combined statement of several users' writes timed
-//! out: each writes again alone).
+//! counter, with `reason` `serialization`, `deadlock` or `lost_race` (the
+//! compare-and-swap of a change found another change of the user first).
 
 use std::time::Duration;
 
@@ -35,10 +33,6 @@ pub(crate) enum Reason {
     /// A change's compare-and-swap found that another change of the user
     /// committed after the read.
     LostRace,
-    /// A combined statement of several users' writes ran out of its
-    /// `statement_timeout` (a row lock of one of them held elsewhere): it
-    /// was rolled back, and each user writes again alone.
-    SharedTimeout,
 }
 
 impl Reason {
@@ -48,7 +42,6 @@ impl Reason {
             Self::Serialization => "serialization",
             Self::Deadlock => "deadlock",
             Self::LostRace => "lost_race",
-            Self::SharedTimeout => "shared_timeout",
         }
     }
 }
@@ -60,21 +53,6 @@ impl Reason {
 /// is translated: a deadlock is then answered 503 without a retry.
 /// CockroachDB reports lock cycles as 40001, which is always recognised.
 const DEADLOCK_MESSAGE: &str = "deadlock detected";
-
-/// The message of a statement cancelled by `statement_timeout` (SQLSTATE
-/// 57014, which diesel keeps no kind for). PostgreSQL turns the timeout off
-/// before an autocommit statement's commit, so a statement cancelled by it
-/// never committed.
-const TIMEOUT_MESSAGE: &str = "canceling statement due to statement timeout";
-
-/// Whether `error` is a statement cancelled by `statement_timeout`.
-pub(crate) fn timed_out(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::DatabaseError(DatabaseErrorKind::Unknown, info)
-            if info.message().starts_with(TIMEOUT_MESSAGE)
-    )
-}
 
 /// Whether `error` means the statement was rolled back for a reason that
 /// running it again can cure, and which.
@@ -178,27 +156,6 @@ mod tests {
 
     fn database_error(kind: DatabaseErrorKind, message: &'static str) -> Error {
         Error::DatabaseError(kind, Box::new(Info(message)))
-    }
-
-    #[test]
-    fn only_a_statement_timeout_counts_as_timed_out() {
-        assert!(timed_out(&database_error(
-            DatabaseErrorKind::Unknown,
-            "canceling statement due to statement timeout"
-        )));
-        for error in [
-            database_error(
-                DatabaseErrorKind::Unknown,
-                "canceling statement due to user request",
-            ),
-            database_error(DatabaseErrorKind::Unknown, "deadlock detected"),
-            database_error(
-                DatabaseErrorKind::SerializationFailure,
-                "could not serialize access due to concurrent update",
-            ),
-        ] {
-            assert!(!timed_out(&error), "{error}");
-        }
     }
 
     #[test]

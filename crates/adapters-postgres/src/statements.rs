@@ -518,11 +518,13 @@ impl QueryFragment<Pg> for CombinedFirst<'_> {
 
 /// Changes of users who have a stream row, one commit for all: each user's
 /// stream row is updated only if its head is still the one that user's
-/// change read (the compare-and-swap of [`WriteChange`], per row), the
-/// factor put or deleted and the events inserted only through the rows
-/// updated. The recovery codes are kept in place or cleared. Answers the
-/// users it wrote; a user not among them lost a race (and decides again),
-/// which fails no other user's write.
+/// change read (the compare-and-swap of [`WriteChange`], per row) and no
+/// other transaction holds it locked (`SKIP LOCKED`: one user's row lock
+/// never makes the others wait), the factor put or deleted and the events
+/// inserted only through the rows updated. The recovery codes are kept in
+/// place or cleared. Answers the users it wrote; a user not among them lost
+/// a race or found its row locked (and decides again, alone), which fails
+/// no other user's write.
 #[derive(Debug)]
 pub(crate) struct CombinedChange<'w>(pub Columns<'w>);
 
@@ -561,7 +563,10 @@ impl QueryFragment<Pg> for CombinedChange<'_> {
              last_failure_at = v.last_failure_at, \
              recovery_key_id = CASE WHEN v.clear_recovery THEN NULL ELSE t.recovery_key_id END, \
              recovery_hashes = CASE WHEN v.clear_recovery THEN NULL ELSE t.recovery_hashes END \
-             FROM v WHERE t.user_id = v.user_id AND t.version = v.expected_version \
+             FROM v WHERE t.user_id = v.user_id \
+             AND t.user_id IN (SELECT l.user_id FROM otp_user_streams l \
+             JOIN v ON v.user_id = l.user_id FOR UPDATE OF l SKIP LOCKED) \
+             AND t.version = v.expected_version \
              AND t.last_sequence = v.expected_last_sequence \
              AND t.failed_attempts = v.expected_failed_attempts \
              AND t.last_failure_at IS NOT DISTINCT FROM v.expected_last_failure_at \

@@ -296,7 +296,7 @@ async fn one_users_lost_race_in_a_combined_write_fails_no_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_row_lock_held_on_one_user_times_out_only_that_users_write() {
+async fn a_row_lock_held_on_one_user_delays_and_fails_only_that_users_write() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
@@ -317,8 +317,8 @@ async fn a_row_lock_held_on_one_user_times_out_only_that_users_write() {
         .collect();
     tokio::time::sleep(QUEUE_TIME).await;
     // All four queued together behind the held write: their combined
-    // statement waits on the stuck row until the timeout rolls it back;
-    // then each writes alone.
+    // statement skips the stuck row and writes the other three at once;
+    // the stuck user decides again and waits alone, until its timeout.
     held.release().await;
     let mut outcomes = Vec::new();
     for change in changes {
@@ -336,6 +336,12 @@ async fn a_row_lock_held_on_one_user_times_out_only_that_users_write() {
     assert!(
         outcomes[1..].iter().all(|outcome| *outcome == Ok(2)),
         "the others wrote: {outcomes:?}"
+    );
+    let client = raw(&db).await;
+    assert_eq!(
+        writers(&client, "otp_user_streams", &users[1..]).await,
+        1,
+        "the others shared one commit"
     );
     stuck.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
