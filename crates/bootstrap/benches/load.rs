@@ -3,7 +3,8 @@
 //! (REST) and a tonic client loop (gRPC), with different users per request
 //! (pre-minted tokens, pre-seeded factors), compared in the same run with the
 //! physical limit: `../shared/bench/ceiling.sh`, pgbench running the smallest
-//! durable SQL for each call. Prints one table (call, requests/s, ceiling,
+//! durable SQL for each call, each of the four calls' ceilings right after
+//! the call's own run (the machine's speed drifts within minutes). Prints one table (call, requests/s, ceiling,
 //! ratio, p50/p99, CPU per request, peak RSS) and writes it as JSON to
 //! `target/bench/load.json`.
 //!
@@ -768,22 +769,19 @@ struct Ceiling {
     spent: Spent,
 }
 
-/// The ops of `ceiling.sh`, in its default order.
-const CEILING_OPS: [&str; 4] = ["add", "verify", "check", "list"];
-
-/// `ceiling.sh CLIENTS SECONDS` for each op. It prints a line as each op's
+/// `ceiling.sh CLIENTS SECONDS list OPS...` (the first `list` a warm-up). It prints a line as each op's
 /// pgbench ends, so the machine is read at each line: the span between two
 /// lines is one op's pgbench alone. The script seeds its database before
 /// its first op, so a first `list` (read-only) is run to take the seeding's
 /// span and is not counted.
-fn ceilings(clients: u64, seconds: u64) -> Vec<Ceiling> {
+fn ceilings(clients: u64, seconds: u64, ops: &[&str]) -> Vec<Ceiling> {
     use std::io::BufRead as _;
     let script = workspace().join("../shared/bench/ceiling.sh");
     let mut child = Command::new("bash")
         .arg(&script)
         .args([clients.to_string(), seconds.to_string()])
         .arg("list")
-        .args(CEILING_OPS)
+        .args(ops)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -816,6 +814,24 @@ fn ceilings(clients: u64, seconds: u64) -> Vec<Ceiling> {
     assert!(child.wait().unwrap().success(), "ceiling.sh failed");
     // The first is the warm-up `list`.
     found.into_iter().skip(1).collect()
+}
+
+/// `ceiling.sh CLIENTS SECONDS list OP`: the ceiling of one op, after a
+/// first `list` that only takes the span in which the script has just
+/// seeded its database; printed as it ends.
+fn paired_ceiling(clients: u64, seconds: u64, op: &str) -> Vec<Ceiling> {
+    println!("  ceiling: ../shared/bench/ceiling.sh {clients} {seconds} list {op}");
+    let found = ceilings(clients, seconds, &[op]);
+    for ceiling in &found {
+        println!(
+            "  ceiling {}: {:.0}/s, machine {:.0} µs per transaction, {:.0}% busy",
+            ceiling.op,
+            ceiling.tps,
+            ceiling.spent.machine_us,
+            ceiling.spent.busy * 100.0
+        );
+    }
+    found
 }
 
 /// Request lines for each call.
@@ -1170,8 +1186,7 @@ fn main() {
         if scale_only {
             let (issuer_url, issuer) = spawn_issuer();
             let runs = scale_runs(&issuer_url, &issuer, clients, seconds, n).await;
-            println!("  ceilings: ../shared/bench/ceiling.sh {clients} {seconds}");
-            let ceilings = ceilings(clients, seconds);
+            let ceilings = paired_ceiling(clients, seconds, "add");
             print_table(&runs, &ceilings, 0, 0);
             println!("load average at the end: {}", loadavg());
             return;
@@ -1204,6 +1219,9 @@ fn main() {
         );
 
         let mut runs = Vec::new();
+        // Each of the four calls' ceilings runs right after the call: the
+        // machine's speed drifts by as much as the ratio within minutes.
+        let mut ceilings = Vec::new();
         runs.push(measured(
             &service,
             "REST Add",
@@ -1213,6 +1231,7 @@ fn main() {
             seconds,
             0,
         ));
+        ceilings.extend(paired_ceiling(clients, seconds, "add"));
         let code_time = now_unix() + seconds / 2;
         let verify_lines: Vec<String> = verify_tokens
             .iter()
@@ -1233,6 +1252,7 @@ fn main() {
             seconds,
             0,
         ));
+        ceilings.extend(paired_ceiling(clients, seconds, "verify"));
         let caller = caller_token(&issuer_url);
         let code_time = now_unix() + seconds / 2;
         let check_lines: Vec<String> = check_users
@@ -1258,6 +1278,7 @@ fn main() {
         // the verified-token cache answers for it.
         run.note = format!("one caller token, reused {}", run.note);
         runs.push(run);
+        ceilings.extend(paired_ceiling(clients, seconds, "check"));
         let list_lines: Vec<String> = verify_tokens
             .iter()
             .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
@@ -1271,6 +1292,7 @@ fn main() {
             seconds,
             0,
         ));
+        ceilings.extend(paired_ceiling(clients, seconds, "list"));
         // The same call with a few tokens reused (a client keeps its user's
         // token for many calls): the verified-token cache answers all but
         // each token's first request. The fresh-token rows above never hit it.
@@ -1394,8 +1416,6 @@ fn main() {
         let (_, peak_rss, _) = service.figures();
         drop(service);
 
-        println!("  ceilings: ../shared/bench/ceiling.sh {clients} {seconds}");
-        let ceilings = ceilings(clients, seconds);
         print_table(&runs, &ceilings, peak_rss, idle_rss);
         println!("load average at the end: {}", loadavg());
         write_json(&runs, &ceilings, peak_rss, idle_rss, clients, seconds);
