@@ -772,12 +772,15 @@ impl FactorStore for PgFactorStore {
         }
         let mut fresh_connection = false;
         for round in 0..MAX_ROUNDS {
+            let after_deadlock = rounds.retry_because == Some(Reason::Deadlock);
             if let Some(reason) = rounds.retry_because.take() {
                 retry::count(reason);
             }
-            if round > 1 {
-                // Several changes of this user raced: spread the retries.
-                tokio::time::sleep(retry::pause(round)).await;
+            if round > 1 || after_deadlock {
+                // Several changes of this user raced, or a lock cycle was
+                // broken by aborting this one: spread the retries, and let
+                // the other side take the locks it was waiting for.
+                tokio::time::sleep(retry::pause(round.max(1))).await;
             }
             let mut conn = match connection.take() {
                 Some(conn) => conn,

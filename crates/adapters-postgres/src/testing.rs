@@ -91,18 +91,53 @@ impl TestDatabase {
     /// # Panics
     /// When the database cannot be reached or the query fails.
     pub async fn query(&self, sql: &str) -> Vec<String> {
-        let mut config = self.server.clone();
-        config.dbname(&self.name);
-        let client = admin_connect(&config)
+        self.session()
             .await
-            .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.name));
-        client
             .query(sql, &[])
             .await
             .unwrap_or_else(|error| panic!("query failed: {error}"))
             .iter()
             .map(|row| row.get::<_, Option<String>>(0).unwrap_or_default())
             .collect()
+    }
+
+    /// A session of its own on this database (its connection driven by a
+    /// spawned task), for tests that hold locks, read system columns or
+    /// change rows underneath the store.
+    ///
+    /// # Panics
+    /// When the database cannot be reached.
+    pub async fn session(&self) -> Client {
+        let mut config = self.server.clone();
+        config.dbname(&self.name);
+        admin_connect(&config)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", self.name))
+    }
+
+    /// Returns once a session of this database waits on a lock (polled
+    /// every 20 ms).
+    ///
+    /// # Panics
+    /// When none does within 10 s.
+    pub async fn until_a_session_waits_on_a_lock(&self) {
+        let watcher = self.session().await;
+        for _ in 0..500 {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap_or_else(|error| panic!("pg_stat_activity: {error}"))
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no session of {} waited on a lock within 10 s", self.name);
     }
 
     async fn create_with(migrate: bool, isolation: Option<&'static str>) -> Option<Self> {

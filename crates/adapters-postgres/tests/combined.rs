@@ -13,8 +13,7 @@ use application::testing::unique_user;
 use application::{ChangeContext, Current, FactorStore};
 use chrono::{DateTime, Utc};
 use domain::{SealedSecret, UserId};
-use secrecy::ExposeSecret;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// How long the writes of a test get to reach the queue behind the held
 /// write (they make no round trip before it).
@@ -42,14 +41,6 @@ fn store_timing_out(db: &TestDatabase, statement_timeout: Duration) -> Arc<PgFac
     )
 }
 
-async fn raw(db: &TestDatabase) -> Client {
-    let (client, connection) = tokio_postgres::connect(db.url.expose_secret(), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 fn at() -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000, 0).unwrap()
 }
@@ -69,7 +60,7 @@ async fn add(store: &PgFactorStore, user: &UserId, tag: u8) -> u64 {
 
 /// Another session's transaction holding `user`'s stream row locked.
 async fn lock_row(db: &TestDatabase, user: &UserId) -> Client {
-    let session = raw(db).await;
+    let session = db.session().await;
     session.batch_execute("BEGIN").await.unwrap();
     session
         .execute(
@@ -126,23 +117,8 @@ impl Held {
             tokio::spawn(async move { replace(&store, &holder, 2).await })
         };
         // Until the write waits on the lock.
-        let watcher = raw(db).await;
-        for _ in 0..200 {
-            let waiting: i64 = watcher
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                return Self { session, write };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the held write never waited on its row lock");
+        db.until_a_session_waits_on_a_lock().await;
+        Self { session, write }
     }
 
     async fn release(self) {
@@ -193,7 +169,7 @@ async fn new_users_waiting_together_are_written_in_one_commit() {
         assert_eq!(add.await.unwrap(), 1, "every user's own first event");
     }
 
-    let client = raw(&db).await;
+    let client = db.session().await;
     for table in ["otp_user_streams", "otp_factors", "otp_events"] {
         assert_eq!(writers(&client, table, &users).await, 1, "{table}");
     }
@@ -251,7 +227,7 @@ async fn one_users_lost_race_in_a_combined_write_fails_no_other() {
     tokio::time::sleep(QUEUE_TIME).await;
     // ...when another writer (a re-seal on another replica, say) moves the
     // first user's version.
-    let client = raw(&db).await;
+    let client = db.session().await;
     client
         .execute(
             "UPDATE otp_user_streams SET version = version + 1 WHERE user_id = $1",
@@ -337,7 +313,7 @@ async fn a_row_lock_held_on_one_user_delays_and_fails_only_that_users_write() {
         outcomes[1..].iter().all(|outcome| *outcome == Ok(2)),
         "the others wrote: {outcomes:?}"
     );
-    let client = raw(&db).await;
+    let client = db.session().await;
     assert_eq!(
         writers(&client, "otp_user_streams", &users[1..]).await,
         1,

@@ -13,8 +13,7 @@ use application::{
 };
 use chrono::{DateTime, Utc};
 use domain::{EventKind, OrgId, SealedSecret, UserId};
-use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::{Client, NoTls};
+use secrecy::SecretString;
 
 fn store_at(url: &SecretString) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
@@ -28,14 +27,6 @@ fn store_at(url: &SecretString) -> PgFactorStore {
         write_batches: 2,
     })
     .unwrap()
-}
-
-async fn raw(db: &TestDatabase) -> Client {
-    let (client, connection) = tokio_postgres::connect(db.url.expose_secret(), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
 }
 
 fn at() -> DateTime<Utc> {
@@ -132,7 +123,8 @@ async fn a_change_writes_the_event_row_with_its_context() {
         (EventKind::OtpAdded, 1, at())
     );
 
-    let row = raw(&db)
+    let row = db
+        .session()
         .await
         .query_one(
             "SELECT sequence, kind, actor, resource_owner, \
@@ -157,7 +149,7 @@ async fn corrupt_rows_are_errors_not_panics() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let client = raw(&db).await;
+    let client = db.session().await;
     let user = unique_user("corrupt");
     client
         .batch_execute(&format!(
@@ -304,7 +296,7 @@ async fn a_stuck_row_lock_fails_the_change(pooler: adapters_postgres::Pooler) {
     .unwrap();
     let user = unique_user("stuck-lock");
     // Another session holds the user's stream row and does not let go.
-    let mut holder = raw(&db).await;
+    let mut holder = db.session().await;
     let transaction = holder.transaction().await.unwrap();
     transaction
         .execute(
@@ -447,7 +439,7 @@ async fn a_first_write_that_lost_the_race_writes_nothing_and_decides_again() {
     let committed = store.change(&user, context(&user), decide).await.unwrap();
     assert_eq!(*shown.lock().unwrap(), [false, true], "decided again");
     assert_eq!(committed.events[0].sequence, 2);
-    let client = raw(&db).await;
+    let client = db.session().await;
     let rows = client
         .query(
             "SELECT sequence FROM otp_events WHERE user_id = $1 ORDER BY sequence",
@@ -513,7 +505,7 @@ async fn a_connection_killed_while_idle_costs_a_read_no_error() {
         .unwrap();
     // Every idle connection of the pool dies (as in a failover or an idle
     // timeout of a proxy); the next calls still answer.
-    raw(&db)
+    db.session()
         .await
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
