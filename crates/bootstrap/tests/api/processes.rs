@@ -58,12 +58,26 @@ impl Drop for Process {
     }
 }
 
+/// A port free now that no earlier call in this test binary handed out:
+/// the OS may give a just-released port to the next `bind(0)`, and the
+/// tests run in parallel, so two processes (or a process and another
+/// test's listener) could otherwise be told the same port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// `otp-service serve` on `db`, trusting `issuer`, with `extra` variables;
