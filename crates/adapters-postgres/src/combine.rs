@@ -54,7 +54,7 @@ const ABANDONED: &str = "the combined write was abandoned before it answered";
 const TOO_LONG: &str = "the write waited too long for the database";
 
 /// What became of one user's write.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// It applied and committed.
     Applied,
@@ -76,19 +76,6 @@ impl Outcome {
         match retry::transient(&error) {
             Some(reason) => Self::RolledBack { reason, shared },
             None => Self::Failed(query_error(error)),
-        }
-    }
-
-    /// The same outcome for another user of the statement.
-    fn duplicate(&self) -> Self {
-        match self {
-            Self::Applied => Self::Applied,
-            Self::Stale { shared } => Self::Stale { shared: *shared },
-            Self::RolledBack { reason, shared } => Self::RolledBack {
-                reason: *reason,
-                shared: *shared,
-            },
-            Self::Failed(error) => Self::Failed(error.clone()),
         }
     }
 }
@@ -318,7 +305,7 @@ impl Combiner {
                 let lost = lost_connection(&error);
                 let outcome = Outcome::of_error(error, shared);
                 Outcomes {
-                    each: group.iter().map(|_| outcome.duplicate()).collect(),
+                    each: group.iter().map(|_| outcome.clone()).collect(),
                     lost_connection: lost,
                 }
             }

@@ -4,6 +4,8 @@
 //! static query id so diesel-async prepares it once per connection and then
 //! runs it in a single round trip.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use diesel::pg::Pg;
@@ -11,6 +13,41 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{
     Array, BigInt, Bool, Bytea, Integer, Nullable, SmallInt, Text, Timestamptz,
 };
+
+/// The Debug of what the statements carry names users, versions and kinds,
+/// never a sealed secret or a recovery-code hash.
+impl fmt::Debug for FactorValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FactorValues")
+            .field("state", &self.state)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for WriteChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteChange")
+            .field("user", &self.user)
+            .field("expected", &self.expected)
+            .field("new_head", &self.new_head)
+            .field("op", &self.op)
+            .field("factor", &self.factor)
+            .field("recovery_op", &self.recovery_op)
+            .field("kinds", &self.kinds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Columns<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Columns")
+            .field("user", &self.user)
+            .field("op", &self.op)
+            .field("event_kind", &self.event_kind)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The query id and row type of a statement struct whose SQL text never
 /// changes: diesel-async then keeps it prepared per connection.
@@ -142,8 +179,9 @@ pub(crate) enum RecoveryOp {
     Delete,
 }
 
-/// A factor row to store (every column but the key).
-#[derive(Debug, Default)]
+/// A factor row to store (every column but the key). Its Debug leaves the
+/// sealed secret out.
+#[derive(Default)]
 pub(crate) struct FactorValues {
     pub state: Option<String>,
     pub key_id: Option<String>,
@@ -163,7 +201,6 @@ pub(crate) struct FactorValues {
 /// exists, a concurrent first change's included, fails the comparison); the factor write
 /// and the events apply only through that row. Answers 1 when it applied,
 /// 0 when another change came first (nothing was written).
-#[derive(Debug)]
 pub(crate) struct WriteChange {
     pub user: String,
     pub expected: Head,
@@ -336,7 +373,7 @@ pub(crate) enum Combine {
 /// Several users' writes as one array per column, for the combined
 /// statements: each user's row of every array at the same index, the
 /// events flattened with their user beside them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Columns<'w> {
     user: Vec<&'w str>,
     expected_version: Vec<i64>,
@@ -699,5 +736,39 @@ impl QueryFragment<Pg> for PurgePending<'_> {
         out.push_bind_param::<Timestamptz, _>(&self.added_before)?;
         out.push_sql(" RETURNING f.user_id) SELECT count(*) FROM d");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_names_the_write_but_never_its_secret_or_hashes() {
+        let write = WriteChange {
+            user: "u1".into(),
+            expected: Head::NONE,
+            new_head: Head::NONE,
+            op: FactorOp::Put,
+            factor: FactorValues {
+                sealed_secret: Some(vec![0xAB; 4]),
+                ..FactorValues::default()
+            },
+            recovery_key_id: Some("k1".into()),
+            recovery_hashes: Some(vec![vec![0xCD; 4]]),
+            recovery_op: RecoveryOp::Keep,
+            sequences: vec![1],
+            kinds: vec!["otp.added"],
+            actor: "u1".into(),
+            resource_owner: None,
+            at: DateTime::UNIX_EPOCH,
+        };
+        let columns = Columns::of(&[&write]);
+        for shown in [format!("{write:?}"), format!("{columns:?}")] {
+            assert!(shown.contains("u1"), "{shown}");
+            for secret in ["171", "205", "ab", "AB", "cd", "CD"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
     }
 }
