@@ -30,7 +30,8 @@
 //! `BENCH_SERVICE_ENV="KEY=VALUE,..."` sets environment variables of the
 //! service under test (experiments: `TOKIO_WORKER_THREADS=1`, settings).
 //! `BENCH_PROFILE="REST Add,gRPC Add"` (calls' names) records a `perf`
-//! profile of the service during each of those calls' runs.
+//! profile of the service during each of those calls' runs
+//! (`BENCH_PROFILE_ALL=1`: of the whole machine, PostgreSQL included).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -272,6 +273,19 @@ async fn seed(client: &tokio_postgres::Client, users: &[String], state: &str) ->
     keys
 }
 
+/// [`seed`], then `ANALYZE`, announced.
+async fn seed_now(client: &tokio_postgres::Client, users: &[String], state: &str) -> Vec<TotpKey> {
+    let started = Instant::now();
+    let keys = seed(client, users, state).await;
+    client.batch_execute("ANALYZE").await.unwrap();
+    println!(
+        "  seeded {} users ({state}) in {:.1} s",
+        users.len(),
+        started.elapsed().as_secs_f64()
+    );
+    keys
+}
+
 /// `VmRSS`/`VmHWM` (KiB) and user+system CPU seconds of `pid`.
 fn process_figures(pid: u32) -> (u64, u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -383,29 +397,61 @@ impl Machine {
             machine_us: per(self.busy - before.busy),
             busy: (self.busy - before.busy) / (self.total - before.total).max(1e-9),
             commits: None,
+            fpi: None,
         }
     }
 }
 
-/// Transactions PostgreSQL has committed, in every database (reads in
-/// autocommit included), once the backends that are idle have reported
-/// them: a backend reports its counts at most once a second, so this waits
-/// that long first. `None` without `psql`.
-fn commits() -> Option<f64> {
-    std::thread::sleep(Duration::from_millis(1200));
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let output = Command::new("psql")
-        .arg(server)
-        .args(["-XAtc", "SELECT sum(xact_commit) FROM pg_stat_database"])
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+/// PostgreSQL's cumulative counts, in every database: transactions
+/// committed (reads in autocommit included) and full-page images written
+/// to the WAL (the first change of a page after a checkpoint writes the
+/// whole page: what makes an update of a long-untouched row cost more than
+/// one of a freshly written row).
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    commits: f64,
+    fpi: f64,
 }
 
-/// Commits per request between two [`commits`] readings.
-fn commits_per(before: Option<f64>, after: Option<f64>, requests: u64) -> Option<f64> {
-    Some((after? - before?) / requests.max(1) as f64)
+impl Counters {
+    /// The counts once every backend has reported them: a backend still
+    /// connected reports at most once a second, so with `wait` this waits
+    /// that long first (a backend that disconnected reported as it left).
+    /// `None` without `psql`.
+    fn read(wait: bool) -> Option<Self> {
+        if wait {
+            std::thread::sleep(Duration::from_millis(1200));
+        }
+        let server = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let output = Command::new("psql")
+            .arg(server)
+            .args([
+                "-XAtc",
+                "SELECT (SELECT sum(xact_commit) FROM pg_stat_database) || ' ' || wal_fpi \
+                 FROM pg_stat_wal",
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>().ok());
+        Some(Self {
+            commits: numbers.next()??,
+            fpi: numbers.next()??,
+        })
+    }
+
+    /// Commits and full-page images per request since `before`.
+    fn per(after: Option<Self>, before: Option<Self>, requests: u64) -> (Option<f64>, Option<f64>) {
+        let per = |value: f64| value / requests.max(1) as f64;
+        match (after, before) {
+            (Some(after), Some(before)) => (
+                Some(per(after.commits - before.commits)),
+                Some(per(after.fpi - before.fpi)),
+            ),
+            _ => (None, None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -422,6 +468,8 @@ struct Spent {
     /// PostgreSQL's commits per request (each read is one too): below 1
     /// for a write, several users' writes shared a commit.
     commits: Option<f64>,
+    /// Full-page images PostgreSQL wrote to the WAL per request.
+    fpi: Option<f64>,
 }
 
 /// One measured run.
@@ -449,7 +497,7 @@ impl Run {
     /// Printed as each run ends, so a later failure loses no figure.
     fn announced(self) -> Self {
         println!(
-            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, PostgreSQL {:.0} µs/req, load {:.0} µs/req, machine {:.0}% busy, {} commits/req {}",
+            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, PostgreSQL {:.0} µs/req, load {:.0} µs/req, machine {:.0}% busy, {} commits/req, {} FPI/req {}",
             self.call,
             self.rate(),
             self.p50_ms,
@@ -459,6 +507,7 @@ impl Run {
             self.spent.load_us,
             self.spent.busy * 100.0,
             commits_text(self.spent.commits),
+            commits_text(self.spent.fpi),
             self.note
         );
         self
@@ -613,10 +662,18 @@ fn profiler(service: &Service, call: &str, seconds: u64) -> Option<Child> {
     let file = workspace()
         .join("target/bench")
         .join(format!("{}.perf.data", call.replace(' ', "-")));
+    // `BENCH_PROFILE_ALL=1`: every process of the machine (PostgreSQL's
+    // backends and WAL writer too), not only the service.
+    let target = if env_number("BENCH_PROFILE_ALL", 0) == 1 {
+        vec!["-a".to_owned()]
+    } else {
+        vec!["-p".to_owned(), service.child.id().to_string()]
+    };
     Command::new("perf")
         .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
         .arg(&file)
-        .args(["-p", &service.child.id().to_string(), "--", "sleep"])
+        .args(&target)
+        .args(["--", "sleep"])
         .arg(seconds.saturating_sub(1).max(1).to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -635,7 +692,7 @@ fn measured(
     pace_ms: u64,
 ) -> Run {
     let profile = profiler(service, call, seconds);
-    let committed = commits();
+    let counted = Counters::read(true);
     let before = service.figures().2;
     let machine = Machine::now();
     let base = if call.contains("check") {
@@ -652,7 +709,7 @@ fn measured(
     let number = |key: &str| result[key].as_u64().unwrap_or(0);
     let requests = number("requests");
     let mut spent = after.spent_since(&machine, requests);
-    spent.commits = commits_per(committed, commits(), requests);
+    (spent.commits, spent.fpi) = Counters::per(Counters::read(true), counted, requests);
     let mut note = String::new();
     if number("failed") + number("socket_errors") > 0 {
         note = format!(
@@ -685,7 +742,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicUsize::new(0));
     let profile = profiler(service, "gRPC Add", seconds);
-    let committed = commits();
+    let counted = Counters::read(true);
     let before = service.figures().2;
     let machine = Machine::now();
     let started = Instant::now();
@@ -738,7 +795,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     let requests = latencies.len() as u64;
     let used = next.load(Ordering::Relaxed);
     let mut spent = after.spent_since(&machine, requests);
-    spent.commits = commits_per(committed, commits(), requests);
+    (spent.commits, spent.fpi) = Counters::per(Counters::read(true), counted, requests);
     Run {
         call: "gRPC Add".into(),
         ceiling_op: Some("add"),
@@ -789,9 +846,13 @@ fn ceilings(clients: u64, seconds: u64, ops: &[&str]) -> Vec<Ceiling> {
     let stdout = child.stdout.take().unwrap();
     let mut found = Vec::new();
     let mut last = Machine::now();
+    let mut last_counted = Counters::read(false);
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.unwrap();
         let now = Machine::now();
+        // pgbench's backends reported their counts as they disconnected;
+        // the next op's pgbench has only just started.
+        let counted = Counters::read(false);
         // ceiling OP CLIENTS tps=N latency_ms=N
         let parsed = (|| {
             let mut words = line.split_whitespace();
@@ -803,13 +864,12 @@ fn ceilings(clients: u64, seconds: u64, ops: &[&str]) -> Vec<Ceiling> {
         })();
         if let Some((op, tps)) = parsed {
             let transactions = (tps * seconds as f64) as u64;
-            found.push(Ceiling {
-                op,
-                tps,
-                spent: now.spent_since(&last, transactions),
-            });
+            let mut spent = now.spent_since(&last, transactions);
+            (spent.commits, spent.fpi) = Counters::per(counted, last_counted, transactions);
+            found.push(Ceiling { op, tps, spent });
         }
         last = now;
+        last_counted = counted;
     }
     assert!(child.wait().unwrap().success(), "ceiling.sh failed");
     // The first is the warm-up `list`.
@@ -824,11 +884,12 @@ fn paired_ceiling(clients: u64, seconds: u64, op: &str) -> Vec<Ceiling> {
     let found = ceilings(clients, seconds, &[op]);
     for ceiling in &found {
         println!(
-            "  ceiling {}: {:.0}/s, machine {:.0} µs per transaction, {:.0}% busy",
+            "  ceiling {}: {:.0}/s, machine {:.0} µs per transaction, {:.0}% busy, {} FPI per transaction",
             ceiling.op,
             ceiling.tps,
             ceiling.spent.machine_us,
-            ceiling.spent.busy * 100.0
+            ceiling.spent.busy * 100.0,
+            commits_text(ceiling.spent.fpi)
         );
     }
     found
@@ -976,7 +1037,7 @@ fn commits_text(commits: Option<f64>) -> String {
 fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_kib: u64) {
     println!();
     println!(
-        "{:<28} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10} {:>5} {:>7}  note",
+        "{:<28} {:>8} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10} {:>5} {:>7} {:>7}  note",
         "call",
         "req/s",
         "ceiling",
@@ -988,12 +1049,13 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
         "load µs",
         "machine µs",
         "busy",
-        "tx/req"
+        "tx/req",
+        "FPI/req"
     );
     for run in runs {
         let ceiling = ceiling_tps(ceilings, run.ceiling_op);
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>10.0} {:>4.0}% {:>7}  {}",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>10.0} {:>4.0}% {:>7} {:>7}  {}",
             run.call,
             run.rate(),
             ceiling.map_or("-".into(), |c| format!("{c:.0}")),
@@ -1006,12 +1068,13 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             run.spent.machine_us,
             run.spent.busy * 100.0,
             commits_text(run.spent.commits),
+            commits_text(run.spent.fpi),
             run.note
         );
     }
     for ceiling in ceilings {
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}% {:>7}  pgbench, the smallest durable SQL",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}% {:>7} {:>7}  pgbench, the smallest durable SQL",
             format!("ceiling {}", ceiling.op),
             ceiling.tps,
             "-",
@@ -1023,11 +1086,12 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             "-",
             ceiling.spent.machine_us,
             ceiling.spent.busy * 100.0,
-            "1",
+            commits_text(ceiling.spent.commits),
+            commits_text(ceiling.spent.fpi),
         );
     }
     println!(
-        "db µs, load µs, machine µs: PostgreSQL's, the load generator's and the whole machine's CPU per request; busy: of the machine's {} cores; tx/req: PostgreSQL's commits per request (reads included)",
+        "db µs, load µs, machine µs: PostgreSQL's, the load generator's and the whole machine's CPU per request; busy: of the machine's {} cores; tx/req: PostgreSQL's commits per request (reads included); FPI/req: full-page images written to the WAL per request",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!(
@@ -1063,6 +1127,7 @@ fn write_json(
                 "load_cpu_us_per_request": run.spent.load_us,
                 "machine_cpu_us_per_request": run.spent.machine_us, "machine_busy": run.spent.busy,
                 "commits_per_request": run.spent.commits,
+                "full_page_images_per_request": run.spent.fpi,
                 "note": run.note,
             })
         })
@@ -1071,7 +1136,8 @@ fn write_json(
         "commit": commit, "clients": clients, "seconds": seconds, "runs": rows,
         "ceilings": ceilings.iter().map(|c| json!({
             "op": c.op, "tps": c.tps, "machine_cpu_us_per_transaction": c.spent.machine_us,
-            "machine_busy": c.spent.busy,
+            "machine_busy": c.spent.busy, "commits_per_transaction": c.spent.commits,
+            "full_page_images_per_transaction": c.spent.fpi,
         })).collect::<Vec<_>>(),
         "peak_rss_mib": peak as f64 / 1024.0, "idle_rss_mib": idle as f64 / 1024.0,
     });
@@ -1208,13 +1274,9 @@ fn main() {
         let grpc_tokens = mint(&issuer, &grpc_users);
         let verify_tokens = mint(&issuer, &verify_users);
         let client = connect(&db).await;
-        let verify_keys = seed(&client, &verify_users, "not_ready").await;
-        let check_keys = seed(&client, &check_users, "ready").await;
-        client.batch_execute("CHECKPOINT; ANALYZE").await.unwrap();
         println!(
-            "  minted {} tokens and seeded {} users in {:.0} s",
+            "  minted {} tokens in {:.0} s",
             3 * n,
-            2 * n,
             started.elapsed().as_secs_f64()
         );
 
@@ -1232,6 +1294,11 @@ fn main() {
             0,
         ));
         ceilings.extend(paired_ceiling(clients, seconds, "add"));
+        // Each call's users are seeded right before its run, as ceiling.sh
+        // seeds its database right before its ops: both then change rows
+        // written since the last checkpoint, or both do not (the FPI/req
+        // column shows which).
+        let verify_keys = seed_now(&client, &verify_users, "not_ready").await;
         let code_time = now_unix() + seconds / 2;
         let verify_lines: Vec<String> = verify_tokens
             .iter()
@@ -1254,6 +1321,7 @@ fn main() {
         ));
         ceilings.extend(paired_ceiling(clients, seconds, "verify"));
         let caller = caller_token(&issuer_url);
+        let check_keys = seed_now(&client, &check_users, "ready").await;
         let code_time = now_unix() + seconds / 2;
         let check_lines: Vec<String> = check_users
             .iter()
