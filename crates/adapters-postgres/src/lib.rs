@@ -55,16 +55,14 @@ use application::{
     NotReady, Readiness, RecoveryWrite, Reseal, SecretStore, StoreError, StoredSecret,
 };
 use chrono::{DateTime, Utc};
-use domain::{
-    Attempts, FactorEvent, FactorState, OrgId, OtpFactor, RecoveryCodes, RecoveryHash, UserId,
-};
+use domain::{Attempts, FactorEvent, OrgId, OtpFactor, RecoveryCodes, RecoveryHash, UserId};
 
 use crate::combine::{Combiner, Limits, Outcome};
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::pooler::{Pinning, pinned};
 use crate::retry::{Reason, retrying};
-use crate::rows::{FactorRow, state_name};
+use crate::rows::FactorRow;
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
 use crate::statements::{
     FactorOp, FactorValues, Head, PurgePending, ReadState, RecoveryOp, StateRow, WriteChange,
@@ -118,6 +116,24 @@ pub struct PgSettings {
     /// arrive while they all run wait for the next one, which takes them
     /// together.
     pub write_batches: usize,
+}
+
+/// The condition of a pending factor, as the partial index
+/// `otp_factors_pending_created_at` states it.
+const PENDING: &str = "otp_factors.state = 'not_ready'";
+
+/// The `options` of each connection's login: generic plans for prepared
+/// statements, then the URL's own `options` (which so win over it), then
+/// the statement bound (which wins over the URL's).
+fn login_options(existing: Option<&str>, statement_timeout: Duration) -> String {
+    let generic_plans = "-c plan_cache_mode=force_generic_plan";
+    let bound = format!("-c statement_timeout={}", statement_timeout.as_millis());
+    match existing {
+        Some(existing) if !existing.trim().is_empty() => {
+            format!("{generic_plans} {existing} {bound}")
+        }
+        _ => format!("{generic_plans} {bound}"),
+    }
 }
 
 /// A snapshot of the connection pool.
@@ -175,15 +191,17 @@ impl PgFactorStore {
         // bounded: set at login, so it costs no round trip per request
         // (behind a transaction pooler, which refuses `options`, set in each
         // statement's transaction instead: see `pooler`).
+        //
+        // Prepared statements run their generic plan from the first call
+        // (`plan_cache_mode`, before the URL's own options, so one set there
+        // wins). Every statement here finds its rows by key, so the generic
+        // plan is the custom one; but for the combined statements the
+        // custom plan, costed on the real array lengths, looks cheaper than
+        // the generic one costed on PostgreSQL's guess of 10 elements, and
+        // PostgreSQL kept planning them anew on every call: a quarter of its
+        // CPU per Verify (docs/performance.md).
         if settings.pooler == Pooler::Session {
-            let bound = format!(
-                "-c statement_timeout={}",
-                settings.statement_timeout.as_millis()
-            );
-            let options = match target.config.get_options() {
-                Some(existing) if !existing.trim().is_empty() => format!("{existing} {bound}"),
-                _ => bound,
-            };
+            let options = login_options(target.config.get_options(), settings.statement_timeout);
             target.config.options(options);
         }
         let redactor = Redactor::new(&target.config);
@@ -851,7 +869,10 @@ impl FactorStore for PgFactorStore {
             pinning,
             connection,
             otp_factors::table
-                .filter(otp_factors::state.eq(state_name(FactorState::NotReady)))
+                // The state as a literal, not a bind: only so can the
+                // generic plan (`plan_cache_mode`) use the partial index of
+                // pending factors; with a bind it scanned every factor.
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(PENDING))
                 .filter(otp_factors::created_at.lt(added_before))
                 .select(otp_factors::user_id)
                 .order(otp_factors::user_id.asc())
@@ -1015,5 +1036,39 @@ impl Readiness for PgFactorStore {
                 tracing::warn!(timeout = ?READY_TIMEOUT, "readiness: database check timed out");
                 Err(NotReady::Unreachable)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_condition_names_the_stored_pending_state() {
+        let state = crate::rows::state_name(domain::FactorState::NotReady);
+        assert_eq!(PENDING, format!("otp_factors.state = '{state}'"));
+    }
+
+    #[test]
+    fn logins_ask_for_generic_plans_and_bound_statements_after_the_urls_own_options() {
+        let bound = Duration::from_millis(2500);
+        assert_eq!(
+            login_options(None, bound),
+            "-c plan_cache_mode=force_generic_plan -c statement_timeout=2500"
+        );
+        assert_eq!(
+            login_options(Some("  "), bound),
+            "-c plan_cache_mode=force_generic_plan -c statement_timeout=2500"
+        );
+        // The URL's plan_cache_mode comes later, so PostgreSQL takes it; the
+        // bound comes last, so no URL lifts it.
+        assert_eq!(
+            login_options(
+                Some("-c plan_cache_mode=auto -c statement_timeout=0"),
+                bound
+            ),
+            "-c plan_cache_mode=force_generic_plan -c plan_cache_mode=auto \
+             -c statement_timeout=0 -c statement_timeout=2500"
+        );
     }
 }

@@ -557,7 +557,9 @@ impl QueryFragment<Pg> for CombinedFirst<'_> {
 /// stream row is updated only if its head is still the one that user's
 /// change read (the compare-and-swap of [`WriteChange`], per row) and no
 /// other transaction holds it locked (`SKIP LOCKED`: one user's row lock
-/// never makes the others wait), the factor put or deleted and the events
+/// never makes the others wait; the rows are locked once each, in a
+/// materialised step of their own, where a lock subquery under the update
+/// ran again for every user of the statement), the factor put or deleted and the events
 /// inserted only through the rows updated. The recovery codes are kept in
 /// place or cleared. Answers the users it wrote; a user not among them lost
 /// a race or found its row locked (and decides again, alone), which fails
@@ -595,14 +597,14 @@ impl QueryFragment<Pg> for CombinedChange<'_> {
         );
         out.push_sql(FACTOR_COLUMNS);
         out.push_sql(
-            ")), s AS (UPDATE otp_user_streams t SET version = v.version, \
+            ")), lk AS MATERIALIZED (SELECT l.user_id FROM otp_user_streams l \
+             JOIN v ON v.user_id = l.user_id FOR UPDATE OF l SKIP LOCKED), \
+             s AS (UPDATE otp_user_streams t SET version = v.version, \
              last_sequence = v.last_sequence, failed_attempts = v.failed_attempts, \
              last_failure_at = v.last_failure_at, \
              recovery_key_id = CASE WHEN v.clear_recovery THEN NULL ELSE t.recovery_key_id END, \
              recovery_hashes = CASE WHEN v.clear_recovery THEN NULL ELSE t.recovery_hashes END \
-             FROM v WHERE t.user_id = v.user_id \
-             AND t.user_id IN (SELECT l.user_id FROM otp_user_streams l \
-             JOIN v ON v.user_id = l.user_id FOR UPDATE OF l SKIP LOCKED) \
+             FROM v JOIN lk ON lk.user_id = v.user_id WHERE t.user_id = v.user_id \
              AND t.version = v.expected_version \
              AND t.last_sequence = v.expected_last_sequence \
              AND t.failed_attempts = v.expected_failed_attempts \
