@@ -32,6 +32,8 @@
 //! `BENCH_PROFILE="REST Add,gRPC Add"` (calls' names) records a `perf`
 //! profile of the service during each of those calls' runs
 //! (`BENCH_PROFILE_ALL=1`: of the whole machine, PostgreSQL included).
+//! `BENCH_STOP_AFTER="REST Verify"` ends the benchmark after that call
+//! and its ceiling (REST Add, Verify, login check or List).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -1227,6 +1229,14 @@ impl Drop for PgBouncer {
     }
 }
 
+/// With `BENCH_STOP_AFTER` naming the last of `runs` (`REST Add`, `REST
+/// Verify`, `REST login check` or `REST List`), the benchmark ends there,
+/// after that call's ceiling: a quicker run for an experiment.
+fn stops_after(runs: &[Run]) -> bool {
+    let last = runs.last().map(|run| run.call.as_str());
+    std::env::var("BENCH_STOP_AFTER").is_ok_and(|call| Some(call.trim()) == last)
+}
+
 fn main() {
     let seconds = env_number("BENCH_SECONDS", 10);
     let clients = env_number("BENCH_CLIENTS", 16);
@@ -1294,6 +1304,10 @@ fn main() {
             0,
         ));
         ceilings.extend(paired_ceiling(clients, seconds, "add"));
+        if stops_after(&runs) {
+            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+            return;
+        }
         // Each call's users are seeded right before its run, as ceiling.sh
         // seeds its database right before its ops: both then change rows
         // written since the last checkpoint, or both do not (the FPI/req
@@ -1320,6 +1334,10 @@ fn main() {
             0,
         ));
         ceilings.extend(paired_ceiling(clients, seconds, "verify"));
+        if stops_after(&runs) {
+            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+            return;
+        }
         let caller = caller_token(&issuer_url);
         let check_keys = seed_now(&client, &check_users, "ready").await;
         let code_time = now_unix() + seconds / 2;
@@ -1347,6 +1365,10 @@ fn main() {
         run.note = format!("one caller token, reused {}", run.note);
         runs.push(run);
         ceilings.extend(paired_ceiling(clients, seconds, "check"));
+        if stops_after(&runs) {
+            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+            return;
+        }
         let list_lines: Vec<String> = verify_tokens
             .iter()
             .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
@@ -1361,6 +1383,10 @@ fn main() {
             0,
         ));
         ceilings.extend(paired_ceiling(clients, seconds, "list"));
+        if stops_after(&runs) {
+            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+            return;
+        }
         // The same call with a few tokens reused (a client keeps its user's
         // token for many calls): the verified-token cache answers all but
         // each token's first request. The fresh-token rows above never hit it.
