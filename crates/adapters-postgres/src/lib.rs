@@ -40,8 +40,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use diesel::dsl::sql;
+use diesel::pg::Pg;
 use diesel::result::DatabaseErrorKind;
-use diesel::sql_types::Integer;
+use diesel::sql_types::{Bool, Integer, Text};
 use diesel::{ExpressionMethods, IntoSql, QueryDsl, SelectableHelper};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
@@ -122,9 +124,30 @@ pub struct PgSettings {
 /// `otp_factors_pending_created_at` states it.
 const PENDING: &str = "otp_factors.state = 'not_ready'";
 
+/// The purge's query: the first [`PURGE_BATCH`] users, in order, whose
+/// pending factor was added before `added_before`. The state is a literal,
+/// not a bind: only so can the generic plan ([`login_options`]) use the
+/// partial index of pending factors; with a bind it scanned every factor.
+fn stale_pending(added_before: DateTime<Utc>) -> otp_factors::BoxedQuery<'static, Pg, Text> {
+    otp_factors::table
+        .select(otp_factors::user_id)
+        .filter(sql::<Bool>(PENDING))
+        .filter(otp_factors::created_at.lt(added_before))
+        .order(otp_factors::user_id.asc())
+        .limit(PURGE_BATCH)
+        .into_boxed()
+}
+
 /// The `options` of each connection's login: generic plans for prepared
 /// statements, then the URL's own `options` (which so win over it), then
 /// the statement bound (which wins over the URL's).
+///
+/// Generic plans from the first call: every statement here finds its rows
+/// by key, so the generic plan is the custom one; but for the combined
+/// statements the custom plan, costed on the real array lengths, looks
+/// cheaper than the generic one costed on PostgreSQL's guess of 10
+/// elements, and PostgreSQL kept planning them anew on every call (a
+/// quarter of its CPU per Verify: docs/performance.md).
 fn login_options(existing: Option<&str>, statement_timeout: Duration) -> String {
     let generic_plans = "-c plan_cache_mode=force_generic_plan";
     let bound = format!("-c statement_timeout={}", statement_timeout.as_millis());
@@ -191,15 +214,7 @@ impl PgFactorStore {
         // bounded: set at login, so it costs no round trip per request
         // (behind a transaction pooler, which refuses `options`, set in each
         // statement's transaction instead: see `pooler`).
-        //
-        // Prepared statements run their generic plan from the first call
-        // (`plan_cache_mode`, before the URL's own options, so one set there
-        // wins). Every statement here finds its rows by key, so the generic
-        // plan is the custom one; but for the combined statements the
-        // custom plan, costed on the real array lengths, looks cheaper than
-        // the generic one costed on PostgreSQL's guess of 10 elements, and
-        // PostgreSQL kept planning them anew on every call: a quarter of its
-        // CPU per Verify (docs/performance.md).
+        // Prepared statements use their generic plan (`login_options`).
         if settings.pooler == Pooler::Session {
             let options = login_options(target.config.get_options(), settings.statement_timeout);
             target.config.options(options);
@@ -868,17 +883,7 @@ impl FactorStore for PgFactorStore {
         let stale: Vec<String> = retrying!(pinned!(
             pinning,
             connection,
-            otp_factors::table
-                // The state as a literal, not a bind: only so can the
-                // generic plan (`plan_cache_mode`) use the partial index of
-                // pending factors; with a bind it scanned every factor.
-                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(PENDING))
-                .filter(otp_factors::created_at.lt(added_before))
-                .select(otp_factors::user_id)
-                .order(otp_factors::user_id.asc())
-                .limit(PURGE_BATCH)
-                .load(&mut connection)
-                .await
+            stale_pending(added_before).load(&mut connection).await
         ))
         .map_err(query_error)?;
         if pinning.per_transaction() {
@@ -1047,6 +1052,47 @@ mod tests {
     fn the_pending_condition_names_the_stored_pending_state() {
         let state = crate::rows::state_name(domain::FactorState::NotReady);
         assert_eq!(PENDING, format!("otp_factors.state = '{state}'"));
+    }
+
+    /// Under the login's generic plans, the purge's query reads the partial
+    /// index of pending factors, not every factor (with the state bound as
+    /// a parameter, PostgreSQL cannot prove the index's condition and scans
+    /// the primary key instead).
+    #[tokio::test]
+    async fn the_purge_finds_stale_pending_factors_through_their_index_under_generic_plans() {
+        let Some(db) = testing::TestDatabase::create().await else {
+            return;
+        };
+        let session = db.session().await;
+        session
+            .batch_execute(
+                "SET plan_cache_mode = force_generic_plan;
+                 INSERT INTO otp_user_streams (user_id, last_sequence)
+                   SELECT 'u' || i, 1 FROM generate_series(1, 20000) i;
+                 INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, algorithm,
+                   digits, period, skew, created_at, changed_at)
+                   SELECT 'u' || i, CASE WHEN i % 100 = 0 THEN 'not_ready' ELSE 'ready' END,
+                   'k1', '\\x00', 'SHA1', 6, 30, 1, now(), now()
+                   FROM generate_series(1, 20000) i;
+                 ANALYZE otp_factors",
+            )
+            .await
+            .unwrap();
+        let query = diesel::debug_query::<Pg, _>(&stale_pending(DateTime::UNIX_EPOCH)).to_string();
+        let (statement, _binds) = query.split_once(" -- binds:").unwrap();
+        session
+            .batch_execute(&format!("PREPARE stale AS {statement}"))
+            .await
+            .unwrap();
+        let plan: Vec<String> = session
+            .query("EXPLAIN EXECUTE stale(now(), 1000)", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("otp_factors_pending_created_at"), "{plan}");
     }
 
     #[test]

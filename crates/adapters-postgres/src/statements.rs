@@ -557,9 +557,8 @@ impl QueryFragment<Pg> for CombinedFirst<'_> {
 /// stream row is updated only if its head is still the one that user's
 /// change read (the compare-and-swap of [`WriteChange`], per row) and no
 /// other transaction holds it locked (`SKIP LOCKED`: one user's row lock
-/// never makes the others wait; the rows are locked once each, in a
-/// materialised step of their own, where a lock subquery under the update
-/// ran again for every user of the statement), the factor put or deleted and the events
+/// never makes the others wait; each row is locked once, in a materialised
+/// step before the update), the factor put or deleted and the events
 /// inserted only through the rows updated. The recovery codes are kept in
 /// place or cleared. Answers the users it wrote; a user not among them lost
 /// a race or found its row locked (and decides again, alone), which fails

@@ -508,8 +508,8 @@ impl Run {
             self.spent.db_us,
             self.spent.load_us,
             self.spent.busy * 100.0,
-            commits_text(self.spent.commits),
-            commits_text(self.spent.fpi),
+            figure_text(self.spent.commits),
+            figure_text(self.spent.fpi),
             self.note
         );
         self
@@ -891,7 +891,7 @@ fn paired_ceiling(clients: u64, seconds: u64, op: &str) -> Vec<Ceiling> {
             ceiling.tps,
             ceiling.spent.machine_us,
             ceiling.spent.busy * 100.0,
-            commits_text(ceiling.spent.fpi)
+            figure_text(ceiling.spent.fpi)
         );
     }
     found
@@ -1031,9 +1031,10 @@ fn ceiling_tps(ceilings: &[Ceiling], op: Option<&str>) -> Option<f64> {
         .map(|c| c.tps)
 }
 
-/// Commits per request as printed (`-` when unread).
-fn commits_text(commits: Option<f64>) -> String {
-    commits.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
+/// A per-request count (commits, full-page images) as printed (`-` when
+/// unread).
+fn figure_text(count: Option<f64>) -> String {
+    count.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
 }
 
 fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_kib: u64) {
@@ -1069,8 +1070,8 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             run.spent.load_us,
             run.spent.machine_us,
             run.spent.busy * 100.0,
-            commits_text(run.spent.commits),
-            commits_text(run.spent.fpi),
+            figure_text(run.spent.commits),
+            figure_text(run.spent.fpi),
             run.note
         );
     }
@@ -1088,8 +1089,8 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             "-",
             ceiling.spent.machine_us,
             ceiling.spent.busy * 100.0,
-            commits_text(ceiling.spent.commits),
-            commits_text(ceiling.spent.fpi),
+            figure_text(ceiling.spent.commits),
+            figure_text(ceiling.spent.fpi),
         );
     }
     println!(
@@ -1229,12 +1230,26 @@ impl Drop for PgBouncer {
     }
 }
 
-/// With `BENCH_STOP_AFTER` naming the last of `runs` (`REST Add`, `REST
-/// Verify`, `REST login check` or `REST List`), the benchmark ends there,
-/// after that call's ceiling: a quicker run for an experiment.
-fn stops_after(runs: &[Run]) -> bool {
+/// Adds `op`'s [`paired_ceiling`] to `ceilings`; then, with
+/// `BENCH_STOP_AFTER` naming the last of `runs` (`REST Add`, `REST Verify`,
+/// `REST login check` or `REST List`), prints the table so far and answers
+/// true: the benchmark ends there (a quicker run for an experiment).
+fn paired_ceiling_or_stop(
+    ceilings: &mut Vec<Ceiling>,
+    runs: &[Run],
+    clients: u64,
+    seconds: u64,
+    op: &str,
+    service: &Service,
+    idle_rss_kib: u64,
+) -> bool {
+    ceilings.extend(paired_ceiling(clients, seconds, op));
     let last = runs.last().map(|run| run.call.as_str());
-    std::env::var("BENCH_STOP_AFTER").is_ok_and(|call| Some(call.trim()) == last)
+    let stop = std::env::var("BENCH_STOP_AFTER").is_ok_and(|call| Some(call.trim()) == last);
+    if stop {
+        print_table(runs, ceilings, service.figures().1, idle_rss_kib);
+    }
+    stop
 }
 
 fn main() {
@@ -1303,9 +1318,15 @@ fn main() {
             seconds,
             0,
         ));
-        ceilings.extend(paired_ceiling(clients, seconds, "add"));
-        if stops_after(&runs) {
-            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+        if paired_ceiling_or_stop(
+            &mut ceilings,
+            &runs,
+            clients,
+            seconds,
+            "add",
+            &service,
+            idle_rss,
+        ) {
             return;
         }
         // Each call's users are seeded right before its run, as ceiling.sh
@@ -1333,9 +1354,15 @@ fn main() {
             seconds,
             0,
         ));
-        ceilings.extend(paired_ceiling(clients, seconds, "verify"));
-        if stops_after(&runs) {
-            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+        if paired_ceiling_or_stop(
+            &mut ceilings,
+            &runs,
+            clients,
+            seconds,
+            "verify",
+            &service,
+            idle_rss,
+        ) {
             return;
         }
         let caller = caller_token(&issuer_url);
@@ -1364,9 +1391,15 @@ fn main() {
         // the verified-token cache answers for it.
         run.note = format!("one caller token, reused {}", run.note);
         runs.push(run);
-        ceilings.extend(paired_ceiling(clients, seconds, "check"));
-        if stops_after(&runs) {
-            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+        if paired_ceiling_or_stop(
+            &mut ceilings,
+            &runs,
+            clients,
+            seconds,
+            "check",
+            &service,
+            idle_rss,
+        ) {
             return;
         }
         let list_lines: Vec<String> = verify_tokens
@@ -1382,9 +1415,15 @@ fn main() {
             seconds,
             0,
         ));
-        ceilings.extend(paired_ceiling(clients, seconds, "list"));
-        if stops_after(&runs) {
-            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+        if paired_ceiling_or_stop(
+            &mut ceilings,
+            &runs,
+            clients,
+            seconds,
+            "list",
+            &service,
+            idle_rss,
+        ) {
             return;
         }
         // The same call with a few tokens reused (a client keeps its user's
