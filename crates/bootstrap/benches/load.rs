@@ -10,7 +10,7 @@
 //!
 //! Needs `wrk` (`apt-get install wrk`) and `pgbench` (PostgreSQL's client
 //! tools). `BENCH_SECONDS` (10) and `BENCH_CLIENTS` (16) tune the runs,
-//! `BENCH_USERS` (100000) the users seeded per call, `DATABASE_URL` the
+//! `BENCH_USERS` (200000) the users seeded per call, `DATABASE_URL` the
 //! server (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! After the table's usual runs, Add runs again on a second database whose
 //! connections default to `SERIALIZABLE` (`REST Add, SERIALIZABLE`, with
@@ -826,6 +826,8 @@ struct Ceiling {
     op: String,
     tps: f64,
     spent: Spent,
+    /// A read-first bound ([`read_first_bound`]), not a ceiling.
+    bound: bool,
 }
 
 /// `ceiling.sh CLIENTS SECONDS list OPS...` (the first `list` a warm-up). It prints a line as each op's
@@ -868,7 +870,12 @@ fn ceilings(clients: u64, seconds: u64, ops: &[&str]) -> Vec<Ceiling> {
             let transactions = (tps * seconds as f64) as u64;
             let mut spent = now.spent_since(&last, transactions);
             (spent.commits, spent.fpi) = Counters::per(counted, last_counted, transactions);
-            found.push(Ceiling { op, tps, spent });
+            found.push(Ceiling {
+                op,
+                tps,
+                spent,
+                bound: false,
+            });
         }
         last = now;
         last_counted = counted;
@@ -895,6 +902,94 @@ fn paired_ceiling(clients: u64, seconds: u64, op: &str) -> Vec<Ceiling> {
         );
     }
     found
+}
+
+/// The read-first bound of `op` (`verify`, `check`): pgbench on
+/// `ceiling.sh`'s schema and seed (`SEED_USERS`, 200,000 by default), with
+/// `benches/bounds/OP-read-first.sql`: the user's state read by primary key,
+/// then the ceiling's own durable statement, each in autocommit. What any
+/// service that must read a secret before it writes meets on this machine
+/// with no service, no HTTP and no load generator beside PostgreSQL; not a
+/// ceiling (the ratio stays against the ceiling), the measure of what the
+/// read alone costs. `None` when `BENCH_BOUNDS=0` or `op` has no read.
+fn read_first_bound(clients: u64, seconds: u64, op: &str) -> Option<Ceiling> {
+    let script = workspace().join(format!(
+        "crates/bootstrap/benches/bounds/{op}-read-first.sql"
+    ));
+    if std::env::var("BENCH_BOUNDS").is_ok_and(|v| v == "0") || !script.exists() {
+        return None;
+    }
+    let shared = workspace().join("../shared/bench/ceilings");
+    let server =
+        std::env::var("PGURL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let n = std::env::var("SEED_USERS").unwrap_or_else(|_| "200000".into());
+    let db = format!("bound_{}_{op}", std::process::id());
+    let psql = |database: &str, args: &[&str]| {
+        let status = Command::new("psql")
+            .args(["-qX", "-v", "ON_ERROR_STOP=1", "-v", &format!("n={n}")])
+            .arg(format!("{server}/{database}"))
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "psql {args:?} failed");
+    };
+    psql("postgres", &["-c", &format!("CREATE DATABASE {db}")]);
+    for file in ["schema.sql", "seed.sql"] {
+        psql(&db, &["-f", shared.join(file).to_str().unwrap()]);
+    }
+    let before = Machine::now();
+    let counted = Counters::read(false);
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-D", &format!("n={n}"), "-f"])
+        .arg(&script)
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            if clients < 2 { "1" } else { "2" },
+            "-T",
+            &seconds.to_string(),
+        ])
+        .arg(format!("{server}/{db}"))
+        .output()
+        .unwrap();
+    let after = Machine::now();
+    // pgbench's backends reported their counts as they disconnected; read
+    // before the database (and its counts) is dropped.
+    let counts = Counters::read(true);
+    let text = String::from_utf8_lossy(&output.stdout);
+    psql(
+        "postgres",
+        &["-c", &format!("DROP DATABASE {db} WITH (FORCE)")],
+    );
+    assert!(
+        output.status.success(),
+        "pgbench {op} read first failed: {text}"
+    );
+    let tps: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse().ok())
+        .expect("pgbench prints its tps");
+    let transactions = (tps * seconds as f64) as u64;
+    let mut spent = after.spent_since(&before, transactions);
+    (spent.commits, spent.fpi) = Counters::per(counts, counted, transactions);
+    let bound = Ceiling {
+        op: format!("{op} read first"),
+        tps,
+        spent,
+        bound: true,
+    };
+    println!(
+        "  bound {}: {:.0}/s, machine {:.0} µs per transaction, {:.0}% busy (pgbench, benches/bounds/{op}-read-first.sql)",
+        bound.op,
+        bound.tps,
+        bound.spent.machine_us,
+        bound.spent.busy * 100.0
+    );
+    Some(bound)
 }
 
 /// Request lines for each call.
@@ -1077,8 +1172,12 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
     }
     for ceiling in ceilings {
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}% {:>7} {:>7}  pgbench, the smallest durable SQL",
-            format!("ceiling {}", ceiling.op),
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7} {:>7} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}% {:>7} {:>7}  {}",
+            if ceiling.bound {
+                format!("bound {}", ceiling.op)
+            } else {
+                format!("ceiling {}", ceiling.op)
+            },
             ceiling.tps,
             "-",
             "-",
@@ -1091,6 +1190,11 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
             ceiling.spent.busy * 100.0,
             figure_text(ceiling.spent.commits),
             figure_text(ceiling.spent.fpi),
+            if ceiling.bound {
+                "pgbench: a read by key, then the ceiling's statement (not a ceiling)"
+            } else {
+                "pgbench, the smallest durable SQL"
+            }
         );
     }
     println!(
@@ -1140,7 +1244,7 @@ fn write_json(
         "ceilings": ceilings.iter().map(|c| json!({
             "op": c.op, "tps": c.tps, "machine_cpu_us_per_transaction": c.spent.machine_us,
             "machine_busy": c.spent.busy, "commits_per_transaction": c.spent.commits,
-            "full_page_images_per_transaction": c.spent.fpi,
+            "full_page_images_per_transaction": c.spent.fpi, "read_first_bound": c.bound,
         })).collect::<Vec<_>>(),
         "peak_rss_mib": peak as f64 / 1024.0, "idle_rss_mib": idle as f64 / 1024.0,
     });
@@ -1244,6 +1348,7 @@ fn paired_ceiling_or_stop(
     idle_rss_kib: u64,
 ) -> bool {
     ceilings.extend(paired_ceiling(clients, seconds, op));
+    ceilings.extend(read_first_bound(clients, seconds, op));
     let last = runs.last().map(|run| run.call.as_str());
     let stop = std::env::var("BENCH_STOP_AFTER").is_ok_and(|call| Some(call.trim()) == last);
     if stop {
@@ -1255,7 +1360,7 @@ fn paired_ceiling_or_stop(
 fn main() {
     let seconds = env_number("BENCH_SECONDS", 10);
     let clients = env_number("BENCH_CLIENTS", 16);
-    let n = env_number("BENCH_USERS", 100_000) as usize;
+    let n = env_number("BENCH_USERS", 200_000) as usize;
     let scale = env_number("BENCH_SCALE", 0) >= 1;
     let scale_only = env_number("BENCH_SCALE", 0) == 2;
     for tool in ["wrk", "pgbench"] {
