@@ -151,6 +151,7 @@ async fn pg_store() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
         pooler: adapters_postgres::Pooler::Session,
         write_batch_size: 32,
         write_batches: 2,
+        read_batch_size: 32,
     })
     .unwrap();
     Some((db, Arc::new(store)))

@@ -28,6 +28,10 @@
 //! A combined statement writes several users in one transaction: on a
 //! distributed engine that is a cross-shard transaction. There, turn it off
 //! (`database.write_batch_size = 1`).
+//!
+//! The queue and its drain tasks ([`Queued`]) serve any [`Work`]: the
+//! writes here ([`Writes`]) and the combined reads (`reads`), each with a
+//! queue, drain tasks and connections of its own.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -92,68 +96,83 @@ pub(crate) struct Limits {
     pub most_wait: Option<Duration>,
 }
 
-/// One write waiting for its statement.
-struct Pending {
-    write: Box<WriteChange>,
-    kind: Combine,
-    answer: oneshot::Sender<Outcome>,
+/// One kind of work a [`Queued`] combines: what one waiting job is, and
+/// how a group of them runs as one statement.
+pub(crate) trait Work: Send + Sync + 'static {
+    /// One caller's waiting job, with the sender of its answer.
+    type Job: Send + 'static;
+    /// The user the job is of: a group holds at most one job per user.
+    fn user(job: &Self::Job) -> &str;
+    /// Whether the job's caller has gone (it is dropped unrun).
+    fn caller_gone(job: &Self::Job) -> bool;
+    /// Answers the job `error`, unrun.
+    fn fail(job: Self::Job, error: StoreError);
+    /// Runs `group` (at most one job per user) and answers every job of
+    /// it. False when the connection was lost.
+    fn run(
+        &self,
+        group: Vec<Self::Job>,
+        connection: &mut Object<AsyncPgConnection>,
+    ) -> impl Future<Output = bool> + Send;
+}
+
+/// One job waiting for its statement.
+struct Pending<J> {
+    job: J,
     /// When it may no longer start.
     deadline: Option<Instant>,
 }
 
-#[derive(Default)]
-struct Queue {
-    pending: VecDeque<Pending>,
+struct Queue<J> {
+    pending: VecDeque<Pending<J>>,
     /// Drain tasks running.
     draining: usize,
 }
 
-/// The write queue of one pool and the tasks that drain it.
-pub(crate) struct Combiner {
+/// A queue of one pool's jobs of one kind and the tasks that drain it.
+pub(crate) struct Queued<W: Work> {
     pool: Pool<AsyncPgConnection>,
-    pinning: Pinning,
     redactor: Redactor,
     limits: Limits,
-    queue: Mutex<Queue>,
+    work: W,
+    queue: Mutex<Queue<W::Job>>,
 }
 
-impl Combiner {
+/// The write queue of one pool.
+pub(crate) type Combiner = Queued<Writes>;
+
+impl<W: Work> Queued<W> {
     pub(crate) fn new(
         pool: Pool<AsyncPgConnection>,
-        pinning: Pinning,
         redactor: Redactor,
         limits: Limits,
+        work: W,
     ) -> Self {
         Self {
             pool,
-            pinning,
             redactor,
             limits,
-            queue: Mutex::new(Queue::default()),
+            work,
+            queue: Mutex::new(Queue {
+                pending: VecDeque::new(),
+                draining: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+    fn lock(&self) -> MutexGuard<'_, Queue<W::Job>> {
         // The queue's state stays consistent even if a holder panicked
         // (every change under the lock is a single push, pop or count).
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `write` in the next statement of its kind and answers what
-    /// became of it. A call dropped before its statement is sent writes
-    /// nothing.
-    pub(crate) async fn submit(
-        self: &Arc<Self>,
-        write: Box<WriteChange>,
-        kind: Combine,
-    ) -> Outcome {
-        let (answer, outcome) = oneshot::channel();
+    /// Queues `job` for the next statement, starting a drain task if fewer
+    /// than `most_statements` run.
+    pub(crate) fn enqueue(self: &Arc<Self>, job: W::Job) {
         let start = {
             let mut queue = self.lock();
             queue.pending.push_back(Pending {
-                write,
-                kind,
-                answer,
+                job,
                 deadline: self.limits.most_wait.map(|wait| Instant::now() + wait),
             });
             let start = queue.draining < self.limits.most_statements;
@@ -167,28 +186,25 @@ impl Combiner {
             // client went away) never strands the other users' answers.
             tokio::spawn(Arc::clone(self).drain());
         }
-        outcome
-            .await
-            .unwrap_or_else(|_| Outcome::Failed(StoreError::Unavailable(ABANDONED.to_owned())))
     }
 
-    /// Takes the queue's writes, a group at a time, until it is empty.
+    /// Takes the queue's jobs, a group at a time, until it is empty.
     async fn drain(self: Arc<Self>) {
         let mut guard = Draining {
-            combiner: &self,
+            queued: &self,
             counted: true,
         };
         let mut connection: Option<Object<AsyncPgConnection>> = None;
         loop {
-            let batch = {
+            let group = {
                 let mut queue = self.lock();
-                let batch = take(&mut queue.pending, self.limits.most_users, Instant::now());
-                if batch.is_empty() {
+                let group = take::<W>(&mut queue.pending, self.limits.most_users, Instant::now());
+                if group.is_empty() {
                     queue.draining -= 1;
                     guard.counted = false;
                     return;
                 }
-                batch
+                group
             };
             let conn = match connection.as_mut() {
                 Some(conn) => conn,
@@ -196,27 +212,127 @@ impl Combiner {
                     Ok(conn) => connection.insert(conn),
                     Err(error) => {
                         let error = pool_error(&error, &self.redactor);
-                        for pending in batch {
-                            let _gone = pending.answer.send(Outcome::Failed(error.clone()));
+                        for job in group {
+                            W::fail(job, error.clone());
                         }
                         continue;
                     }
                 },
             };
-            if !self.run(batch, conn).await {
+            if !self.work.run(group, conn).await {
                 // Lost: a fresh one for the next group.
                 connection.take().map(Object::take);
             }
         }
     }
+}
 
-    /// Runs one group of writes (at most one per user), first writes and
-    /// changes as a statement each, and answers every write. False when the
-    /// connection was lost.
-    async fn run(&self, batch: Vec<Pending>, connection: &mut Object<AsyncPgConnection>) -> bool {
-        let (firsts, changes): (Vec<Pending>, Vec<Pending>) = batch
+/// Up to `most` waiting jobs, oldest first, at most one per user (a
+/// user's second job waits for the next group, after the first has
+/// run). A job whose caller is gone is dropped unrun; one past its
+/// deadline at `now` is answered unavailable, unrun.
+fn take<W: Work>(
+    pending: &mut VecDeque<Pending<W::Job>>,
+    most: usize,
+    now: Instant,
+) -> Vec<W::Job> {
+    let mut group: Vec<W::Job> = Vec::new();
+    let mut index = 0;
+    while index < pending.len() && group.len() < most {
+        let candidate = &pending[index];
+        if W::caller_gone(&candidate.job) {
+            pending.remove(index);
+        } else if candidate.deadline.is_some_and(|deadline| deadline <= now) {
+            if let Some(late) = pending.remove(index) {
+                W::fail(late.job, StoreError::Unavailable(TOO_LONG.to_owned()));
+            }
+        } else if group
+            .iter()
+            .any(|taken| W::user(taken) == W::user(&candidate.job))
+        {
+            index += 1;
+        } else if let Some(taken) = pending.remove(index) {
+            group.push(taken.job);
+        }
+    }
+    group
+}
+
+/// Keeps the drain-task count right when a drain task is dropped before it
+/// finished (its runtime shut down): the jobs still queued then are
+/// answered as abandoned, since no task may be left to run them.
+struct Draining<'a, W: Work> {
+    queued: &'a Queued<W>,
+    counted: bool,
+}
+
+impl<W: Work> Drop for Draining<'_, W> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut queue = self.queued.lock();
+            queue.draining -= 1;
+            if queue.draining == 0 {
+                // Dropping the answers' senders answers `ABANDONED`.
+                queue.pending.clear();
+            }
+        }
+    }
+}
+
+/// One write waiting for its statement.
+pub(crate) struct WriteJob {
+    write: Box<WriteChange>,
+    kind: Combine,
+    answer: oneshot::Sender<Outcome>,
+}
+
+/// Writes, combined: new users' first writes as [`CombinedFirst`], the
+/// others as [`CombinedChange`].
+pub(crate) struct Writes {
+    pub pinning: Pinning,
+}
+
+impl Combiner {
+    /// Runs `write` in the next statement of its kind and answers what
+    /// became of it. A call dropped before its statement is sent writes
+    /// nothing.
+    pub(crate) async fn submit(
+        self: &Arc<Self>,
+        write: Box<WriteChange>,
+        kind: Combine,
+    ) -> Outcome {
+        let (answer, outcome) = oneshot::channel();
+        self.enqueue(WriteJob {
+            write,
+            kind,
+            answer,
+        });
+        outcome
+            .await
+            .unwrap_or_else(|_| Outcome::Failed(StoreError::Unavailable(ABANDONED.to_owned())))
+    }
+}
+
+impl Work for Writes {
+    type Job = WriteJob;
+
+    fn user(job: &WriteJob) -> &str {
+        &job.write.user
+    }
+
+    fn caller_gone(job: &WriteJob) -> bool {
+        job.answer.is_closed()
+    }
+
+    fn fail(job: WriteJob, error: StoreError) {
+        let _gone = job.answer.send(Outcome::Failed(error));
+    }
+
+    /// First writes and changes as a statement each.
+    async fn run(&self, group: Vec<WriteJob>, connection: &mut Object<AsyncPgConnection>) -> bool {
+        let (firsts, changes): (Vec<WriteJob>, Vec<WriteJob>) = group
             .into_iter()
-            .partition(|pending| pending.kind == Combine::First);
+            .partition(|job| job.kind == Combine::First);
         let mut alive = true;
         for (kind, mut group) in [(Combine::First, firsts), (Combine::Change, changes)] {
             if group.is_empty() {
@@ -227,18 +343,20 @@ impl Combiner {
             group.sort_unstable_by(|a, b| a.write.user.cmp(&b.write.user));
             let outcomes = self.statement(kind, &group, connection).await;
             alive &= !outcomes.lost_connection;
-            for (pending, outcome) in group.into_iter().zip(outcomes.each) {
-                let _gone = pending.answer.send(outcome);
+            for (job, outcome) in group.into_iter().zip(outcomes.each) {
+                let _gone = job.answer.send(outcome);
             }
         }
         alive
     }
+}
 
+impl Writes {
     /// The outcome of each write of `group`, in its order, from one statement.
     async fn statement(
         &self,
         kind: Combine,
-        group: &[Pending],
+        group: &[WriteJob],
         connection: &mut Object<AsyncPgConnection>,
     ) -> Outcomes {
         let pinning = &self.pinning;
@@ -266,7 +384,7 @@ impl Combiner {
                     }
                 });
             }
-            let writes: Vec<&WriteChange> = group.iter().map(|pending| &*pending.write).collect();
+            let writes: Vec<&WriteChange> = group.iter().map(|job| &*job.write).collect();
             let columns = Columns::of(&writes);
             match kind {
                 Combine::First => pinned!(
@@ -291,8 +409,8 @@ impl Combiner {
             Ok(users) => Outcomes {
                 each: group
                     .iter()
-                    .map(|pending| {
-                        if users.contains(&pending.write.user) {
+                    .map(|job| {
+                        if users.contains(&job.write.user) {
                             Outcome::Applied
                         } else {
                             Outcome::Stale { shared }
@@ -319,56 +437,6 @@ struct Outcomes {
     lost_connection: bool,
 }
 
-/// Up to `most` waiting writes, oldest first, at most one per user (a
-/// user's second write waits for the next group, after the first has
-/// committed). A write whose caller is gone is dropped unwritten; one past
-/// its deadline at `now` is answered unavailable, unwritten.
-fn take(pending: &mut VecDeque<Pending>, most: usize, now: Instant) -> Vec<Pending> {
-    let mut batch: Vec<Pending> = Vec::new();
-    let mut index = 0;
-    while index < pending.len() && batch.len() < most {
-        let candidate = &pending[index];
-        if candidate.answer.is_closed() {
-            pending.remove(index);
-        } else if candidate.deadline.is_some_and(|deadline| deadline <= now) {
-            if let Some(late) = pending.remove(index) {
-                let _gone = late.answer.send(Outcome::Failed(StoreError::Unavailable(
-                    TOO_LONG.to_owned(),
-                )));
-            }
-        } else if batch
-            .iter()
-            .any(|taken| taken.write.user == candidate.write.user)
-        {
-            index += 1;
-        } else if let Some(taken) = pending.remove(index) {
-            batch.push(taken);
-        }
-    }
-    batch
-}
-
-/// Keeps the drain-task count right when a drain task is dropped before it
-/// finished (its runtime shut down): the writes still queued then are
-/// answered as abandoned, since no task may be left to run them.
-struct Draining<'a> {
-    combiner: &'a Combiner,
-    counted: bool,
-}
-
-impl Drop for Draining<'_> {
-    fn drop(&mut self) {
-        if self.counted {
-            let mut queue = self.combiner.lock();
-            queue.draining -= 1;
-            if queue.draining == 0 {
-                // Dropping the answers' senders answers `ABANDONED`.
-                queue.pending.clear();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,15 +460,19 @@ mod tests {
         })
     }
 
-    fn queue(users: &[&str]) -> (VecDeque<Pending>, Vec<oneshot::Receiver<Outcome>>) {
+    type Waiting = VecDeque<Pending<WriteJob>>;
+
+    fn queue(users: &[&str]) -> (Waiting, Vec<oneshot::Receiver<Outcome>>) {
         let mut pending = VecDeque::new();
         let mut answers = Vec::new();
         for user in users {
             let (answer, outcome) = oneshot::channel();
             pending.push_back(Pending {
-                write: write(user),
-                kind: Combine::First,
-                answer,
+                job: WriteJob {
+                    write: write(user),
+                    kind: Combine::First,
+                    answer,
+                },
                 deadline: None,
             });
             answers.push(outcome);
@@ -408,11 +480,12 @@ mod tests {
         (pending, answers)
     }
 
-    fn users(batch: &[Pending]) -> Vec<&str> {
-        batch
-            .iter()
-            .map(|pending| pending.write.user.as_str())
-            .collect()
+    fn take(pending: &mut Waiting, most: usize, now: Instant) -> Vec<WriteJob> {
+        super::take::<Writes>(pending, most, now)
+    }
+
+    fn users(group: &[WriteJob]) -> Vec<&str> {
+        group.iter().map(|job| job.write.user.as_str()).collect()
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod connect;
 mod error;
 mod migrate;
 mod pooler;
+mod reads;
 mod retry;
 mod rows;
 mod schema;
@@ -59,10 +60,11 @@ use application::{
 use chrono::{DateTime, Utc};
 use domain::{Attempts, FactorEvent, OrgId, OtpFactor, RecoveryCodes, RecoveryHash, UserId};
 
-use crate::combine::{Combiner, Limits, Outcome};
+use crate::combine::{Combiner, Limits, Outcome, Writes};
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::pooler::{Pinning, pinned};
+use crate::reads::{READ_STATEMENTS, ReadOutcome, Readers, Reads};
 use crate::retry::{Reason, retrying};
 use crate::rows::FactorRow;
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
@@ -118,6 +120,9 @@ pub struct PgSettings {
     /// arrive while they all run wait for the next one, which takes them
     /// together.
     pub write_batches: usize,
+    /// Most users' reads combined into one statement when reads of several
+    /// users wait at once (see `reads`); 1 or 0 runs every read on its own.
+    pub read_batch_size: usize,
 }
 
 /// The condition of a pending factor, as the partial index
@@ -186,6 +191,9 @@ pub struct PgFactorStore {
     /// The write queues of `current_thread` and `multi_thread`, when
     /// writes are combined.
     combiners: Option<[Arc<Combiner>; 2]>,
+    /// The read queues of `current_thread` and `multi_thread`, when reads
+    /// are combined.
+    readers: Option<[Arc<Readers>; 2]>,
 }
 
 impl PgFactorStore {
@@ -235,9 +243,27 @@ impl PgFactorStore {
             [&current_thread, &multi_thread].map(|pool| {
                 Arc::new(Combiner::new(
                     pool.clone(),
-                    pinning.clone(),
                     redactor.clone(),
                     limits,
+                    Writes {
+                        pinning: pinning.clone(),
+                    },
+                ))
+            })
+        });
+        let readers = (settings.read_batch_size > 1).then(|| {
+            [&current_thread, &multi_thread].map(|pool| {
+                Arc::new(Readers::new(
+                    pool.clone(),
+                    redactor.clone(),
+                    Limits {
+                        most_users: settings.read_batch_size,
+                        most_statements: READ_STATEMENTS,
+                        ..limits
+                    },
+                    Reads {
+                        pinning: pinning.clone(),
+                    },
                 ))
             })
         });
@@ -247,6 +273,7 @@ impl PgFactorStore {
             redactor,
             pinning,
             combiners,
+            readers,
         })
     }
 
@@ -275,6 +302,74 @@ impl PgFactorStore {
         pool.get()
             .await
             .map_err(|error| pool_error(&error, &self.redactor))
+    }
+
+    /// The read queue of the runtime this task runs on (see `connection`).
+    fn readers(&self) -> Option<&Arc<Readers>> {
+        self.readers
+            .as_ref()
+            .map(|readers| &readers[usize::from(!on_current_thread_runtime())])
+    }
+
+    /// `user`'s read from the read queue; one whose connection was lost
+    /// runs again, once (`fresh` records that it did).
+    async fn read_queued(readers: &Arc<Readers>, user: &UserId, fresh: &mut bool) -> ReadOutcome {
+        match readers.read(user.as_str()).await {
+            ReadOutcome::Lost(error) if !*fresh => {
+                tracing::debug!(%error, "connection lost under the read; reading again on a fresh one");
+                *fresh = true;
+                readers.read(user.as_str()).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// The user's state for a change: from the read queue when reads are
+    /// combined, else on `connection` (taken from the pool if there is none
+    /// yet, and kept there for a write that runs alone). A read that lost
+    /// its connection runs again, once, on a fresh one (`fresh` records
+    /// that it did). `Ok(Err(reason))`: it was rolled back; read again.
+    async fn read_for_change(
+        &self,
+        user: &UserId,
+        connection: &mut Option<Object<AsyncPgConnection>>,
+        fresh: &mut bool,
+    ) -> Result<Result<State, Reason>, StoreError> {
+        if let Some(readers) = self.readers() {
+            // Back to the pool while the read waits (a connection kept
+            // from a lone write of an earlier round): the read queue's
+            // tasks need the pool's connections.
+            *connection = None;
+            return match Self::read_queued(readers, user, fresh).await {
+                ReadOutcome::Read(row) => state_of(user, row).map(Ok),
+                ReadOutcome::RolledBack(reason) => Ok(Err(reason)),
+                ReadOutcome::Lost(error) | ReadOutcome::Failed(error) => Err(error),
+            };
+        }
+        let pinning = &self.pinning;
+        let mut conn = match connection.take() {
+            Some(conn) => conn,
+            None => self.connection().await?,
+        };
+        let read = match pinned!(pinning, conn, read_state(&mut conn, user).await) {
+            Err(error) if lost_connection(&error) && !*fresh => {
+                // A connection that died while idle in the pool: drop it
+                // and read again, once, on a fresh one.
+                tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
+                drop(Object::take(conn));
+                conn = self.connection().await?;
+                *fresh = true;
+                pinned!(pinning, conn, read_state(&mut conn, user).await)
+            }
+            read => read,
+        };
+        *connection = Some(conn);
+        match read {
+            Ok(state) => Ok(Ok(state)),
+            Err(error) => retry::transient(&error)
+                .map(Err)
+                .ok_or_else(|| query_error(error)),
+        }
     }
 
     /// Runs one planned write: with other users' writes when it can be
@@ -519,6 +614,11 @@ async fn read_state(
         .load(connection)
         .await,
     )?;
+    state_of(user, row).map_err(|error| diesel::result::Error::DeserializationError(error.into()))
+}
+
+/// The user's state from the row a read found (`None`: no stream row).
+fn state_of(user: &UserId, row: Option<StateRow>) -> Result<State, StoreError> {
     let Some(((version, last_sequence, failed_attempts, last_failure_at), columns, recovery)) = row
     else {
         return Ok(State {
@@ -534,10 +634,8 @@ async fn read_state(
             failed_attempts,
             last_failure_at,
         },
-        factor: FactorRow::from_columns(user, columns)
-            .map_err(|error| diesel::result::Error::DeserializationError(error.into()))?,
-        recovery: recovery_of(user, recovery)
-            .map_err(|error| diesel::result::Error::DeserializationError(error.into()))?,
+        factor: FactorRow::from_columns(user, columns)?,
+        recovery: recovery_of(user, recovery)?,
     })
 }
 
@@ -704,6 +802,32 @@ impl FactorStore for PgFactorStore {
         fields(otel.kind = "client", db.system.name = "postgresql", db.operation.name = "find")
     )]
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError> {
+        if let Some(readers) = self.readers() {
+            let mut fresh = false;
+            let mut attempt: u32 = 1;
+            loop {
+                match Self::read_queued(readers, user, &mut fresh).await {
+                    ReadOutcome::Read(row) => {
+                        return match row {
+                            Some((_, columns, _)) => FactorRow::from_columns(user, columns),
+                            None => Ok(None),
+                        };
+                    }
+                    ReadOutcome::RolledBack(reason) if attempt < retry::READ_ATTEMPTS => {
+                        retry::count(reason);
+                        tokio::time::sleep(retry::pause(attempt)).await;
+                        attempt += 1;
+                    }
+                    ReadOutcome::RolledBack(reason) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "the read was rolled back {attempt} times ({})",
+                            reason.as_str()
+                        )));
+                    }
+                    ReadOutcome::Lost(error) | ReadOutcome::Failed(error) => return Err(error),
+                }
+            }
+        }
         let query = || {
             otp_factors::table
                 .find(user.as_str())
@@ -782,10 +906,9 @@ impl FactorStore for PgFactorStore {
         context: ChangeContext,
         decide: Decide,
     ) -> Result<Committed, ApplicationError> {
-        // Taken for the first read; back in the pool while a combined write
-        // waits (see `write`).
+        // Taken for the first read (unless reads are combined); back in the
+        // pool while a combined write waits (see `write`).
         let mut connection: Option<Object<AsyncPgConnection>> = None;
-        let pinning = &self.pinning;
         let mut rounds = Rounds::default();
         // First, as if the user had never changed anything: a decision that
         // writes on the empty state (an Add of a new user, the usual first
@@ -815,37 +938,20 @@ impl FactorStore for PgFactorStore {
                 // the other side take the locks it was waiting for.
                 tokio::time::sleep(retry::pause(round.max(1))).await;
             }
-            let mut conn = match connection.take() {
-                Some(conn) => conn,
-                None => self.connection().await?,
-            };
-            let read = match pinned!(pinning, conn, read_state(&mut conn, user).await) {
-                Err(error) if lost_connection(&error) && !fresh_connection => {
-                    // A connection that died while idle in the pool: drop it
-                    // and read again, once, on a fresh one.
-                    tracing::debug!(%error, "connection lost before the read; retrying on a fresh one");
-                    drop(Object::take(conn));
-                    conn = self.connection().await?;
-                    fresh_connection = true;
-                    pinned!(pinning, conn, read_state(&mut conn, user).await)
-                }
-                read => read,
-            };
-            connection = Some(conn);
-            let state = match read {
+            let state = match self
+                .read_for_change(user, &mut connection, &mut fresh_connection)
+                .await?
+            {
                 Ok(state) => state,
-                Err(error) => match retry::transient(&error) {
-                    Some(reason) => {
-                        tracing::debug!(
-                            round,
-                            reason = reason.as_str(),
-                            "the read was rolled back; reading again"
-                        );
-                        rounds.retry_because = Some(reason);
-                        continue;
-                    }
-                    None => return Err(query_error(error).into()),
-                },
+                Err(reason) => {
+                    tracing::debug!(
+                        round,
+                        reason = reason.as_str(),
+                        "the read was rolled back; reading again"
+                    );
+                    rounds.retry_because = Some(reason);
+                    continue;
+                }
             };
             let attempts = attempts_of(user, &state.head)?;
             let change = decide(Current {

@@ -117,37 +117,60 @@ pub(crate) struct ReadState<'a> {
     pub user: &'a str,
 }
 
-statement!(
-    ReadState,
+/// The SQL types of a [`StateRow`].
+type StateSql = (
+    (BigInt, BigInt, Integer, Nullable<Timestamptz>),
     (
-        (BigInt, BigInt, Integer, Nullable<Timestamptz>),
-        (
-            Nullable<Text>,
-            Nullable<Text>,
-            Nullable<Bytea>,
-            Nullable<Text>,
-            Nullable<SmallInt>,
-            Nullable<Integer>,
-            Nullable<SmallInt>,
-            Nullable<Timestamptz>,
-            Nullable<Timestamptz>,
-            Nullable<BigInt>,
-        ),
-        (Nullable<Text>, Nullable<Array<Bytea>>),
-    )
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Bytea>,
+        Nullable<Text>,
+        Nullable<SmallInt>,
+        Nullable<Integer>,
+        Nullable<SmallInt>,
+        Nullable<Timestamptz>,
+        Nullable<Timestamptz>,
+        Nullable<BigInt>,
+    ),
+    (Nullable<Text>, Nullable<Array<Bytea>>),
 );
+
+/// What [`ReadState`] reads, and from where, up to the user condition.
+const READ_STATE: &str = "s.version, s.last_sequence, s.failed_attempts, s.last_failure_at, \
+     f.state, f.key_id, f.sealed_secret, f.algorithm, f.digits, f.period, f.skew, \
+     f.created_at, f.changed_at, f.last_used_step, \
+     s.recovery_key_id, s.recovery_hashes \
+     FROM otp_user_streams s LEFT JOIN otp_factors f ON f.user_id = s.user_id \
+     WHERE s.user_id";
+
+statement!(ReadState, StateSql);
 
 impl QueryFragment<Pg> for ReadState<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
-            "SELECT s.version, s.last_sequence, s.failed_attempts, s.last_failure_at, \
-             f.state, f.key_id, f.sealed_secret, f.algorithm, f.digits, f.period, f.skew, \
-             f.created_at, f.changed_at, f.last_used_step, \
-             s.recovery_key_id, s.recovery_hashes \
-             FROM otp_user_streams s LEFT JOIN otp_factors f ON f.user_id = s.user_id \
-             WHERE s.user_id = ",
-        );
+        out.push_sql("SELECT ");
+        out.push_sql(READ_STATE);
+        out.push_sql(" = ");
         out.push_bind_param::<Text, _>(&self.user)?;
+        Ok(())
+    }
+}
+
+/// Several users' [`ReadState`] in one statement (one snapshot): a row per
+/// user who has a stream row, the user's id first.
+#[derive(Debug)]
+pub(crate) struct ReadStates<'a> {
+    pub users: &'a [&'a str],
+}
+
+statement!(ReadStates, (Text, StateSql));
+
+impl QueryFragment<Pg> for ReadStates<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT s.user_id, ");
+        out.push_sql(READ_STATE);
+        out.push_sql(" = ANY(");
+        out.push_bind_param::<Array<Text>, _>(&self.users)?;
+        out.push_sql(")");
         Ok(())
     }
 }

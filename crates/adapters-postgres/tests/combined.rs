@@ -36,6 +36,7 @@ fn store_timing_out(db: &TestDatabase, statement_timeout: Duration) -> Arc<PgFac
             pooler: Pooler::Session,
             write_batch_size: 32,
             write_batches: 1,
+            read_batch_size: 32,
         })
         .unwrap(),
     )
@@ -331,4 +332,173 @@ async fn a_row_lock_held_on_one_user_delays_and_fails_only_that_users_write() {
         vec![1; 48],
         "the stuck user's factor is as it was"
     );
+}
+
+/// The backends of this database waiting on a lock.
+async fn lock_waiters(client: &Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The read queue's two statement slots held: `otp_user_streams` locked
+/// by another session, and a read of a user in each slot, waiting on the
+/// lock until [`ReadsHeld::release`].
+struct ReadsHeld {
+    session: Client,
+    watcher: Client,
+    reads: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ReadsHeld {
+    async fn new(db: &TestDatabase, store: &Arc<PgFactorStore>) -> Self {
+        let session = db.session().await;
+        session
+            .batch_execute("BEGIN; LOCK TABLE otp_user_streams IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let watcher = db.session().await;
+        let mut reads = Vec::new();
+        for _ in 0..2 {
+            let waiting = lock_waiters(&watcher).await;
+            let (store, user) = (store.clone(), unique_user("combined-read-holder"));
+            reads.push(tokio::spawn(async move {
+                assert_eq!(store.find(&user).await, Ok(None));
+            }));
+            // Until it waits: the next read finds one slot fewer free.
+            for _ in 0..500 {
+                if lock_waiters(&watcher).await > waiting {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert_eq!(lock_waiters(&watcher).await, 2, "both read slots held");
+        Self {
+            session,
+            watcher,
+            reads,
+        }
+    }
+
+    /// How many statements wait on the lock now.
+    async fn waiting(&self) -> i64 {
+        lock_waiters(&self.watcher).await
+    }
+
+    /// Releases the lock once the holders' reads have answered; answers
+    /// the watching session.
+    async fn release(self) -> Client {
+        self.session.batch_execute("COMMIT").await.unwrap();
+        for read in self.reads {
+            read.await.unwrap();
+        }
+        self.watcher
+    }
+}
+
+/// How many of this database's connections last ran a combined read
+/// (`… s.user_id = ANY(…)`).
+async fn ran_combined_read(client: &Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND query LIKE '%s.user_id = ANY(%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_waiting_together_share_a_statement_and_each_gets_its_own_users_row() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = store(&db);
+    // Two users in three have a factor (sealed with their own tag); the
+    // third has no rows at all.
+    let users: Vec<UserId> = (0..12).map(|_| unique_user("combined-read")).collect();
+    let tag = |index: usize| u8::try_from(index + 10).unwrap();
+    for (index, user) in users.iter().enumerate() {
+        if index % 3 != 0 {
+            assert_eq!(add(&store, user, tag(index)).await, 1);
+        }
+    }
+    let held = ReadsHeld::new(&db, &store).await;
+    let finds: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let (store, user) = (store.clone(), user.clone());
+            tokio::spawn(async move { store.find(&user).await })
+        })
+        .collect();
+    tokio::time::sleep(QUEUE_TIME).await;
+    // Alone, four of them would wait on the lock too (the pool's size).
+    assert_eq!(
+        held.waiting().await,
+        2,
+        "the twelve reads wait in the queue"
+    );
+    let watcher = held.release().await;
+    let mut found = Vec::new();
+    for find in finds {
+        found.push(find.await.unwrap().unwrap());
+    }
+    // The first holder's read to end took all twelve at once.
+    assert_eq!(
+        ran_combined_read(&watcher).await,
+        1,
+        "the queued reads ran as one statement"
+    );
+    for (index, found) in found.into_iter().enumerate() {
+        if index % 3 == 0 {
+            assert!(found.is_none(), "user {index} has no factor");
+        } else {
+            let secret = found.expect("a factor").into_secret();
+            assert_eq!(secret.sealed, vec![tag(index); 48], "user {index}'s own");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_that_read_together_each_decide_on_their_own_users_state() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = store(&db);
+    let users: Vec<UserId> = (0..8)
+        .map(|_| unique_user("combined-read-change"))
+        .collect();
+    let tag = |index: usize| u8::try_from(index + 20).unwrap();
+    for user in &users {
+        assert_eq!(add(&store, user, 1).await, 1);
+    }
+    let held = ReadsHeld::new(&db, &store).await;
+    // Each replaces its pending factor: a decision that needs the read.
+    let changes: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(index, user)| {
+            let (store, user) = (store.clone(), user.clone());
+            tokio::spawn(async move { replace(&store, &user, tag(index)).await })
+        })
+        .collect();
+    tokio::time::sleep(QUEUE_TIME).await;
+    assert_eq!(held.waiting().await, 2, "the eight reads wait in the queue");
+    held.release().await;
+    for change in changes {
+        assert_eq!(change.await.unwrap(), 2, "each user's own second event");
+    }
+    for (index, user) in users.iter().enumerate() {
+        let secret = store.find(user).await.unwrap().unwrap().into_secret();
+        assert_eq!(secret.sealed, vec![tag(index); 48], "user {index}'s own");
+    }
 }

@@ -25,6 +25,7 @@ fn store_at(url: &SecretString) -> PgFactorStore {
         pooler: adapters_postgres::Pooler::Session,
         write_batch_size: 32,
         write_batches: 2,
+        read_batch_size: 32,
     })
     .unwrap()
 }
@@ -215,6 +216,7 @@ async fn no_password_in_debug_output_or_errors() {
         pooler: adapters_postgres::Pooler::Session,
         write_batch_size: 32,
         write_batches: 2,
+        read_batch_size: 32,
     };
     assert!(!format!("{settings:?}").contains(PASSWORD));
 
@@ -262,6 +264,7 @@ fn a_pool_needs_at_least_one_connection() {
         pooler: adapters_postgres::Pooler::Session,
         write_batch_size: 32,
         write_batches: 2,
+        read_batch_size: 32,
     })
     .unwrap_err();
     assert!(matches!(error, PgError::InvalidSettings(_)), "{error:?}");
@@ -292,6 +295,7 @@ async fn a_stuck_row_lock_fails_the_change(pooler: adapters_postgres::Pooler) {
         pooler,
         write_batch_size: 32,
         write_batches: 2,
+        read_batch_size: 32,
     })
     .unwrap();
     let user = unique_user("stuck-lock");

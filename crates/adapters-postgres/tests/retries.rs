@@ -83,6 +83,7 @@ fn store(db: &TestDatabase) -> PgFactorStore {
         pooler: adapters_postgres::Pooler::Session,
         write_batch_size: 32,
         write_batches: 2,
+        read_batch_size: 32,
     })
     .unwrap()
 }

@@ -36,14 +36,14 @@ fn store_pooled(
     store_batched(db, max_connections, prepared_statements, pooler, 32)
 }
 
-/// A store that combines up to `write_batch_size` users' writes per
-/// statement (1: none).
+/// A store that combines up to `batch_size` users' writes per statement,
+/// and as many users' reads (1: none).
 fn store_batched(
     db: &TestDatabase,
     max_connections: usize,
     prepared_statements: bool,
     pooler: Pooler,
-    write_batch_size: usize,
+    batch_size: usize,
 ) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
         url: db.url.clone(),
@@ -52,8 +52,9 @@ fn store_batched(
         statement_timeout: Duration::from_secs(10),
         prepared_statements,
         pooler,
-        write_batch_size,
+        write_batch_size: batch_size,
         write_batches: 2,
+        read_batch_size: batch_size,
     })
     .unwrap()
 }
@@ -72,8 +73,8 @@ async fn contract_store_pooled() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
     Some((db, store))
 }
 
-/// A throwaway database and a store over it that runs every write alone
-/// (`database.write_batch_size = 1`).
+/// A throwaway database and a store over it that runs every write and every
+/// read alone (`database.write_batch_size = 1`, `read_batch_size = 1`).
 async fn contract_store_alone() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
     let db = TestDatabase::create().await?;
     let store = Arc::new(store_batched(&db, 8, true, Pooler::Session, 1));

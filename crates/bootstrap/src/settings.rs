@@ -251,6 +251,9 @@ pub struct DatabaseSettings {
     pub write_batch_size: usize,
     /// Most combined statements in flight at once per pool.
     pub write_batches: usize,
+    /// Most users' reads combined into one statement when several wait at
+    /// once; 1 runs each read alone.
+    pub read_batch_size: usize,
 }
 
 /// `database.pooler`.
@@ -286,6 +289,7 @@ impl DatabaseSettings {
             pooler: self.pooler.into(),
             write_batch_size: self.write_batch_size,
             write_batches: self.write_batches,
+            read_batch_size: self.read_batch_size,
         }
     }
 }
@@ -302,6 +306,7 @@ impl Default for DatabaseSettings {
             pooler: PoolerMode::Session,
             write_batch_size: 32,
             write_batches: 2,
+            read_batch_size: 32,
         }
     }
 }
