@@ -101,6 +101,13 @@ pub(crate) struct Limits {
 pub(crate) trait Work: Send + Sync + 'static {
     /// One caller's waiting job, with the sender of its answer.
     type Job: Send + 'static;
+    /// What a job is answered.
+    type Answer: Send + 'static;
+    /// The name of its statements in traces (`db.operation.name`).
+    const OPERATION: &'static str;
+    /// The answer of a job whose drain task ended before it ran (the
+    /// runtime shutting down): whether it ran is unknown.
+    fn abandoned() -> Self::Answer;
     /// The user the job is of: a group holds at most one job per user.
     fn user(job: &Self::Job) -> &str;
     /// Whether the job's caller has gone (it is dropped unrun).
@@ -166,9 +173,21 @@ impl<W: Work> Queued<W> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Queues the job `job` makes of its answer's sender for the next
+    /// statement and waits for its answer. A call dropped before its
+    /// statement is sent has its job dropped unrun.
+    pub(crate) async fn ask(
+        self: &Arc<Self>,
+        job: impl FnOnce(oneshot::Sender<W::Answer>) -> W::Job,
+    ) -> W::Answer {
+        let (answer, outcome) = oneshot::channel();
+        self.enqueue(job(answer));
+        outcome.await.unwrap_or_else(|_| W::abandoned())
+    }
+
     /// Queues `job` for the next statement, starting a drain task if fewer
     /// than `most_statements` run.
-    pub(crate) fn enqueue(self: &Arc<Self>, job: W::Job) {
+    fn enqueue(self: &Arc<Self>, job: W::Job) {
         let start = {
             let mut queue = self.lock();
             queue.pending.push_back(Pending {
@@ -219,7 +238,14 @@ impl<W: Work> Queued<W> {
                     }
                 },
             };
-            if !self.work.run(group, conn).await {
+            let span = tracing::info_span!(
+                "db.query",
+                otel.kind = "client",
+                db.system.name = "postgresql",
+                db.operation.name = W::OPERATION,
+                db.operation.batch.size = group.len(),
+            );
+            if !self.work.run(group, conn).instrument(span).await {
                 // Lost: a fresh one for the next group.
                 connection.take().map(Object::take);
             }
@@ -301,20 +327,23 @@ impl Combiner {
         write: Box<WriteChange>,
         kind: Combine,
     ) -> Outcome {
-        let (answer, outcome) = oneshot::channel();
-        self.enqueue(WriteJob {
+        self.ask(|answer| WriteJob {
             write,
             kind,
             answer,
-        });
-        outcome
-            .await
-            .unwrap_or_else(|_| Outcome::Failed(StoreError::Unavailable(ABANDONED.to_owned())))
+        })
+        .await
     }
 }
 
 impl Work for Writes {
     type Job = WriteJob;
+    type Answer = Outcome;
+    const OPERATION: &'static str = "combined_write";
+
+    fn abandoned() -> Outcome {
+        Outcome::Failed(StoreError::Unavailable(ABANDONED.to_owned()))
+    }
 
     fn user(job: &WriteJob) -> &str {
         &job.write.user
@@ -360,13 +389,6 @@ impl Writes {
         connection: &mut Object<AsyncPgConnection>,
     ) -> Outcomes {
         let pinning = &self.pinning;
-        let span = tracing::info_span!(
-            "db.query",
-            otel.kind = "client",
-            db.system.name = "postgresql",
-            db.operation.name = "combined_write",
-            db.operation.batch.size = group.len(),
-        );
         let shared = group.len() > 1;
         let written = async {
             if let [single] = group {
@@ -403,7 +425,6 @@ impl Writes {
                 ),
             }
         }
-        .instrument(span)
         .await;
         match written {
             Ok(users) => Outcomes {

@@ -71,19 +71,22 @@ pub(crate) type Readers = Queued<Reads>;
 impl Readers {
     /// Reads `user`'s state in the next read statement.
     pub(crate) async fn read(self: &Arc<Self>, user: &str) -> ReadOutcome {
-        let (answer, outcome) = oneshot::channel();
-        self.enqueue(ReadJob {
+        self.ask(|answer| ReadJob {
             user: user.to_owned(),
             answer,
-        });
-        outcome
-            .await
-            .unwrap_or_else(|_| ReadOutcome::Failed(StoreError::Unavailable(ABANDONED.to_owned())))
+        })
+        .await
     }
 }
 
 impl Work for Reads {
     type Job = ReadJob;
+    type Answer = ReadOutcome;
+    const OPERATION: &'static str = "combined_read";
+
+    fn abandoned() -> ReadOutcome {
+        ReadOutcome::Failed(StoreError::Unavailable(ABANDONED.to_owned()))
+    }
 
     fn user(job: &ReadJob) -> &str {
         &job.user
@@ -98,15 +101,7 @@ impl Work for Reads {
     }
 
     async fn run(&self, group: Vec<ReadJob>, connection: &mut Object<AsyncPgConnection>) -> bool {
-        let span = tracing::info_span!(
-            "db.query",
-            otel.kind = "client",
-            db.system.name = "postgresql",
-            db.operation.name = "combined_read",
-            db.operation.batch.size = group.len(),
-        );
-        let rows = tracing::Instrument::instrument(self.statement(&group, connection), span).await;
-        match rows {
+        match self.statement(&group, connection).await {
             Ok(mut rows) => {
                 for job in group {
                     let row = rows
