@@ -39,6 +39,16 @@ impl fmt::Debug for WriteChange {
     }
 }
 
+impl fmt::Debug for WriteReseal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteReseal")
+            .field("user", &self.user)
+            .field("old_key_id", &self.old_key_id)
+            .field("new_key_id", &self.new_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for Columns<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Columns")
@@ -694,7 +704,6 @@ impl QueryFragment<Pg> for WriteFirst<'_> {
 /// locked first (the order every change takes), so a re-seal serialises with
 /// the user's changes and an optimistic change that read the old secret can
 /// never write it back. Answers 1 when written, 0 when the factor changed.
-#[derive(Debug)]
 pub(crate) struct WriteReseal<'a> {
     pub user: &'a str,
     pub old_key_id: &'a str,
@@ -788,7 +797,18 @@ mod tests {
             at: DateTime::UNIX_EPOCH,
         };
         let columns = Columns::of(&[&write]);
-        for shown in [format!("{write:?}"), format!("{columns:?}")] {
+        let reseal = WriteReseal {
+            user: "u1",
+            old_key_id: "k1",
+            old_sealed: &[0xAB; 4],
+            new_key_id: "k2",
+            new_sealed: &[0xCD; 4],
+        };
+        for shown in [
+            format!("{write:?}"),
+            format!("{columns:?}"),
+            format!("{reseal:?}"),
+        ] {
             assert!(shown.contains("u1"), "{shown}");
             for secret in ["171", "205", "ab", "AB", "cd", "CD"] {
                 assert!(!shown.contains(secret), "{secret} in {shown}");
