@@ -259,7 +259,7 @@ impl PgFactorStore {
                     Limits {
                         most_users: settings.read_batch_size,
                         most_statements: READ_STATEMENTS,
-                        ..limits
+                        most_wait: limits.most_wait,
                     },
                     Reads {
                         pinning: pinning.clone(),
@@ -321,6 +321,37 @@ impl PgFactorStore {
                 readers.read(user.as_str()).await
             }
             outcome => outcome,
+        }
+    }
+
+    /// `find` through the read queue: a read rolled back (40001, 40P01)
+    /// runs again, up to [`retry::READ_ATTEMPTS`] times in all, as a lone
+    /// read does.
+    async fn find_queued(
+        readers: &Arc<Readers>,
+        user: &UserId,
+    ) -> Result<Option<OtpFactor>, StoreError> {
+        let mut fresh = false;
+        let mut attempt: u32 = 1;
+        loop {
+            match Self::read_queued(readers, user, &mut fresh).await {
+                ReadOutcome::Read(Some((_, columns, _))) => {
+                    return FactorRow::from_columns(user, columns);
+                }
+                ReadOutcome::Read(None) => return Ok(None),
+                ReadOutcome::RolledBack(reason) if attempt < retry::READ_ATTEMPTS => {
+                    retry::count(reason);
+                    tokio::time::sleep(retry::pause(attempt)).await;
+                    attempt += 1;
+                }
+                ReadOutcome::RolledBack(reason) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "the read was rolled back {attempt} times ({})",
+                        reason.as_str()
+                    )));
+                }
+                ReadOutcome::Lost(error) | ReadOutcome::Failed(error) => return Err(error),
+            }
         }
     }
 
@@ -803,30 +834,7 @@ impl FactorStore for PgFactorStore {
     )]
     async fn find(&self, user: &UserId) -> Result<Option<OtpFactor>, StoreError> {
         if let Some(readers) = self.readers() {
-            let mut fresh = false;
-            let mut attempt: u32 = 1;
-            loop {
-                match Self::read_queued(readers, user, &mut fresh).await {
-                    ReadOutcome::Read(row) => {
-                        return match row {
-                            Some((_, columns, _)) => FactorRow::from_columns(user, columns),
-                            None => Ok(None),
-                        };
-                    }
-                    ReadOutcome::RolledBack(reason) if attempt < retry::READ_ATTEMPTS => {
-                        retry::count(reason);
-                        tokio::time::sleep(retry::pause(attempt)).await;
-                        attempt += 1;
-                    }
-                    ReadOutcome::RolledBack(reason) => {
-                        return Err(StoreError::Unavailable(format!(
-                            "the read was rolled back {attempt} times ({})",
-                            reason.as_str()
-                        )));
-                    }
-                    ReadOutcome::Lost(error) | ReadOutcome::Failed(error) => return Err(error),
-                }
-            }
+            return Self::find_queued(readers, user).await;
         }
         let query = || {
             otp_factors::table

@@ -14,6 +14,7 @@ use application::{ChangeContext, Current, FactorStore};
 use chrono::{DateTime, Utc};
 use domain::{SealedSecret, UserId};
 use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
 
 /// How long the writes of a test get to reach the queue behind the held
 /// write (they make no round trip before it).
@@ -128,17 +129,20 @@ impl Held {
     }
 }
 
+/// The one count `sql` answers.
+async fn count(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> i64 {
+    client.query_one(sql, params).await.unwrap().get(0)
+}
+
 /// The distinct transactions that wrote these users' rows of `table`.
 async fn writers(client: &Client, table: &str, users: &[UserId]) -> i64 {
     let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
-    client
-        .query_one(
-            &format!("SELECT count(DISTINCT xmin::text) FROM {table} WHERE user_id = ANY($1)"),
-            &[&users],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    count(
+        client,
+        &format!("SELECT count(DISTINCT xmin::text) FROM {table} WHERE user_id = ANY($1)"),
+        &[&users],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,15 +340,13 @@ async fn a_row_lock_held_on_one_user_delays_and_fails_only_that_users_write() {
 
 /// The backends of this database waiting on a lock.
 async fn lock_waiters(client: &Client) -> i64 {
-    client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    count(
+        client,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        &[],
+    )
+    .await
 }
 
 /// The read queue's two statement slots held: `otp_user_streams` locked
@@ -406,15 +408,13 @@ impl ReadsHeld {
 /// How many of this database's connections last ran a combined read
 /// (`… s.user_id = ANY(…)`).
 async fn ran_combined_read(client: &Client) -> i64 {
-    client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND pid <> pg_backend_pid() AND query LIKE '%s.user_id = ANY(%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+    count(
+        client,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND query LIKE '%s.user_id = ANY(%'",
+        &[],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

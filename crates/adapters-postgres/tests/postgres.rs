@@ -16,6 +16,11 @@ use domain::{EventKind, OrgId, SealedSecret, UserId};
 use secrecy::SecretString;
 
 fn store_at(url: &SecretString) -> PgFactorStore {
+    store_reading(url, 32)
+}
+
+/// [`store_at`] combining up to `read_batch_size` users' reads (1: none).
+fn store_reading(url: &SecretString, read_batch_size: usize) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
         url: url.clone(),
         max_connections: 4,
@@ -25,7 +30,7 @@ fn store_at(url: &SecretString) -> PgFactorStore {
         pooler: adapters_postgres::Pooler::Session,
         write_batch_size: 32,
         write_batches: 2,
-        read_batch_size: 32,
+        read_batch_size,
     })
     .unwrap()
 }
@@ -501,27 +506,34 @@ async fn a_connection_killed_while_idle_costs_a_read_no_error() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let store = store_at(&db.url);
-    let user = unique_user("killed");
-    store
-        .change(&user, context(&user), add_decision())
-        .await
-        .unwrap();
-    // Every idle connection of the pool dies (as in a failover or an idle
-    // timeout of a proxy); the next calls still answer.
-    db.session()
-        .await
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(store.find(&user).await.unwrap().is_some());
-    store
-        .change(&user, context(&user), add_decision())
-        .await
-        .unwrap();
+    // Reads combined (the read queue's task reads again on a fresh
+    // connection) and alone (the caller does).
+    for read_batch_size in [32, 1] {
+        let store = store_reading(&db.url, read_batch_size);
+        let user = unique_user("killed");
+        store
+            .change(&user, context(&user), add_decision())
+            .await
+            .unwrap();
+        // Every idle connection of the pool dies (as in a failover or an
+        // idle timeout of a proxy); the next calls still answer.
+        db.session()
+            .await
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            store.find(&user).await.unwrap().is_some(),
+            "read_batch_size {read_batch_size}"
+        );
+        store
+            .change(&user, context(&user), add_decision())
+            .await
+            .unwrap();
+    }
 }
