@@ -108,6 +108,17 @@ function lower(headers) {
   return Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
 }
 
+// The page's network record once an entry matching `which` has its answer's
+// headers (or after 5 s, as it is then).
+async function answered(tab, which) {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const seen = tab.network();
+    if (seen.some((e) => which(e) && (e.headers || e.rawHeaders)) || Date.now() > deadline) return seen;
+    await tab.page.waitForTimeout(50);
+  }
+}
+
 async function openPage(context, origin, grpcUrl) {
   const page = await context.newPage();
   const console_ = [];
@@ -193,9 +204,11 @@ async function main() {
     const blocked = await run(b, "remove", grpcUrl, token);
     check(!blocked.ok && blocked.codeName !== "NotFound" && /fetch/i.test(`${blocked.cause} ${blocked.rawMessage}`),
       "from an origin not listed, the call fails in the browser without a gRPC status", blocked);
-    const refusedSeen = b.network();
-    const refusedPreflight = refusedSeen.find((e) => e.type === "Preflight");
-    check(refusedPreflight && !("access-control-allow-origin" in (refusedPreflight.headers ?? {})),
+    // The page's fetch fails as soon as Chromium refuses the preflight; the
+    // CDP events that describe that preflight's answer may reach us later.
+    const refusedSeen = await answered(b, (e) => e.method === "OPTIONS" || e.type === "Preflight");
+    const refusedPreflight = refusedSeen.find((e) => (e.method === "OPTIONS" || e.type === "Preflight") && (e.headers || e.rawHeaders));
+    check(refusedPreflight && !("access-control-allow-origin" in (refusedPreflight.headers ?? refusedPreflight.rawHeaders)),
       "its preflight is answered without Access-Control-Allow-Origin", refusedSeen);
     check(b.console.some((m) => m.includes("blocked by CORS policy")), "Chromium reports it blocked by CORS policy", b.console);
     const after = await run(a, "list", grpcUrl, token);
