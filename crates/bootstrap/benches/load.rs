@@ -32,6 +32,7 @@
 //! `BENCH_PROFILE="REST Add,gRPC Add"` (calls' names) records a `perf`
 //! profile of the service during each of those calls' runs
 //! (`BENCH_PROFILE_ALL=1`: of the whole machine, PostgreSQL included).
+//! `BENCH_ADD_PAIR=1` runs only REST Add, gRPC Add and the `add` ceiling.
 //! `BENCH_STOP_AFTER="REST Verify"` ends the benchmark after that call
 //! and its ceiling (REST Add, Verify, login check or List).
 #![allow(
@@ -1423,6 +1424,14 @@ fn main() {
             seconds,
             0,
         ));
+        if env_number("BENCH_ADD_PAIR", 0) == 1 {
+            // REST Add and gRPC Add back to back, then the `add` ceiling:
+            // the gRPC / REST comparison alone, for A/B experiments.
+            runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
+            ceilings.extend(paired_ceiling(clients, seconds, "add"));
+            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+            return;
+        }
         if paired_ceiling_or_stop(
             &mut ceilings,
             &runs,
