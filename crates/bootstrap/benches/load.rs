@@ -500,14 +500,14 @@ impl Run {
     /// Printed as each run ends, so a later failure loses no figure.
     fn announced(self) -> Self {
         println!(
-            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {:.0} µs/req, PostgreSQL {:.0} µs/req, load {:.0} µs/req, machine {:.0}% busy, {} commits/req, {} FPI/req {}",
+            "  {}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, service {} µs/req, PostgreSQL {} µs/req, load {} µs/req, machine {:.0}% busy, {} commits/req, {} FPI/req {}",
             self.call,
             self.rate(),
             self.p50_ms,
             self.p99_ms,
-            self.cpu_us_per_request,
-            self.spent.db_us,
-            self.spent.load_us,
+            us_text(self.cpu_us_per_request),
+            us_text(self.spent.db_us),
+            us_text(self.spent.load_us),
             self.spent.busy * 100.0,
             figure_text(self.spent.commits),
             figure_text(self.spent.fpi),
@@ -920,25 +920,8 @@ fn read_first_bound(clients: u64, seconds: u64, op: &str) -> Option<Ceiling> {
     if std::env::var("BENCH_BOUNDS").is_ok_and(|v| v == "0") || !script.exists() {
         return None;
     }
-    let shared = workspace().join("../shared/bench/ceilings");
-    let server =
-        std::env::var("PGURL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let n = std::env::var("SEED_USERS").unwrap_or_else(|_| "200000".into());
-    let db = format!("bound_{}_{op}", std::process::id());
-    let psql = |database: &str, args: &[&str]| {
-        let status = Command::new("psql")
-            .args(["-qX", "-v", "ON_ERROR_STOP=1", "-v", &format!("n={n}")])
-            .arg(format!("{server}/{database}"))
-            .args(args)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "psql {args:?} failed");
-    };
-    psql("postgres", &["-c", &format!("CREATE DATABASE {db}")]);
-    for file in ["schema.sql", "seed.sql"] {
-        psql(&db, &["-f", shared.join(file).to_str().unwrap()]);
-    }
+    let pgbench_db = PgbenchDatabase::create(&format!("bound_{}_{op}", std::process::id()));
+    let (server, n, db) = (&pgbench_db.server, &pgbench_db.n, &pgbench_db.name);
     let before = Machine::now();
     let counted = Counters::read(false);
     let output = Command::new("pgbench")
@@ -960,10 +943,7 @@ fn read_first_bound(clients: u64, seconds: u64, op: &str) -> Option<Ceiling> {
     // before the database (and its counts) is dropped.
     let counts = Counters::read(true);
     let text = String::from_utf8_lossy(&output.stdout);
-    psql(
-        "postgres",
-        &["-c", &format!("DROP DATABASE {db} WITH (FORCE)")],
-    );
+    drop(pgbench_db);
     assert!(
         output.status.success(),
         "pgbench {op} read first failed: {text}"
@@ -991,6 +971,147 @@ fn read_first_bound(clients: u64, seconds: u64, op: &str) -> Option<Ceiling> {
         bound.spent.busy * 100.0
     );
     Some(bound)
+}
+
+/// A throwaway database with `ceiling.sh`'s own schema and seed (its
+/// `SEED_USERS`, its `PGURL`), for pgbench runs `ceiling.sh` cannot make;
+/// dropped with the value.
+struct PgbenchDatabase {
+    server: String,
+    n: String,
+    name: String,
+}
+
+impl PgbenchDatabase {
+    fn create(name: &str) -> Self {
+        let shared = workspace().join("../shared/bench/ceilings");
+        let database = Self {
+            server: std::env::var("PGURL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+            n: std::env::var("SEED_USERS").unwrap_or_else(|_| "200000".into()),
+            name: name.to_owned(),
+        };
+        database.psql("postgres", &["-c", &format!("CREATE DATABASE {name}")]);
+        for file in ["schema.sql", "seed.sql"] {
+            database.psql(name, &["-f", shared.join(file).to_str().unwrap()]);
+        }
+        database
+    }
+
+    fn psql(&self, database: &str, args: &[&str]) {
+        let status = Command::new("psql")
+            .args([
+                "-qX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                &format!("n={}", self.n),
+            ])
+            .arg(format!("{}/{database}", self.server))
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "psql {args:?} failed");
+    }
+}
+
+impl Drop for PgbenchDatabase {
+    fn drop(&mut self) {
+        self.psql(
+            "postgres",
+            &["-c", &format!("DROP DATABASE {} WITH (FORCE)", self.name)],
+        );
+    }
+}
+
+/// The latency baseline of the half-rate run: pgbench on `ceiling.sh`'s
+/// `add` statement from `clients` connections, paced (`-R`) at `rate`
+/// transactions a second, each transaction's time logged (`-l`). Its p50
+/// and p99 are of the time from a transaction's start to its commit's
+/// answer (the log's time less its schedule lag), as wrk's are from a
+/// request's send: what PostgreSQL's durable commit itself takes at that
+/// pace on this machine, WAL-flush tail included.
+fn paced_ceiling(clients: u64, seconds: u64, rate: f64) -> Run {
+    let pgbench_db = PgbenchDatabase::create(&format!("paced_{}", std::process::id()));
+    let logs = workspace().join("target/bench/paced-ceiling");
+    let _ = std::fs::remove_dir_all(&logs);
+    std::fs::create_dir_all(&logs).unwrap();
+    let before = Machine::now();
+    let output = Command::new("pgbench")
+        .current_dir(&logs)
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-D",
+            &format!("n={}", pgbench_db.n),
+            "-f",
+        ])
+        .arg(workspace().join("../shared/bench/ceilings/add.sql"))
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            if clients < 2 { "1" } else { "2" },
+            "-T",
+            &seconds.to_string(),
+            "-R",
+            &format!("{rate:.0}"),
+            "-l",
+        ])
+        .arg(format!("{}/{}", pgbench_db.server, pgbench_db.name))
+        .output()
+        .unwrap();
+    let after = Machine::now();
+    drop(pgbench_db);
+    assert!(
+        output.status.success(),
+        "paced pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // `client_id transaction_no time script_no time_epoch time_us schedule_lag`
+    let mut latencies: Vec<u64> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flat_map(|file| {
+            std::fs::read_to_string(file.unwrap().path())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|line| {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            (fields.len() >= 7).then(|| fields[2].saturating_sub(fields[6]))
+        })
+        .collect();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    };
+    let requests = latencies.len() as u64;
+    let mut spent = after.spent_since(&before, requests);
+    // pgbench's backends and pgbench itself have exited by now: only the
+    // machine's total is known (as for the ceilings).
+    (spent.db_us, spent.load_us) = (f64::NAN, f64::NAN);
+    Run {
+        call: "ceiling add at the same pace".into(),
+        ceiling_op: None,
+        requests,
+        seconds: seconds as f64,
+        failed: 0,
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        cpu_us_per_request: f64::NAN,
+        spent,
+        note: format!("pgbench -R {rate:.0}: PostgreSQL's own latency at the half-rate run's pace"),
+    }
+    .announced()
 }
 
 /// Request lines for each call.
@@ -1129,6 +1250,15 @@ fn ceiling_tps(ceilings: &[Ceiling], op: Option<&str>) -> Option<f64> {
 
 /// A per-request count (commits, full-page images) as printed (`-` when
 /// unread).
+/// A CPU figure in µs, `-` where it was not measured (NaN).
+fn us_text(us: f64) -> String {
+    if us.is_nan() {
+        "-".into()
+    } else {
+        format!("{us:.0}")
+    }
+}
+
 fn figure_text(count: Option<f64>) -> String {
     count.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
 }
@@ -1154,16 +1284,16 @@ fn print_table(runs: &[Run], ceilings: &[Ceiling], peak_rss_kib: u64, idle_rss_k
     for run in runs {
         let ceiling = ceiling_tps(ceilings, run.ceiling_op);
         println!(
-            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10.0} {:>8.0} {:>8.0} {:>10.0} {:>4.0}% {:>7} {:>7}  {}",
+            "{:<28} {:>8.0} {:>8} {:>6} {:>7.2} {:>7.2} {:>10} {:>8} {:>8} {:>10.0} {:>4.0}% {:>7} {:>7}  {}",
             run.call,
             run.rate(),
             ceiling.map_or("-".into(), |c| format!("{c:.0}")),
             ceiling.map_or("-".into(), |c| format!("{:.2}", run.rate() / c)),
             run.p50_ms,
             run.p99_ms,
-            run.cpu_us_per_request,
-            run.spent.db_us,
-            run.spent.load_us,
+            us_text(run.cpu_us_per_request),
+            us_text(run.spent.db_us),
+            us_text(run.spent.load_us),
             run.spent.machine_us,
             run.spent.busy * 100.0,
             figure_text(run.spent.commits),
@@ -1576,7 +1706,11 @@ fn main() {
             pace_ms,
         );
         paced.note = format!("target {half:.0}/s, {pace_ms} ms pacing {}", paced.note);
+        let pace = paced.rate();
         runs.push(paced);
+        // The latency goal's baseline: the durable commit alone at the pace
+        // the service reached.
+        runs.push(paced_ceiling(clients, seconds, pace));
 
         // Add again on a database whose connections default to
         // SERIALIZABLE, as a distributed engine runs (its own service, so
