@@ -921,21 +921,10 @@ fn read_first_bound(clients: u64, seconds: u64, op: &str) -> Option<Ceiling> {
         return None;
     }
     let pgbench_db = PgbenchDatabase::create(&format!("bound_{}_{op}", std::process::id()));
-    let (server, n, db) = (&pgbench_db.server, &pgbench_db.n, &pgbench_db.name);
     let before = Machine::now();
     let counted = Counters::read(false);
-    let output = Command::new("pgbench")
-        .args(["-n", "-M", "prepared", "-D", &format!("n={n}"), "-f"])
-        .arg(&script)
-        .args([
-            "-c",
-            &clients.to_string(),
-            "-j",
-            if clients < 2 { "1" } else { "2" },
-            "-T",
-            &seconds.to_string(),
-        ])
-        .arg(format!("{server}/{db}"))
+    let output = pgbench_db
+        .pgbench(&script, clients, seconds)
         .output()
         .unwrap();
     let after = Machine::now();
@@ -998,6 +987,26 @@ impl PgbenchDatabase {
         database
     }
 
+    /// pgbench running `script` on this database (prepared statements, as
+    /// `ceiling.sh`), from `clients` connections for `seconds`; the
+    /// database's URL comes last, so more options can be added.
+    fn pgbench(&self, script: &Path, clients: u64, seconds: u64) -> Command {
+        let mut command = Command::new("pgbench");
+        command
+            .args(["-n", "-M", "prepared", "-D", &format!("n={}", self.n), "-f"])
+            .arg(script)
+            .args([
+                "-c",
+                &clients.to_string(),
+                "-j",
+                if clients < 2 { "1" } else { "2" },
+                "-T",
+                &seconds.to_string(),
+            ])
+            .arg(format!("{}/{}", self.server, self.name));
+        command
+    }
+
     fn psql(&self, database: &str, args: &[&str]) {
         let status = Command::new("psql")
             .args([
@@ -1038,29 +1047,14 @@ fn paced_ceiling(clients: u64, seconds: u64, rate: f64) -> Run {
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs).unwrap();
     let before = Machine::now();
-    let output = Command::new("pgbench")
+    let output = pgbench_db
+        .pgbench(
+            &workspace().join("../shared/bench/ceilings/add.sql"),
+            clients,
+            seconds,
+        )
         .current_dir(&logs)
-        .args([
-            "-n",
-            "-M",
-            "prepared",
-            "-D",
-            &format!("n={}", pgbench_db.n),
-            "-f",
-        ])
-        .arg(workspace().join("../shared/bench/ceilings/add.sql"))
-        .args([
-            "-c",
-            &clients.to_string(),
-            "-j",
-            if clients < 2 { "1" } else { "2" },
-            "-T",
-            &seconds.to_string(),
-            "-R",
-            &format!("{rate:.0}"),
-            "-l",
-        ])
-        .arg(format!("{}/{}", pgbench_db.server, pgbench_db.name))
+        .args(["-R", &format!("{rate:.0}"), "-l"])
         .output()
         .unwrap();
     let after = Machine::now();
