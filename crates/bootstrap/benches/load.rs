@@ -789,12 +789,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     if let Some(mut perf) = profile {
         let _ = perf.wait();
     }
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
-            .map_or(0.0, |&us| us as f64 / 1000.0)
-    };
+    let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
     let requests = latencies.len() as u64;
     let used = next.load(Ordering::Relaxed);
     let mut spent = after.spent_since(&machine, requests);
@@ -805,8 +800,8 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
         requests,
         seconds: elapsed,
         failed,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
+        p50_ms,
+        p99_ms,
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
         spent,
         note: if used > tokens.len() {
@@ -816,6 +811,17 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
         },
     }
     .announced()
+}
+
+/// p50 and p99 in ms of latencies in µs (sorted in place).
+fn percentiles_ms(latencies: &mut [u64]) -> (f64, f64) {
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    };
+    (percentile(0.50), percentile(0.99))
 }
 
 /// One op of `ceiling.sh`: its transactions per second, and the machine's
@@ -1082,12 +1088,7 @@ fn paced_ceiling(clients: u64, seconds: u64, rate: f64) -> Run {
             (fields.len() >= 7).then(|| fields[2].saturating_sub(fields[6]))
         })
         .collect();
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        latencies
-            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
-            .map_or(0.0, |&us| us as f64 / 1000.0)
-    };
+    let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
     let requests = latencies.len() as u64;
     let mut spent = after.spent_since(&before, requests);
     // pgbench's backends and pgbench itself have exited by now: only the
@@ -1099,8 +1100,8 @@ fn paced_ceiling(clients: u64, seconds: u64, rate: f64) -> Run {
         requests,
         seconds: seconds as f64,
         failed: 0,
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
+        p50_ms,
+        p99_ms,
         cpu_us_per_request: f64::NAN,
         spent,
         note: format!("pgbench -R {rate:.0}: PostgreSQL's own latency at the half-rate run's pace"),
