@@ -206,8 +206,9 @@ async function main() {
       "from an origin not listed, the call fails in the browser without a gRPC status", blocked);
     // The page's fetch fails as soon as Chromium refuses the preflight; the
     // CDP events that describe that preflight's answer may reach us later.
-    const refusedSeen = await answered(b, (e) => e.method === "OPTIONS" || e.type === "Preflight");
-    const refusedPreflight = refusedSeen.find((e) => (e.method === "OPTIONS" || e.type === "Preflight") && (e.headers || e.rawHeaders));
+    const isPreflight = (e) => e.method === "OPTIONS" || e.type === "Preflight";
+    const refusedSeen = await answered(b, isPreflight);
+    const refusedPreflight = refusedSeen.find((e) => isPreflight(e) && (e.headers || e.rawHeaders));
     check(refusedPreflight && !("access-control-allow-origin" in (refusedPreflight.headers ?? refusedPreflight.rawHeaders)),
       "its preflight is answered without Access-Control-Allow-Origin", refusedSeen);
     check(b.console.some((m) => m.includes("blocked by CORS policy")), "Chromium reports it blocked by CORS policy", b.console);

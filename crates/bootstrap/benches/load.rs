@@ -1014,7 +1014,12 @@ impl PgbenchDatabase {
     }
 
     fn psql(&self, database: &str, args: &[&str]) {
-        let status = Command::new("psql")
+        assert!(self.psql_status(database, args), "psql {args:?} failed");
+    }
+
+    /// Whether psql ran `args` on `database` without an error.
+    fn psql_status(&self, database: &str, args: &[&str]) -> bool {
+        Command::new("psql")
             .args([
                 "-qX",
                 "-v",
@@ -1026,14 +1031,15 @@ impl PgbenchDatabase {
             .args(args)
             .stdout(Stdio::null())
             .status()
-            .unwrap();
-        assert!(status.success(), "psql {args:?} failed");
+            .is_ok_and(|status| status.success())
     }
 }
 
 impl Drop for PgbenchDatabase {
+    /// Best effort, never a panic: a drop while a failed run unwinds must
+    /// not abort the benchmark before it reports why.
     fn drop(&mut self) {
-        self.psql(
+        self.psql_status(
             "postgres",
             &["-c", &format!("DROP DATABASE {} WITH (FORCE)", self.name)],
         );
@@ -1071,23 +1077,24 @@ fn paced_ceiling(clients: u64, seconds: u64, rate: f64) -> Run {
         String::from_utf8_lossy(&output.stderr)
     );
     // `client_id transaction_no time script_no time_epoch time_us schedule_lag`
-    let mut latencies: Vec<u64> = std::fs::read_dir(&logs)
-        .unwrap()
-        .flat_map(|file| {
-            std::fs::read_to_string(file.unwrap().path())
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
+    let mut log = String::new();
+    for file in std::fs::read_dir(&logs).unwrap() {
+        log.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+    }
+    let mut latencies: Vec<u64> = log
+        .lines()
         .filter_map(|line| {
-            let fields: Vec<u64> = line
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            (fields.len() >= 7).then(|| fields[2].saturating_sub(fields[6]))
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let time: u64 = fields.get(2)?.parse().ok()?;
+            let lag: u64 = fields.get(6)?.parse().ok()?;
+            Some(time.saturating_sub(lag))
         })
         .collect();
+    assert!(
+        !latencies.is_empty(),
+        "paced pgbench logged no transaction with its schedule lag in {}",
+        logs.display()
+    );
     let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
     let requests = latencies.len() as u64;
     let mut spent = after.spent_since(&before, requests);
@@ -1243,8 +1250,6 @@ fn ceiling_tps(ceilings: &[Ceiling], op: Option<&str>) -> Option<f64> {
         .map(|c| c.tps)
 }
 
-/// A per-request count (commits, full-page images) as printed (`-` when
-/// unread).
 /// A CPU figure in µs, `-` where it was not measured (NaN).
 fn us_text(us: f64) -> String {
     if us.is_nan() {
@@ -1254,6 +1259,8 @@ fn us_text(us: f64) -> String {
     }
 }
 
+/// A per-request count (commits, full-page images) as printed (`-` when
+/// unread).
 fn figure_text(count: Option<f64>) -> String {
     count.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
 }
