@@ -33,6 +33,8 @@
 //! profile of the service during each of those calls' runs
 //! (`BENCH_PROFILE_ALL=1`: of the whole machine, PostgreSQL included).
 //! `BENCH_ADD_PAIR=1` runs only REST Add, gRPC Add and the `add` ceiling.
+//! `BENCH_HALF_RATE=1` runs only REST Add, Add at half its rate (or at
+//! `BENCH_PACE` requests/s), the paced ceiling and List at that pace.
 //! `BENCH_STOP_AFTER="REST Verify"` ends the benchmark after that call
 //! and its ceiling (REST Add, Verify, login check or List).
 #![allow(
@@ -47,7 +49,6 @@
     reason = "a benchmark program: it prints, and fails loudly"
 )]
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -136,6 +137,34 @@ function response(status, headers, body)
     failures = failures + 1
     if first_failure == "" then first_failure = status .. " " .. string.sub(body, 1, 160) end
   end
+end
+"#;
+
+/// Pacing for [`WRK_SCRIPT`]: each wrk thread sends its share of the rate
+/// on a fixed schedule, one request every `INTERVAL_MS` (replaced), the
+/// delay before each request taken from the schedule rather than from the
+/// last answer, so the rate holds whatever the latency (a fixed pause per
+/// connection, as before, sent a rate that fell as latency rose: 0.31 of
+/// the maximum for a "half" rate). Behind schedule (every connection
+/// waiting on an answer), the next requests go at once until it is caught
+/// up, as `pgbench -R` does; the latency wrk reports starts at the send,
+/// so, as for the paced ceiling's, the schedule lag is left out. wrk asks
+/// for whole milliseconds: each delay is rounded, the schedule is not.
+const WRK_PACED: &str = r#"
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *now);
+]]
+local clock = ffi.new("bench_timespec")
+local slot = nil
+function delay()
+  ffi.C.clock_gettime(1, clock)
+  local now = tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+  slot = (slot or now) + INTERVAL_MS
+  local wait = slot - now
+  if wait <= 0 then return 0 end
+  return math.floor(wait + 0.5)
 end
 "#;
 
@@ -598,14 +627,14 @@ impl Drop for Service {
     }
 }
 
-/// Runs wrk against `base` with the request lines; `pace_ms` > 0 makes each
-/// connection wait that long before each request (a paced, open-ended rate).
+/// Runs wrk against `base` with the request lines; `pace` > 0 holds the
+/// connections together to `pace` requests a second ([`WRK_PACED`]).
 fn wrk(
     base: &str,
     lines: &[String],
     clients: u64,
     seconds: u64,
-    pace_ms: u64,
+    pace: u64,
     name: &str,
 ) -> (Value, f64) {
     let dir = workspace().join("target/bench");
@@ -617,11 +646,12 @@ fn wrk(
     if env_number("BENCH_WRK_BODIES", 0) == 1 {
         text.push_str(WRK_RESPONSE);
     }
-    if pace_ms > 0 {
-        writeln!(text, "function delay() return {pace_ms} end").unwrap();
+    let threads = 2;
+    if pace > 0 {
+        let interval_ms = threads as f64 * 1000.0 / pace as f64;
+        text.push_str(&WRK_PACED.replace("INTERVAL_MS", &format!("{interval_ms:.4}")));
     }
     std::fs::write(&script, text).unwrap();
-    let threads = 2;
     let started = Instant::now();
     let output = Command::new("wrk")
         .args([
@@ -692,7 +722,7 @@ fn measured(
     lines: &[String],
     clients: u64,
     seconds: u64,
-    pace_ms: u64,
+    pace: u64,
 ) -> Run {
     let profile = profiler(service, call, seconds);
     let counted = Counters::read(true);
@@ -703,7 +733,7 @@ fn measured(
     } else {
         &service.http
     };
-    let (result, _) = wrk(base, lines, clients, seconds, pace_ms, call);
+    let (result, _) = wrk(base, lines, clients, seconds, pace, call);
     let cpu = service.figures().2 - before;
     let after = Machine::now();
     if let Some(mut perf) = profile {
@@ -1117,6 +1147,33 @@ fn paced_ceiling(clients: u64, seconds: u64, rate: f64) -> Run {
 }
 
 /// Request lines for each call.
+/// REST Add paced at `half` requests/s ([`WRK_PACED`]), then the latency
+/// goal's baseline: the durable commit alone at the pace the service
+/// reached.
+fn half_rate(
+    service: &Service,
+    issuer: &DevIssuer,
+    clients: u64,
+    seconds: u64,
+    n: usize,
+    half: f64,
+) -> [Run; 2] {
+    let pace = (half.round() as u64).max(1);
+    let paced_tokens = mint(issuer, &users("h", n));
+    let mut paced = measured(
+        service,
+        "REST Add at half rate",
+        None,
+        &add_lines(&paced_tokens),
+        clients,
+        seconds,
+        pace,
+    );
+    paced.note = format!("paced at {pace}/s {}", paced.note);
+    let reached = paced.rate();
+    [paced, paced_ceiling(clients, seconds, reached)]
+}
+
 fn add_lines(tokens: &[String]) -> Vec<String> {
     tokens
         .iter()
@@ -1556,6 +1613,37 @@ fn main() {
             seconds,
             0,
         ));
+        if env_number("BENCH_HALF_RATE", 0) == 1 {
+            // The latency goal alone: Add paced at half REST Add's rate (or
+            // at `BENCH_PACE` requests/s, to compare runs at one pace), the
+            // durable commit alone at that pace, and List at that pace
+            // (a call with no commit: what the pacing and the hops cost).
+            let half = env_number("BENCH_PACE", 0) as f64;
+            let half = if half > 0.0 {
+                half
+            } else {
+                runs[0].rate() / 2.0
+            };
+            let [paced, ceiling] = half_rate(&service, &issuer, clients, seconds, n, half);
+            let pace = (paced.rate().round() as u64).max(1);
+            let list_lines: Vec<String> = add_tokens
+                .iter()
+                .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
+                .collect();
+            let mut list = measured(
+                &service,
+                "REST List at the same pace",
+                None,
+                &list_lines,
+                clients,
+                seconds,
+                pace,
+            );
+            list.note = format!("paced at {pace}/s {}", list.note);
+            runs.extend([paced, ceiling, list]);
+            print_table(&runs, &ceilings, service.figures().1, idle_rss);
+            return;
+        }
         if env_number("BENCH_ADD_PAIR", 0) == 1 {
             // REST Add and gRPC Add back to back, then the `add` ceiling:
             // the gRPC / REST comparison alone, for A/B experiments.
@@ -1693,26 +1781,14 @@ fn main() {
         runs.push(run);
         runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
 
-        // Half the maximum Add rate, paced: each connection waits before
-        // each request so that all together send about half the rate.
-        let half = runs[0].rate() / 2.0;
-        let pace_ms = ((clients as f64 * 1000.0 / half).round() as u64).max(1);
-        let paced_tokens = mint(&issuer, &users("h", n));
-        let mut paced = measured(
+        runs.extend(half_rate(
             &service,
-            "REST Add at half rate",
-            None,
-            &add_lines(&paced_tokens),
+            &issuer,
             clients,
             seconds,
-            pace_ms,
-        );
-        paced.note = format!("target {half:.0}/s, {pace_ms} ms pacing {}", paced.note);
-        let pace = paced.rate();
-        runs.push(paced);
-        // The latency goal's baseline: the durable commit alone at the pace
-        // the service reached.
-        runs.push(paced_ceiling(clients, seconds, pace));
+            n,
+            runs[0].rate() / 2.0,
+        ));
 
         // Add again on a database whose connections default to
         // SERIALIZABLE, as a distributed engine runs (its own service, so
