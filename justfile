@@ -28,6 +28,11 @@ bench:
 bench-scale:
     BENCH_SCALE=1 cargo bench -p bootstrap --bench load
 
+# The latency goal alone: Add at half its maximum rate (paced on a
+# schedule), pgbench's durable commit at that pace, List at that pace.
+bench-latency:
+    BENCH_HALF_RATE=1 cargo bench -p bootstrap --bench load
+
 # Formatting and clippy, as CI runs them.
 lint:
     cargo fmt --all -- --check
