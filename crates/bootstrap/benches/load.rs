@@ -771,23 +771,31 @@ fn measured(
 }
 
 /// gRPC Add from `clients` connections, each taking the next unused token.
-async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds: u64) -> Run {
+async fn grpc_add(
+    service: &Service,
+    call: &str,
+    tokens: Vec<String>,
+    clients: u64,
+    channels: u64,
+    seconds: u64,
+) -> Run {
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicUsize::new(0));
-    let profile = profiler(service, "gRPC Add", seconds);
+    let mut opened = Vec::new();
+    for _ in 0..channels.clamp(1, clients.max(1)) {
+        let endpoint = tonic::transport::Endpoint::from_shared(service.grpc.clone()).unwrap();
+        opened.push(endpoint.connect().await.unwrap());
+    }
+    let profile = profiler(service, call, seconds);
     let counted = Counters::read(true);
     let before = service.figures().2;
     let machine = Machine::now();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let tasks = (0..clients).map(|_| {
-        let (tokens, next, address) = (tokens.clone(), next.clone(), service.grpc.clone());
+    let tasks = (0..clients).map(|caller| {
+        let (tokens, next) = (tokens.clone(), next.clone());
+        let channel = opened[caller as usize % opened.len()].clone();
         tokio::spawn(async move {
-            let channel = tonic::transport::Endpoint::from_shared(address)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
             let mut client = AuthServiceClient::new(channel);
             let (mut latencies, mut failed) = (Vec::new(), 0_u64);
             while Instant::now() < deadline {
@@ -825,7 +833,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     let mut spent = after.spent_since(&machine, requests);
     (spent.commits, spent.fpi) = Counters::per(Counters::read(true), counted, requests);
     Run {
-        call: "gRPC Add".into(),
+        call: call.to_owned(),
         ceiling_op: Some("add"),
         requests,
         seconds: elapsed,
@@ -1647,7 +1655,17 @@ fn main() {
         if env_number("BENCH_ADD_PAIR", 0) == 1 {
             // REST Add and gRPC Add back to back, then the `add` ceiling:
             // the gRPC / REST comparison alone, for A/B experiments.
-            runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
+            runs.push(
+                grpc_add(
+                    &service,
+                    "gRPC Add",
+                    grpc_tokens,
+                    clients,
+                    env_number("BENCH_GRPC_CHANNELS", clients),
+                    seconds,
+                )
+                .await,
+            );
             ceilings.extend(paired_ceiling(clients, seconds, "add"));
             print_table(&runs, &ceilings, service.figures().1, idle_rss);
             return;
@@ -1779,7 +1797,17 @@ fn main() {
                 .replace(" (request list wrapped: raise BENCH_USERS)", "")
         );
         runs.push(run);
-        runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
+        runs.push(
+            grpc_add(
+                &service,
+                "gRPC Add",
+                grpc_tokens,
+                clients,
+                env_number("BENCH_GRPC_CHANNELS", clients),
+                seconds,
+            )
+            .await,
+        );
 
         runs.extend(half_rate(
             &service,
