@@ -33,6 +33,7 @@
 //! profile of the service during each of those calls' runs
 //! (`BENCH_PROFILE_ALL=1`: of the whole machine, PostgreSQL included).
 //! `BENCH_ADD_PAIR=1` runs only REST Add, gRPC Add and the `add` ceiling.
+//! `BENCH_GRPC_CHANNELS=N` puts gRPC Add's callers on N connections (one each).
 //! `BENCH_HALF_RATE=1` runs only REST Add, Add at half its rate (or at
 //! `BENCH_PACE` requests/s), the paced ceiling and List at that pace.
 //! `BENCH_STOP_AFTER="REST Verify"` ends the benchmark after that call
