@@ -85,8 +85,33 @@ const RSA_KID: &str = "bench-rsa";
 /// so it is only added ([`WRK_RESPONSE`]) with `BENCH_WRK_BODIES=1`, to see
 /// the first failure's body.
 const WRK_SCRIPT: &str = r#"
+local ffi = require("ffi")
+ffi.cdef[[
+int usleep(unsigned int usec);
+]]
 local threads = {}
 local counter = 0
+local started = false
+-- wrk starts each thread as soon as its init has run, and runs the next
+-- thread's init (reading the whole request file) meanwhile: without this
+-- gate the first thread sent for half a second before the run's clock
+-- started, which counted about 3% more requests than the run's seconds
+-- allow. The last thread's init opens the gate; each thread's first
+-- request (or delay) waits for it, except the call wrk makes of the first
+-- thread's request() on the main thread right after that thread's init,
+-- to check the request (it is not sent; gating it would stop wrk before
+-- the last init ever ran).
+local checked = false
+local function gate()
+  if started then return end
+  if id == 0 and not checked then checked = true; return end
+  while true do
+    local open = io.open(go, "r")
+    if open then open:close(); break end
+    ffi.C.usleep(1000)
+  end
+  started = true
+end
 function setup(thread)
   thread:set("id", counter)
   counter = counter + 1
@@ -110,8 +135,15 @@ function init(args)
   failures = 0
   wrapped = 0
   first_failure = ""
+  go = args[3]
+  if id == nthreads - 1 then
+    local open = assert(io.open(go, "w"))
+    open:write(string.format("%.6f\n", os.clock()))
+    open:close()
+  end
 end
 function request()
+  gate()
   i = i + 1
   if i > #reqs then i = 1; wrapped = 1 end
   return reqs[i]
@@ -152,7 +184,6 @@ end
 /// so, as for the paced ceiling's, the schedule lag is left out. wrk asks
 /// for whole milliseconds: each delay is rounded, the schedule is not.
 const WRK_PACED: &str = r#"
-local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
 int clock_gettime(int clock, bench_timespec *now);
@@ -160,6 +191,7 @@ int clock_gettime(int clock, bench_timespec *now);
 local clock = ffi.new("bench_timespec")
 local slot = nil
 function delay()
+  gate()
   ffi.C.clock_gettime(1, clock)
   local now = tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
   slot = (slot or now) + INTERVAL_MS
@@ -630,6 +662,9 @@ impl Drop for Service {
 
 /// Runs wrk against `base` with the request lines; `pace` > 0 holds the
 /// connections together to `pace` requests a second ([`WRK_PACED`]).
+/// `at_start` runs as wrk's start gate opens (its threads have read the
+/// request file and start sending); the second answer is the CPU wrk had
+/// spent by then, in seconds (its start-up, not the run's).
 fn wrk(
     base: &str,
     lines: &[String],
@@ -637,12 +672,16 @@ fn wrk(
     seconds: u64,
     pace: u64,
     name: &str,
+    at_start: &mut dyn FnMut(),
 ) -> (Value, f64) {
     let dir = workspace().join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{name}.requests"));
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let script = dir.join(format!("{name}.lua"));
+    // The start gate of [`WRK_SCRIPT`]: absent until the last thread's init.
+    let gate = dir.join(format!("{name}.go"));
+    let _ = std::fs::remove_file(&gate);
     let mut text = WRK_SCRIPT.to_owned();
     if env_number("BENCH_WRK_BODIES", 0) == 1 {
         text.push_str(WRK_RESPONSE);
@@ -653,8 +692,7 @@ fn wrk(
         text.push_str(&WRK_PACED.replace("INTERVAL_MS", &format!("{interval_ms:.4}")));
     }
     std::fs::write(&script, text).unwrap();
-    let started = Instant::now();
-    let output = Command::new("wrk")
+    let mut child = Command::new("wrk")
         .args([
             format!("-t{threads}"),
             format!("-c{clients}"),
@@ -667,10 +705,27 @@ fn wrk(
             "--".into(),
             file.display().to_string(),
             threads.to_string(),
+            gate.display().to_string(),
         ])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("wrk is needed: apt-get install wrk");
-    let elapsed = started.elapsed().as_secs_f64();
+    // The gate file holds wrk's CPU seconds when it opened (`os.clock()`).
+    let mut startup_cpu = 0.0;
+    loop {
+        let written = std::fs::read_to_string(&gate).ok();
+        if let Some(cpu) = written.and_then(|text| text.trim().parse::<f64>().ok()) {
+            startup_cpu = cpu;
+            at_start();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let result = stdout
         .lines()
@@ -681,7 +736,7 @@ fn wrk(
                 String::from_utf8_lossy(&output.stderr)
             )
         });
-    (serde_json::from_str(result).unwrap(), elapsed)
+    (serde_json::from_str(result).unwrap(), startup_cpu)
 }
 
 /// With `BENCH_PROFILE` naming this call (e.g. `REST Add`; several are
@@ -728,15 +783,22 @@ fn measured(
     let profile = profiler(service, call, seconds);
     let counted = Counters::read(true);
     let before = service.figures().2;
-    let machine = Machine::now();
     let base = if call.contains("check") {
         &service.internal
     } else {
         &service.http
     };
-    let (result, _) = wrk(base, lines, clients, seconds, pace, call);
+    // The machine's CPU from the moment wrk starts sending: its start-up
+    // (reading the request file, about a second of CPU) is not the call's.
+    let mut machine = Machine::now();
+    let (result, startup_cpu) = wrk(base, lines, clients, seconds, pace, call, &mut || {
+        machine = Machine::now();
+    });
     let cpu = service.figures().2 - before;
-    let after = Machine::now();
+    let mut after = Machine::now();
+    // wrk's CPU reaches this process's children's time only once it has
+    // exited, start-up included: that part is taken out here.
+    after.load -= startup_cpu;
     if let Some(mut perf) = profile {
         let _ = perf.wait();
     }
