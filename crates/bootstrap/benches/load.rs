@@ -834,15 +834,11 @@ fn measured(
     .announced()
 }
 
-/// gRPC Add from `clients` connections, each taking the next unused token.
-async fn grpc_add(
-    service: &Service,
-    call: &str,
-    tokens: Vec<String>,
-    clients: u64,
-    channels: u64,
-    seconds: u64,
-) -> Run {
+/// gRPC Add from `clients` callers, each taking the next unused token, on
+/// one connection each (`BENCH_GRPC_CHANNELS=N`: spread over N).
+async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds: u64) -> Run {
+    let call = "gRPC Add";
+    let channels = env_number("BENCH_GRPC_CHANNELS", clients);
     let tokens = Arc::new(tokens);
     let next = Arc::new(AtomicUsize::new(0));
     let mut opened = Vec::new();
@@ -1719,17 +1715,7 @@ fn main() {
         if env_number("BENCH_ADD_PAIR", 0) == 1 {
             // REST Add and gRPC Add back to back, then the `add` ceiling:
             // the gRPC / REST comparison alone, for A/B experiments.
-            runs.push(
-                grpc_add(
-                    &service,
-                    "gRPC Add",
-                    grpc_tokens,
-                    clients,
-                    env_number("BENCH_GRPC_CHANNELS", clients),
-                    seconds,
-                )
-                .await,
-            );
+            runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
             ceilings.extend(paired_ceiling(clients, seconds, "add"));
             print_table(&runs, &ceilings, service.figures().1, idle_rss);
             return;
@@ -1861,17 +1847,7 @@ fn main() {
                 .replace(" (request list wrapped: raise BENCH_USERS)", "")
         );
         runs.push(run);
-        runs.push(
-            grpc_add(
-                &service,
-                "gRPC Add",
-                grpc_tokens,
-                clients,
-                env_number("BENCH_GRPC_CHANNELS", clients),
-                seconds,
-            )
-            .await,
-        );
+        runs.push(grpc_add(&service, grpc_tokens, clients, seconds).await);
 
         runs.extend(half_rate(
             &service,
