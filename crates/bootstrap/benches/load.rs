@@ -663,9 +663,12 @@ impl Drop for Service {
 
 /// Runs wrk against `base` with the request lines; `pace` > 0 holds the
 /// connections together to `pace` requests a second ([`WRK_PACED`]).
-/// `at_start` runs as wrk's start gate opens (its threads have read the
-/// request file and start sending); the second answer is the CPU wrk had
-/// spent by then, in seconds (its start-up, not the run's).
+/// Also answers the machine as wrk's start gate opened (its threads had
+/// read the request file and started sending), with wrk's CPU until then
+/// counted as already spent: wrk's CPU reaches this process's children's
+/// time only once it has exited, start-up included, and the start-up
+/// (about a second) is not the call's. A gate that never opened leaves
+/// the machine as before wrk started.
 fn wrk(
     base: &str,
     lines: &[String],
@@ -673,8 +676,7 @@ fn wrk(
     seconds: u64,
     pace: u64,
     name: &str,
-    at_start: &mut dyn FnMut(),
-) -> (Value, f64) {
+) -> (Value, Machine) {
     let dir = workspace().join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{name}.requests"));
@@ -693,6 +695,7 @@ fn wrk(
         text.push_str(&WRK_PACED.replace("INTERVAL_MS", &format!("{interval_ms:.4}")));
     }
     std::fs::write(&script, text).unwrap();
+    let mut started = Machine::now();
     let mut child = Command::new("wrk")
         .args([
             format!("-t{threads}"),
@@ -713,12 +716,11 @@ fn wrk(
         .spawn()
         .expect("wrk is needed: apt-get install wrk");
     // The gate file holds wrk's CPU seconds when it opened (`os.clock()`).
-    let mut startup_cpu = 0.0;
     loop {
         let written = std::fs::read_to_string(&gate).ok();
-        if let Some(cpu) = written.and_then(|text| text.trim().parse::<f64>().ok()) {
-            startup_cpu = cpu;
-            at_start();
+        if let Some(startup_cpu) = written.and_then(|text| text.trim().parse::<f64>().ok()) {
+            started = Machine::now();
+            started.load += startup_cpu;
             break;
         }
         if child.try_wait().unwrap().is_some() {
@@ -737,7 +739,7 @@ fn wrk(
                 String::from_utf8_lossy(&output.stderr)
             )
         });
-    (serde_json::from_str(result).unwrap(), startup_cpu)
+    (serde_json::from_str(result).unwrap(), started)
 }
 
 /// With `BENCH_PROFILE` naming this call (e.g. `REST Add`; several are
@@ -789,17 +791,10 @@ fn measured(
     } else {
         &service.http
     };
-    // The machine's CPU from the moment wrk starts sending: its start-up
-    // (reading the request file, about a second of CPU) is not the call's.
-    let mut machine = Machine::now();
-    let (result, startup_cpu) = wrk(base, lines, clients, seconds, pace, call, &mut || {
-        machine = Machine::now();
-    });
+    // The machine's CPU from the moment wrk starts sending.
+    let (result, machine) = wrk(base, lines, clients, seconds, pace, call);
     let cpu = service.figures().2 - before;
-    let mut after = Machine::now();
-    // wrk's CPU reaches this process's children's time only once it has
-    // exited, start-up included: that part is taken out here.
-    after.load -= startup_cpu;
+    let after = Machine::now();
     if let Some(mut perf) = profile {
         let _ = perf.wait();
     }
@@ -1214,7 +1209,6 @@ fn paced_ceiling(clients: u64, seconds: u64, rate: f64) -> Run {
     .announced()
 }
 
-/// Request lines for each call.
 /// REST Add paced at `half` requests/s ([`WRK_PACED`]), then the latency
 /// goal's baseline: the durable commit alone at the pace the service
 /// reached.
@@ -1242,10 +1236,18 @@ fn half_rate(
     [paced, paced_ceiling(clients, seconds, reached)]
 }
 
+/// Request lines for each call.
 fn add_lines(tokens: &[String]) -> Vec<String> {
     tokens
         .iter()
         .map(|t| format!("/auth/v1/users/me/auth_factors/otp\t{t}\t{{}}"))
+        .collect()
+}
+
+fn list_lines(tokens: &[String]) -> Vec<String> {
+    tokens
+        .iter()
+        .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
         .collect()
 }
 
@@ -1686,23 +1688,17 @@ fn main() {
             // at `BENCH_PACE` requests/s, to compare runs at one pace), the
             // durable commit alone at that pace, and List at that pace
             // (a call with no commit: what the pacing and the hops cost).
-            let half = env_number("BENCH_PACE", 0) as f64;
-            let half = if half > 0.0 {
-                half
-            } else {
-                runs[0].rate() / 2.0
+            let half = match env_number("BENCH_PACE", 0) {
+                0 => runs[0].rate() / 2.0,
+                pace => pace as f64,
             };
             let [paced, ceiling] = half_rate(&service, &issuer, clients, seconds, n, half);
             let pace = (paced.rate().round() as u64).max(1);
-            let list_lines: Vec<String> = add_tokens
-                .iter()
-                .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
-                .collect();
             let mut list = measured(
                 &service,
                 "REST List at the same pace",
                 None,
-                &list_lines,
+                &list_lines(&add_tokens),
                 clients,
                 seconds,
                 pace,
@@ -1804,10 +1800,7 @@ fn main() {
         ) {
             return;
         }
-        let list_lines: Vec<String> = verify_tokens
-            .iter()
-            .map(|t| format!("/auth/v1/users/me/auth_factors/_search\t{t}\t{{}}"))
-            .collect();
+        let list_lines = list_lines(&verify_tokens);
         runs.push(measured(
             &service,
             "REST List",
