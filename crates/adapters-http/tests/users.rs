@@ -152,6 +152,8 @@ async fn pg_store() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size: 32,
+        known_states: 1024,
+        known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap();
     Some((db, Arc::new(store)))

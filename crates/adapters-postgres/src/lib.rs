@@ -25,6 +25,7 @@
 mod combine;
 mod connect;
 mod error;
+mod known;
 mod migrate;
 mod pooler;
 mod reads;
@@ -63,6 +64,7 @@ use domain::{Attempts, FactorEvent, OrgId, OtpFactor, RecoveryCodes, RecoveryHas
 use crate::combine::{Combiner, Limits, Outcome, Writes};
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
+use crate::known::{KnownStates, State};
 use crate::pooler::{Pinning, pinned};
 use crate::reads::{READ_STATEMENTS, ReadOutcome, Readers, Reads};
 use crate::retry::{Reason, retrying};
@@ -123,6 +125,12 @@ pub struct PgSettings {
     /// Most users' reads combined into one statement when reads of several
     /// users wait at once (see `reads`); 1 or 0 runs every read on its own.
     pub read_batch_size: usize,
+    /// Most users whose state, as this replica last committed it, a change
+    /// may decide on without reading it first (see `known`); 0 keeps none,
+    /// so every change of a user who has a stream row reads first.
+    pub known_states: usize,
+    /// How long such a state is used after it was committed.
+    pub known_state_ttl: Duration,
 }
 
 /// The condition of a pending factor, as the partial index
@@ -194,6 +202,9 @@ pub struct PgFactorStore {
     /// The read queues of `current_thread` and `multi_thread`, when reads
     /// are combined.
     readers: Option<[Arc<Readers>; 2]>,
+    /// The states this replica last committed of recently changed users,
+    /// when kept (`known_states`).
+    known: Option<KnownStates>,
 }
 
 impl PgFactorStore {
@@ -274,6 +285,7 @@ impl PgFactorStore {
             pinning,
             combiners,
             readers,
+            known: KnownStates::new(settings.known_states, settings.known_state_ttl),
         })
     }
 
@@ -440,6 +452,14 @@ impl PgFactorStore {
         )
     }
 
+    /// Keeps `state` as the one this replica knows `user` in (when known
+    /// states are kept).
+    fn remember(&self, user: &UserId, state: State) {
+        if let Some(known) = &self.known {
+            known.remember(user.as_str(), state);
+        }
+    }
+
     async fn check_ready(&self) -> Result<(), NotReady> {
         let unreachable = |cause: String| {
             tracing::warn!(%cause, "readiness: database unreachable");
@@ -590,13 +610,6 @@ impl Rounds {
     }
 }
 
-/// The user's state as one read found it.
-struct State {
-    head: Head,
-    factor: Option<OtpFactor>,
-    recovery: Option<RecoveryCodes>,
-}
-
 /// Whether a failed statement lost its connection (nothing reached the
 /// server, or the server went away), so a fresh connection may succeed.
 fn lost_connection(error: &diesel::result::Error) -> bool {
@@ -707,18 +720,19 @@ fn recovery_columns(codes: Option<&RecoveryCodes>) -> (Option<String>, Option<Ve
 enum Plan {
     /// It writes nothing (a refusal without writes): answered as is.
     Nothing(Committed),
-    /// The conditional write, and what the call answers once it applied.
-    Write(Box<WriteChange>, Committed),
+    /// The conditional write, what the call answers once it applied, and
+    /// the user's state it then leaves (for [`KnownStates`]).
+    Write(Box<WriteChange>, Committed, State),
 }
 
-/// Turns a decision into the conditional write on the head it was made on.
+/// Turns a decision into the conditional write on the state it was made on.
 fn plan(
     user: &UserId,
     context: &ChangeContext,
-    head: Head,
-    recovery: Option<&RecoveryCodes>,
+    state: &State,
     change: Change,
 ) -> Result<Plan, StoreError> {
+    let (head, recovery) = (state.head, state.recovery.as_ref());
     let stored_attempts = attempts_of(user, &head)?;
     let attempts = change.attempts.unwrap_or(stored_attempts);
     if matches!(change.factor, FactorWrite::Keep)
@@ -749,17 +763,34 @@ fn plan(
             at: context.at,
         });
     }
-    let (op, factor) = match change.factor {
-        FactorWrite::Keep => (FactorOp::Keep, FactorValues::default()),
-        FactorWrite::Put(factor) => (FactorOp::Put, FactorRow::new(user, factor).into_values()),
-        FactorWrite::Delete => (FactorOp::Delete, FactorValues::default()),
+    let (op, factor, factor_after) = match change.factor {
+        FactorWrite::Keep => (
+            FactorOp::Keep,
+            FactorValues::default(),
+            state.factor.clone(),
+        ),
+        FactorWrite::Put(factor) => (
+            FactorOp::Put,
+            FactorRow::new(user, factor.clone()).into_values(),
+            Some(factor),
+        ),
+        FactorWrite::Delete => (FactorOp::Delete, FactorValues::default(), None),
     };
     // The whole recovery state is written: a kept one as read (the write
     // applies only if nothing changed since the read).
-    let (recovery_op, (recovery_key_id, recovery_hashes)) = match &change.recovery {
-        RecoveryWrite::Keep => (RecoveryOp::Keep, recovery_columns(recovery)),
-        RecoveryWrite::Put(codes) => (RecoveryOp::Put, recovery_columns(Some(codes))),
-        RecoveryWrite::Delete => (RecoveryOp::Delete, (None, None)),
+    let (recovery_op, (recovery_key_id, recovery_hashes), recovery_after) = match change.recovery {
+        RecoveryWrite::Keep => (
+            RecoveryOp::Keep,
+            recovery_columns(recovery),
+            recovery.cloned(),
+        ),
+        RecoveryWrite::Put(codes) => (
+            RecoveryOp::Put,
+            recovery_columns(Some(&codes)),
+            // As a read answers it: a set with no code left is no set.
+            (!codes.hashes.is_empty()).then_some(codes),
+        ),
+        RecoveryWrite::Delete => (RecoveryOp::Delete, (None, None), None),
     };
     let new_head = Head {
         version: head.version.checked_add(1).ok_or_else(|| {
@@ -791,6 +822,11 @@ fn plan(
         Committed {
             events,
             refusal: change.refusal,
+        },
+        State {
+            head: new_head,
+            factor: factor_after,
+            recovery: recovery_after,
         },
     ))
 }
@@ -918,20 +954,33 @@ impl FactorStore for PgFactorStore {
         // pool while a combined write waits (see `write`).
         let mut connection: Option<Object<AsyncPgConnection>> = None;
         let mut rounds = Rounds::default();
-        // First, as if the user had never changed anything: a decision that
-        // writes on the empty state (an Add of a new user, the usual first
-        // call) is tried as the user's first write, one statement and one
-        // round trip. For a user who has a stream row it does not apply, and
-        // the change goes the usual way (read, decide, write).
-        let empty = decide(Current {
-            factor: None,
-            attempts: Attempts::default(),
-            recovery: None,
+        // First, without a read: on the state this replica last committed
+        // for the user (see `known`), else as if the user had never changed
+        // anything. A decision that writes on it (an Add of a new user, a
+        // Verify after an Add here, the next login check) is tried as is,
+        // one statement and one round trip; it applies only if that is
+        // still the user's state. Otherwise, or if the decision writes
+        // nothing (never answered unread), the change goes the usual way:
+        // read, decide, write.
+        let guess = self
+            .known
+            .as_ref()
+            .and_then(|known| known.take(user.as_str()))
+            .unwrap_or(State {
+                head: Head::NONE,
+                factor: None,
+                recovery: None,
+            });
+        let decided = decide(Current {
+            factor: guess.factor.as_ref(),
+            attempts: attempts_of(user, &guess.head)?,
+            recovery: guess.recovery.as_ref(),
         });
-        if let Ok(change) = empty
-            && let Plan::Write(write, committed) = plan(user, &context, Head::NONE, None, change)?
+        if let Ok(change) = decided
+            && let Plan::Write(write, committed, after) = plan(user, &context, &guess, change)?
             && rounds.settle(self.write(write, rounds.solo, &mut connection).await?, None)?
         {
+            self.remember(user, after);
             return Ok(committed);
         }
         let mut fresh_connection = false;
@@ -967,15 +1016,18 @@ impl FactorStore for PgFactorStore {
                 attempts,
                 recovery: state.recovery.as_ref(),
             })?;
-            let (write, committed) =
-                match plan(user, &context, state.head, state.recovery.as_ref(), change)? {
-                    Plan::Nothing(committed) => return Ok(committed),
-                    Plan::Write(write, committed) => (write, committed),
-                };
+            let (write, committed, after) = match plan(user, &context, &state, change)? {
+                Plan::Nothing(committed) => {
+                    self.remember(user, state);
+                    return Ok(committed);
+                }
+                Plan::Write(write, committed, after) => (write, committed, after),
+            };
             if rounds.settle(
                 self.write(write, rounds.solo, &mut connection).await?,
                 Some(round),
             )? {
+                self.remember(user, after);
                 return Ok(committed);
             }
         }

@@ -38,6 +38,8 @@ fn store_timing_out(db: &TestDatabase, statement_timeout: Duration) -> Arc<PgFac
             write_batch_size: 32,
             write_batches: 1,
             read_batch_size: 32,
+            known_states: 0,
+            known_state_ttl: std::time::Duration::from_secs(60),
         })
         .unwrap(),
     )

@@ -31,6 +31,8 @@ fn store_reading(url: &SecretString, read_batch_size: usize) -> PgFactorStore {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size,
+        known_states: 1024,
+        known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap()
 }
@@ -222,6 +224,8 @@ async fn no_password_in_debug_output_or_errors() {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size: 32,
+        known_states: 1024,
+        known_state_ttl: std::time::Duration::from_secs(60),
     };
     assert!(!format!("{settings:?}").contains(PASSWORD));
 
@@ -270,6 +274,8 @@ fn a_pool_needs_at_least_one_connection() {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size: 32,
+        known_states: 1024,
+        known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap_err();
     assert!(matches!(error, PgError::InvalidSettings(_)), "{error:?}");
@@ -301,6 +307,8 @@ async fn a_stuck_row_lock_fails_the_change(pooler: adapters_postgres::Pooler) {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size: 32,
+        known_states: 1024,
+        known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap();
     let user = unique_user("stuck-lock");
@@ -536,4 +544,143 @@ async fn a_connection_killed_while_idle_costs_a_read_no_error() {
             .await
             .unwrap();
     }
+}
+
+/// A decision that marks whatever factor it is shown READY (refusing when
+/// there is none), logging the state of the factor each call was shown.
+fn logged_verify(
+    log: std::sync::Arc<std::sync::Mutex<Vec<Option<domain::FactorState>>>>,
+) -> application::Decide {
+    Box::new(move |current: Current<'_>| {
+        log.lock().unwrap().push(current.factor.map(|f| f.state()));
+        let factor = current.factor.ok_or(ApplicationError::Internal)?;
+        Ok(Change::accepted(
+            FactorWrite::Put(factor.verified(at())),
+            EventKind::OtpVerified,
+        ))
+    })
+}
+
+/// [`store_at`] keeping `known_states` users' states (0: none).
+fn store_knowing(url: &SecretString, known_states: usize) -> PgFactorStore {
+    PgFactorStore::connect(&PgSettings {
+        url: url.clone(),
+        max_connections: 4,
+        connect_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(10),
+        prepared_statements: true,
+        pooler: adapters_postgres::Pooler::Session,
+        write_batch_size: 32,
+        write_batches: 2,
+        read_batch_size: 32,
+        known_states,
+        known_state_ttl: Duration::from_secs(60),
+    })
+    .unwrap()
+}
+
+/// The user's event sequences, in order.
+async fn sequences(db: &TestDatabase, user: &UserId) -> Vec<i64> {
+    let rows = db
+        .session()
+        .await
+        .query(
+            "SELECT sequence FROM otp_events WHERE user_id = $1 ORDER BY sequence",
+            &[&user.as_str()],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// After a change here, the next change of the user is decided once, on
+/// what this replica wrote (a pending factor), and written without a read;
+/// with no known states kept it is first asked about the empty state (the
+/// one-step first write), then about the state it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_change_decides_on_the_state_this_replica_wrote_without_reading_it() {
+    use std::sync::{Arc, Mutex};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let pending = Some(domain::FactorState::NotReady);
+    for (known_states, shown) in [(1024, vec![pending]), (0, vec![None, pending])] {
+        let store = store_knowing(&db.url, known_states);
+        let user = unique_user("known-state");
+        store
+            .change(&user, context(&user), add_decision())
+            .await
+            .unwrap();
+        let log: Arc<Mutex<Vec<_>>> = Arc::default();
+        let committed = store
+            .change(&user, context(&user), logged_verify(log.clone()))
+            .await
+            .unwrap();
+        assert_eq!(*log.lock().unwrap(), shown, "known_states {known_states}");
+        assert_eq!(committed.events[0].sequence, 2);
+        assert_eq!(sequences(&db, &user).await, [1, 2]);
+        let stored = store.find(&user).await.unwrap().unwrap();
+        assert_eq!(stored.state(), domain::FactorState::Ready);
+    }
+}
+
+/// Two replicas: the state one of them knows goes stale when the other
+/// changes the user. Its next change, decided on the stale state, writes
+/// nothing; it is decided again on a read and numbers on without a gap.
+/// A decision that writes nothing is never answered from a known state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_another_replica_changed_since_is_decided_again_on_a_read() {
+    use std::sync::{Arc, Mutex};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (here, there) = (store_knowing(&db.url, 1024), store_knowing(&db.url, 1024));
+    let user = unique_user("stale-known");
+    here.change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
+    // The other replica verifies: this one still knows the pending factor.
+    there
+        .change(&user, context(&user), logged_verify(Arc::default()))
+        .await
+        .unwrap();
+    let log: Arc<Mutex<Vec<_>>> = Arc::default();
+    let committed = here
+        .change(&user, context(&user), logged_verify(log.clone()))
+        .await
+        .unwrap();
+    let (pending, ready) = (
+        Some(domain::FactorState::NotReady),
+        Some(domain::FactorState::Ready),
+    );
+    assert_eq!(*log.lock().unwrap(), [pending, ready], "decided again");
+    assert_eq!(committed.events[0].sequence, 3);
+    assert_eq!(sequences(&db, &user).await, [1, 2, 3]);
+
+    // The other replica removes the factor. Here, a decision that refuses
+    // on the factor this replica knows is not answered: it is made again
+    // on the state read, which has no factor.
+    there
+        .change(
+            &user,
+            context(&user),
+            Box::new(|_: Current<'_>| {
+                Ok(Change::accepted(FactorWrite::Delete, EventKind::OtpRemoved))
+            }),
+        )
+        .await
+        .unwrap();
+    let removed_there = Box::new(|current: Current<'_>| {
+        // Refuses (writing nothing) on a factor, writes on none.
+        if current.factor.is_some() {
+            return Err(ApplicationError::Internal);
+        }
+        Ok(Change::accepted(FactorWrite::Keep, EventKind::OtpRemoved))
+    });
+    let committed = here
+        .change(&user, context(&user), removed_there)
+        .await
+        .unwrap();
+    assert_eq!(committed.events[0].sequence, 5);
+    assert_eq!(sequences(&db, &user).await, [1, 2, 3, 4, 5]);
 }

@@ -84,6 +84,8 @@ fn store(db: &TestDatabase) -> PgFactorStore {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size: 32,
+        known_states: 0,
+        known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap()
 }

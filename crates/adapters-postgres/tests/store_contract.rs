@@ -37,7 +37,8 @@ fn store_pooled(
 }
 
 /// A store that combines up to `batch_size` users' writes per statement,
-/// and as many users' reads (1: none).
+/// and as many users' reads (1: none, and no change decides on a state it
+/// knows without reading it).
 fn store_batched(
     db: &TestDatabase,
     max_connections: usize,
@@ -55,6 +56,9 @@ fn store_batched(
         write_batch_size: batch_size,
         write_batches: 2,
         read_batch_size: batch_size,
+        // Alone also means no known state: every change reads first.
+        known_states: if batch_size > 1 { 1024 } else { 0 },
+        known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap()
 }
@@ -74,7 +78,8 @@ async fn contract_store_pooled() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
 }
 
 /// A throwaway database and a store over it that runs every write and every
-/// read alone (`database.write_batch_size = 1`, `read_batch_size = 1`).
+/// read alone (`database.write_batch_size = 1`, `read_batch_size = 1`), and
+/// reads before every change (`known_states = 0`).
 async fn contract_store_alone() -> Option<(TestDatabase, Arc<PgFactorStore>)> {
     let db = TestDatabase::create().await?;
     let store = Arc::new(store_batched(&db, 8, true, Pooler::Session, 1));

@@ -254,6 +254,13 @@ pub struct DatabaseSettings {
     /// Most users' reads combined into one statement when several wait at
     /// once; 1 runs each read alone.
     pub read_batch_size: usize,
+    /// Most users whose state as this replica last wrote it a change may
+    /// decide on without reading first (the write still applies only if
+    /// that is the user's state); 0 keeps none.
+    pub known_states: usize,
+    /// How long after its write such a state is used.
+    #[serde(deserialize_with = "duration")]
+    pub known_state_ttl: Duration,
 }
 
 /// `database.pooler`.
@@ -290,6 +297,8 @@ impl DatabaseSettings {
             write_batch_size: self.write_batch_size,
             write_batches: self.write_batches,
             read_batch_size: self.read_batch_size,
+            known_states: self.known_states,
+            known_state_ttl: self.known_state_ttl,
         }
     }
 }
@@ -307,6 +316,8 @@ impl Default for DatabaseSettings {
             write_batch_size: 32,
             write_batches: 2,
             read_batch_size: 32,
+            known_states: 65_536,
+            known_state_ttl: Duration::from_secs(300),
         }
     }
 }

@@ -405,7 +405,17 @@ async fn sealed_secrets_are_bound_to_the_factor_and_rotate_binds_older_ones() {
     assert_eq!(app.db.query(&marker).await, ["4f545002"], "bound format");
 
     // A database writer downgrades the parameters or moves the creation
-    // time: the secret no longer opens, so no code is accepted.
+    // time: the secret no longer opens, so no code is accepted. (It moves
+    // the stream's version, as the schema asks of every writer: else a
+    // replica that wrote the user last decides on what it wrote, and its
+    // next write puts that back.)
+    let update = |set: &str| {
+        format!(
+            "WITH v AS (UPDATE otp_user_streams SET version = version + 1 \
+             WHERE user_id = '{sub}') \
+             UPDATE otp_factors SET {set} WHERE user_id = '{sub}' RETURNING 'ok'"
+        )
+    };
     for (tamper, undo) in [
         ("digits = 8", "digits = 6"),
         ("period = 60", "period = 30"),
@@ -415,9 +425,6 @@ async fn sealed_secrets_are_bound_to_the_factor_and_rotate_binds_older_ones() {
             "created_at = created_at + interval '1 microsecond'",
         ),
     ] {
-        let update = |set: &str| {
-            format!("UPDATE otp_factors SET {set} WHERE user_id = '{sub}' RETURNING 'ok'")
-        };
         assert_eq!(app.db.query(&update(tamper)).await, ["ok"]);
         let answer = app.check(&service, &sub, &code_at(&secret, now + 30)).await;
         assert_eq!(answer.status, 500, "{tamper}: {}", answer.body);
@@ -436,9 +443,7 @@ async fn sealed_secrets_are_bound_to_the_factor_and_rotate_binds_older_ones() {
     let hex: String = unbound.sealed.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         app.db
-            .query(&format!(
-                "UPDATE otp_factors SET sealed_secret = '\\x{hex}'::bytea WHERE user_id = '{sub}' RETURNING 'ok'"
-            ))
+            .query(&update(&format!("sealed_secret = '\\x{hex}'::bytea")))
             .await,
         ["ok"]
     );
