@@ -43,7 +43,6 @@ pub(crate) struct KnownStates {
     ttl: Duration,
 }
 
-#[derive(Default)]
 struct Generations {
     newer: HashMap<String, (Instant, State)>,
     older: HashMap<String, (Instant, State)>,
@@ -53,10 +52,16 @@ impl KnownStates {
     /// Keeps up to `entries` users' states (at least 2) for up to `ttl`
     /// each; `None` for `entries` 0 or a zero `ttl` (nothing kept).
     pub(crate) fn new(entries: usize, ttl: Duration) -> Option<Self> {
-        (entries > 0 && !ttl.is_zero()).then(|| Self {
-            generations: Mutex::new(Generations::default()),
-            half: entries.div_ceil(2),
-            ttl,
+        (entries > 0 && !ttl.is_zero()).then(|| {
+            let half = entries.div_ceil(2);
+            Self {
+                generations: Mutex::new(Generations {
+                    newer: HashMap::with_capacity(half),
+                    older: HashMap::new(),
+                }),
+                half,
+                ttl,
+            }
         })
     }
 
@@ -76,7 +81,8 @@ impl KnownStates {
     pub(crate) fn remember(&self, user: &str, state: State) {
         let mut generations = self.lock();
         if generations.newer.len() >= self.half && !generations.newer.contains_key(user) {
-            generations.older = std::mem::take(&mut generations.newer);
+            let full = std::mem::replace(&mut generations.newer, HashMap::with_capacity(self.half));
+            generations.older = full;
         }
         generations.older.remove(user);
         generations

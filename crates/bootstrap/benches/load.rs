@@ -72,6 +72,13 @@ const AUDIENCE: &str = "bench";
 const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// The trusted caller of the login check (an RS256 service-account token).
 const CALLER: &str = "bench-login-service";
+/// REST Verify's path.
+const VERIFY_PATH: &str = "/auth/v1/users/me/auth_factors/otp/_verify";
+
+/// The login check's path for `user`.
+fn check_path(user: &str) -> String {
+    format!("/v1/users/{user}/otp/_check")
+}
 const RSA_PRIVATE: &str = include_str!("../tests/api/fixtures/rs256-private.pem");
 const RSA_MODULUS: &str = include_str!("../tests/api/fixtures/rs256-jwk-n.txt");
 const RSA_KID: &str = "bench-rsa";
@@ -906,6 +913,70 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     .announced()
 }
 
+/// Adds a factor for each token's user over REST (untimed; `clients`
+/// requests at a time), answering each user's key from the answer: users
+/// the service has just written, as a Verify right after the Add finds them.
+async fn enroll(service: &Service, tokens: &[String], clients: u64) -> Vec<TotpKey> {
+    use futures::StreamExt as _;
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/auth/v1/users/me/auth_factors/otp", service.http);
+    let keys = futures::stream::iter(tokens.iter().map(|token| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let answer: Value = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let secret = TotpSecret::from_base32(answer["secret"].as_str().unwrap()).unwrap();
+            TotpKey::new(secret, TotpParams::default())
+        }
+    }))
+    .buffered(clients as usize)
+    .collect::<Vec<_>>()
+    .await;
+    println!(
+        "  enrolled {} users over REST in {:.1} s",
+        keys.len(),
+        started.elapsed().as_secs_f64()
+    );
+    keys
+}
+
+/// One request line per key: `request(index)`'s path and token, with the
+/// body of the key's code at `code_time`.
+fn code_lines<'k>(
+    keys: impl IntoIterator<Item = &'k TotpKey>,
+    code_time: u64,
+    request: impl Fn(usize) -> (String, String),
+) -> Vec<String> {
+    keys.into_iter()
+        .enumerate()
+        .map(|(index, key)| {
+            let (path, token) = request(index);
+            format!(
+                "{path}\t{token}\t{{\"code\":\"{}\"}}",
+                key.code_at(code_time).expose_secret()
+            )
+        })
+        .collect()
+}
+
+/// Whole seconds (1 to `seconds`) that `users` requests, each user's
+/// once, last at 1.5 times `rate` (the same call's rate just measured).
+fn seconds_for(users: usize, rate: Option<f64>, seconds: u64) -> u64 {
+    let rate = rate.unwrap_or(0.0).max(1.0) * 1.5;
+    ((users as f64 / rate) as u64).clamp(1, seconds)
+}
+
 /// p50 and p99 in ms of latencies in µs (sorted in place).
 fn percentiles_ms(latencies: &mut [u64]) -> (f64, f64) {
     latencies.sort_unstable();
@@ -1727,22 +1798,38 @@ fn main() {
         ) {
             return;
         }
+        // Users a second service has just enrolled: it knows the state it
+        // wrote (`database.known_states`, here room for all of them), so
+        // their Verify, and then their login check, are one statement each
+        // instead of a read and a write (`BENCH_KNOWN=0` skips these rows).
+        let known = (env_number("BENCH_KNOWN", 1) == 1).then(|| {
+            let count = (n / 2).max(1);
+            let known_users = users("k", count);
+            let tokens = mint(&issuer, &known_users);
+            let service = Service::start(
+                &db,
+                &issuer_url,
+                clients,
+                &[("OTP__DATABASE__KNOWN_STATES", (2 * count + 2).to_string())],
+            );
+            (known_users, tokens, service)
+        });
+        let known_keys = match &known {
+            Some((_, tokens, known_service)) => {
+                known_service.wait_ready().await;
+                enroll(known_service, tokens, clients).await
+            }
+            None => Vec::new(),
+        };
         // Each call's users are seeded right before its run, as ceiling.sh
         // seeds its database right before its ops: both then change rows
         // written since the last checkpoint, or both do not (the FPI/req
         // column shows which).
         let verify_keys = seed_now(&client, &verify_users, "not_ready").await;
         let code_time = now_unix() + seconds / 2;
-        let verify_lines: Vec<String> = verify_tokens
-            .iter()
-            .zip(&verify_keys)
-            .map(|(t, k)| {
-                format!(
-                    "/auth/v1/users/me/auth_factors/otp/_verify\t{t}\t{{\"code\":\"{}\"}}",
-                    k.code_at(code_time).expose_secret()
-                )
-            })
-            .collect();
+        let verify_lines = code_lines(&verify_keys, code_time, |index| {
+            (VERIFY_PATH.to_owned(), verify_tokens[index].clone())
+        });
         runs.push(measured(
             &service,
             "REST Verify",
@@ -1763,19 +1850,35 @@ fn main() {
         ) {
             return;
         }
+        // Each user verifies once: the run is as long as its users last at
+        // 1.5 times the rate Verify just had (at most BENCH_SECONDS).
+        let verify_seconds = seconds_for(known_keys.len(), runs.last().map(Run::rate), seconds);
+        let known_code_time = now_unix() + verify_seconds / 2;
+        if let Some((_, tokens, known_service)) = &known {
+            let lines = code_lines(&known_keys, known_code_time, |index| {
+                (VERIFY_PATH.to_owned(), tokens[index].clone())
+            });
+            let mut run = measured(
+                known_service,
+                "REST Verify after an Add here",
+                Some("verify"),
+                &lines,
+                clients,
+                verify_seconds,
+                0,
+            );
+            run.note = format!(
+                "the state the Add wrote, known; {verify_seconds} s {}",
+                run.note
+            );
+            runs.push(run);
+        }
         let caller = caller_token(&issuer_url);
         let check_keys = seed_now(&client, &check_users, "ready").await;
         let code_time = now_unix() + seconds / 2;
-        let check_lines: Vec<String> = check_users
-            .iter()
-            .zip(&check_keys)
-            .map(|(u, k)| {
-                format!(
-                    "/v1/users/{u}/otp/_check\t{caller}\t{{\"code\":\"{}\"}}",
-                    k.code_at(code_time).expose_secret()
-                )
-            })
-            .collect();
+        let check_lines = code_lines(&check_keys, code_time, |index| {
+            (check_path(&check_users[index]), caller.clone())
+        });
         let mut run = measured(
             &service,
             "REST login check",
@@ -1800,6 +1903,49 @@ fn main() {
         ) {
             return;
         }
+        if let Some((known_users, _, known_service)) = &known {
+            // The users the Verify row reached (READY now), each checked
+            // once, with a code of a step after its Verify's (else a
+            // replay): now's, or the next one's.
+            let ready: std::collections::HashSet<String> = client
+                .query(
+                    "SELECT user_id FROM otp_factors WHERE state = 'ready' AND user_id LIKE 'k%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let (users, keys): (Vec<&String>, Vec<&TotpKey>) = known_users
+                .iter()
+                .zip(&known_keys)
+                .filter(|(user, _)| ready.contains(*user))
+                .unzip();
+            let check_seconds = seconds_for(users.len(), runs.last().map(Run::rate), seconds);
+            let code_time = (now_unix() + check_seconds / 2).max(known_code_time + 30);
+            let lines = code_lines(keys, code_time, |index| {
+                (check_path(users[index]), caller.clone())
+            });
+            let mut run = measured(
+                known_service,
+                "REST login check, users known here",
+                Some("check"),
+                &lines,
+                clients,
+                check_seconds,
+                0,
+            );
+            let (_, peak_kib, _) = known_service.figures();
+            run.note = format!(
+                "the state the Verify wrote, known; {check_seconds} s; this service's peak RSS \
+                 {:.1} MiB {}",
+                peak_kib as f64 / 1024.0,
+                run.note
+            );
+            runs.push(run);
+        }
+        drop(known);
         let list_lines = list_lines(&verify_tokens);
         runs.push(measured(
             &service,
