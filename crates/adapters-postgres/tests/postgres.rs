@@ -21,6 +21,15 @@ fn store_at(url: &SecretString) -> PgFactorStore {
 
 /// [`store_at`] combining up to `read_batch_size` users' reads (1: none).
 fn store_reading(url: &SecretString, read_batch_size: usize) -> PgFactorStore {
+    store_with(url, read_batch_size, 1024)
+}
+
+/// [`store_at`] keeping `known_states` users' states (0: none).
+fn store_knowing(url: &SecretString, known_states: usize) -> PgFactorStore {
+    store_with(url, 32, known_states)
+}
+
+fn store_with(url: &SecretString, read_batch_size: usize, known_states: usize) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
         url: url.clone(),
         max_connections: 4,
@@ -31,8 +40,8 @@ fn store_reading(url: &SecretString, read_batch_size: usize) -> PgFactorStore {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size,
-        known_states: 1024,
-        known_state_ttl: std::time::Duration::from_secs(60),
+        known_states,
+        known_state_ttl: Duration::from_secs(60),
     })
     .unwrap()
 }
@@ -559,24 +568,6 @@ fn logged_verify(
             EventKind::OtpVerified,
         ))
     })
-}
-
-/// [`store_at`] keeping `known_states` users' states (0: none).
-fn store_knowing(url: &SecretString, known_states: usize) -> PgFactorStore {
-    PgFactorStore::connect(&PgSettings {
-        url: url.clone(),
-        max_connections: 4,
-        connect_timeout: Duration::from_secs(1),
-        statement_timeout: Duration::from_secs(10),
-        prepared_statements: true,
-        pooler: adapters_postgres::Pooler::Session,
-        write_batch_size: 32,
-        write_batches: 2,
-        read_batch_size: 32,
-        known_states,
-        known_state_ttl: Duration::from_secs(60),
-    })
-    .unwrap()
 }
 
 /// The user's event sequences, in order.

@@ -316,7 +316,7 @@ impl Default for DatabaseSettings {
             write_batch_size: 32,
             write_batches: 2,
             read_batch_size: 32,
-            known_states: 4096,
+            known_states: 2048,
             known_state_ttl: Duration::from_secs(300),
         }
     }
