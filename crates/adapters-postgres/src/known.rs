@@ -27,6 +27,41 @@ use domain::{OtpFactor, RecoveryCodes};
 
 use crate::statements::Head;
 
+/// What became of a known state a change took (`otp.store.known_states`
+/// by `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    /// The decision on it was written: the change made no read.
+    Applied,
+    /// Its write found another version (another replica, the purge or a
+    /// re-seal wrote the user since): a round trip lost, then a read.
+    Stale,
+    /// The decision on it wrote nothing, so it was decided again on a read.
+    Unused,
+}
+
+impl Use {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Stale => "stale",
+            Self::Unused => "unused",
+        }
+    }
+}
+
+/// Counts one use of a known state.
+pub(crate) fn count(used: Use) {
+    // `event!` with an explicit level: a dotted field name is ambiguous
+    // to `info!`'s parser.
+    tracing::event!(
+        target: "otp.metrics",
+        tracing::Level::INFO,
+        monotonic_counter.otp.store.known_states = 1_u64,
+        outcome = used.as_str()
+    );
+}
+
 /// The user's state as one read found it, or as one applied write left it.
 #[derive(Clone)]
 pub(crate) struct State {

@@ -10,7 +10,10 @@
 //! reads and decides again. So changes of one user are serialised across any
 //! number of processes, sequence numbers have no gaps, and no lock is held
 //! while the use case decides (or opens a secret). Two round trips and one
-//! commit per change, one round trip per read (see `statements`).
+//! commit per change, one round trip per read (see `statements`). A change
+//! of a user this replica wrote last first decides on the state it wrote,
+//! without the read, under the same compare-and-swap (see `known`): one
+//! round trip.
 //!
 //! When several users' changes wait to write at the same moment, their
 //! writes run as one statement and one commit (see `combine`), each still
@@ -64,7 +67,7 @@ use domain::{Attempts, FactorEvent, OrgId, OtpFactor, RecoveryCodes, RecoveryHas
 use crate::combine::{Combiner, Limits, Outcome, Writes};
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
-use crate::known::{KnownStates, State};
+use crate::known::{KnownStates, State, Use};
 use crate::pooler::{Pinning, pinned};
 use crate::reads::{READ_STATEMENTS, ReadOutcome, Readers, Reads};
 use crate::retry::{Reason, retrying};
@@ -962,26 +965,38 @@ impl FactorStore for PgFactorStore {
         // still the user's state. Otherwise, or if the decision writes
         // nothing (never answered unread), the change goes the usual way:
         // read, decide, write.
-        let guess = self
+        let known = self
             .known
             .as_ref()
-            .and_then(|known| known.take(user.as_str()))
-            .unwrap_or(State {
-                head: Head::NONE,
-                factor: None,
-                recovery: None,
-            });
+            .and_then(|known| known.take(user.as_str()));
+        let from_known = known.is_some();
+        let guess = known.unwrap_or(State {
+            head: Head::NONE,
+            factor: None,
+            recovery: None,
+        });
         let decided = decide(Current {
             factor: guess.factor.as_ref(),
             attempts: attempts_of(user, &guess.head)?,
             recovery: guess.recovery.as_ref(),
         });
-        if let Ok(change) = decided
-            && let Plan::Write(write, committed, after) = plan(user, &context, &guess, change)?
-            && rounds.settle(self.write(write, rounds.solo, &mut connection).await?, None)?
-        {
-            self.remember(user, after);
-            return Ok(committed);
+        let planned = match decided {
+            Ok(change) => Some(plan(user, &context, &guess, change)?),
+            Err(_) => None,
+        };
+        if let Some(Plan::Write(write, committed, after)) = planned {
+            let applied =
+                rounds.settle(self.write(write, rounds.solo, &mut connection).await?, None)?;
+            // Rolled back (no version compared) counts as a retry, not here.
+            if from_known && (applied || rounds.retry_because.is_none()) {
+                known::count(if applied { Use::Applied } else { Use::Stale });
+            }
+            if applied {
+                self.remember(user, after);
+                return Ok(committed);
+            }
+        } else if from_known {
+            known::count(Use::Unused);
         }
         let mut fresh_connection = false;
         for round in 0..MAX_ROUNDS {

@@ -2,7 +2,8 @@
 //! run again a bounded number of times, each retry counted as
 //! `otp.store.retries` by `reason`, and then the call is answered as
 //! unavailable; a real deadlock with another session costs a retry, not an
-//! error.
+//! error. Each use of a known state is counted as `otp.store.known_states`
+//! by `outcome`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
@@ -18,7 +19,8 @@ use domain::{SealedSecret, UserId};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
-/// The `reason` of every `otp.store.retries` event seen.
+/// The `reason` of every `otp.store.retries` event seen, and
+/// `known:<outcome>` of every `otp.store.known_states` one.
 #[derive(Clone, Default)]
 struct Retries(Arc<Mutex<Vec<String>>>);
 
@@ -35,27 +37,34 @@ impl Retries {
 
 #[derive(Default)]
 struct Fields {
-    counter: bool,
-    reason: String,
+    /// The label's prefix: `Some("")` for a retry, `Some("known:")` for a
+    /// known state's use.
+    counter: Option<&'static str>,
+    label: String,
 }
 
 impl Visit for Fields {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "monotonic_counter.otp.store.retries" && value == 1 {
-            self.counter = true;
+        if value != 1 {
+            return;
+        }
+        match field.name() {
+            "monotonic_counter.otp.store.retries" => self.counter = Some(""),
+            "monotonic_counter.otp.store.known_states" => self.counter = Some("known:"),
+            _ => {}
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "reason" {
-            write!(self.reason, "{value:?}").unwrap();
-            self.reason = self.reason.trim_matches('"').to_owned();
+        if matches!(field.name(), "reason" | "outcome") {
+            write!(self.label, "{value:?}").unwrap();
+            self.label = self.label.trim_matches('"').to_owned();
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "reason" {
-            value.clone_into(&mut self.reason);
+        if matches!(field.name(), "reason" | "outcome") {
+            value.clone_into(&mut self.label);
         }
     }
 }
@@ -67,13 +76,21 @@ impl<S: tracing::Subscriber> Layer<S> for Retries {
         }
         let mut fields = Fields::default();
         event.record(&mut fields);
-        if fields.counter {
-            self.0.lock().unwrap().push(fields.reason);
+        if let Some(prefix) = fields.counter {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{prefix}{}", fields.label));
         }
     }
 }
 
 fn store(db: &TestDatabase) -> PgFactorStore {
+    store_knowing(db, 0)
+}
+
+/// [`store`] keeping `known_states` users' states.
+fn store_knowing(db: &TestDatabase, known_states: usize) -> PgFactorStore {
     PgFactorStore::connect(&PgSettings {
         url: db.url.clone(),
         max_connections: 2,
@@ -84,7 +101,7 @@ fn store(db: &TestDatabase) -> PgFactorStore {
         write_batch_size: 32,
         write_batches: 2,
         read_batch_size: 32,
-        known_states: 0,
+        known_states,
         known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap()
@@ -266,4 +283,44 @@ async fn a_real_deadlock_with_another_session_costs_one_retry_and_the_change_com
     );
     let stored = store.find(&user).await.unwrap().unwrap();
     assert_eq!(stored.secret().sealed, vec![2; 48]);
+}
+
+/// A known state's uses, counted: the next Add here is written on it
+/// (`applied`); after another replica's change, it is `stale`; a decision
+/// that writes nothing on it is `unused` (decided again on a read). A user
+/// this replica does not know counts nothing.
+#[tokio::test]
+async fn each_use_of_a_known_state_is_counted_by_outcome() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let counted = Retries::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(counted.clone()));
+    let (here, there) = (store_knowing(&db, 64), store_knowing(&db, 64));
+    let user = unique_user("known-counted");
+    here.change(&user, context(&user), add_decision(1))
+        .await
+        .unwrap();
+    assert_eq!(counted.count("known:applied"), 0, "unknown before");
+    here.change(&user, context(&user), add_decision(2))
+        .await
+        .unwrap();
+    assert_eq!(counted.count("known:applied"), 1);
+    there
+        .change(&user, context(&user), add_decision(3))
+        .await
+        .unwrap();
+    here.change(&user, context(&user), add_decision(4))
+        .await
+        .unwrap();
+    assert_eq!(counted.count("known:stale"), 1, "the other replica wrote");
+    let refuse: application::Decide = Box::new(|_: Current<'_>| Err(ApplicationError::Internal));
+    assert!(here.change(&user, context(&user), refuse).await.is_err());
+    assert_eq!(counted.count("known:unused"), 1);
+    assert_eq!(
+        (counted.count("known:applied"), counted.count("known:stale")),
+        (1, 1),
+        "nothing else counted"
+    );
 }

@@ -857,7 +857,8 @@ async fn an_unreachable_collector_does_not_slow_requests() {
 /// Under SERIALIZABLE (a database whose default isolation it is, as on a
 /// distributed engine), parallel Adds of one user and of many users all
 /// succeed, and the retries they needed are counted as serialization
-/// failures on the exported `otp.store.retries`.
+/// failures on the exported `otp.store.retries`; a known state's use is
+/// exported too (`otp.store.known_states`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_serializable_parallel_adds_all_succeed_and_their_retries_are_counted() {
     let Some(db) = TestDatabase::create_serializable().await else {
@@ -923,19 +924,27 @@ async fn under_serializable_parallel_adds_all_succeed_and_their_retries_are_coun
         .query("SELECT count(*)::text FROM otp_factors WHERE user_id LIKE 'serializable-%'")
         .await;
     assert_eq!(factors, ["33"]);
+    // A new user's second Add, alone, is decided on the state this
+    // replica wrote by the first: counted as a known state applied.
+    let again = sign(&claims(&issuer.url, &user("serializable-again")));
+    for _ in 0..2 {
+        let (status, body) = add(again.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
 
-    let retried = |reason: &str| {
+    let counted = |metric: &str, key: &str, value: &str| {
         receiver
             .points()
             .iter()
             .filter(|(name, _, attributes, _)| {
-                name == "otp.store.retries"
-                    && attributes.iter().any(|(k, v)| k == "reason" && v == reason)
+                name == metric && attributes.iter().any(|(k, v)| k == key && v == value)
             })
             .map(|(.., value)| *value)
             .fold(0.0, f64::max)
     };
+    let retried = |reason: &str| counted("otp.store.retries", "reason", reason);
     wait_for(|| retried("serialization") > 0.0).await;
+    wait_for(|| counted("otp.store.known_states", "outcome", "applied") > 0.0).await;
     assert_eq!(process.stop().await.code(), Some(0));
     println!(
         "retries under SERIALIZABLE: serialization {}, lost_race {}, deadlock {}",
