@@ -84,8 +84,9 @@ struct Generations {
 }
 
 impl KnownStates {
-    /// Keeps up to `entries` users' states (at least 2) for up to `ttl`
-    /// each; `None` for `entries` 0 or a zero `ttl` (nothing kept).
+    /// Keeps up to `entries` users' states (an odd count rounded up) for
+    /// up to `ttl` each; `None` for `entries` 0 or a zero `ttl` (nothing
+    /// kept).
     pub(crate) fn new(entries: usize, ttl: Duration) -> Option<Self> {
         (entries > 0 && !ttl.is_zero()).then(|| {
             let half = entries.div_ceil(2);
@@ -116,8 +117,8 @@ impl KnownStates {
     pub(crate) fn remember(&self, user: &str, state: State) {
         let mut generations = self.lock();
         if generations.newer.len() >= self.half && !generations.newer.contains_key(user) {
-            let full = std::mem::replace(&mut generations.newer, HashMap::with_capacity(self.half));
-            generations.older = full;
+            generations.older =
+                std::mem::replace(&mut generations.newer, HashMap::with_capacity(self.half));
         }
         generations.older.remove(user);
         generations

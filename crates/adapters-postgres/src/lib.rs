@@ -706,7 +706,12 @@ fn recovery_of(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((!hashes.is_empty()).then_some(RecoveryCodes { key_id, hashes }))
+    Ok(any_left(RecoveryCodes { key_id, hashes }))
+}
+
+/// `codes`, unless no code is left: a set with none is stored as no set.
+fn any_left(codes: RecoveryCodes) -> Option<RecoveryCodes> {
+    (!codes.hashes.is_empty()).then_some(codes)
 }
 
 /// The recovery-code columns to write for `codes`.
@@ -790,8 +795,8 @@ fn plan(
         RecoveryWrite::Put(codes) => (
             RecoveryOp::Put,
             recovery_columns(Some(&codes)),
-            // As a read answers it: a set with no code left is no set.
-            (!codes.hashes.is_empty()).then_some(codes),
+            // As a read answers it.
+            any_left(codes),
         ),
         RecoveryWrite::Delete => (RecoveryOp::Delete, (None, None), None),
     };

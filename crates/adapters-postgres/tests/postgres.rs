@@ -465,17 +465,10 @@ async fn a_first_write_that_lost_the_race_writes_nothing_and_decides_again() {
     let committed = store.change(&user, context(&user), decide).await.unwrap();
     assert_eq!(*shown.lock().unwrap(), [false, true], "decided again");
     assert_eq!(committed.events[0].sequence, 2);
-    let client = db.session().await;
-    let rows = client
-        .query(
-            "SELECT sequence FROM otp_events WHERE user_id = $1 ORDER BY sequence",
-            &[&user.as_str()],
-        )
+    assert_eq!(sequences(&db, &user).await, [1, 2]);
+    let head = db
+        .session()
         .await
-        .unwrap();
-    let sequences: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(sequences, [1, 2]);
-    let head = client
         .query_one(
             "SELECT s.last_sequence, f.sealed_secret FROM otp_user_streams s \
              JOIN otp_factors f USING (user_id) WHERE s.user_id = $1",
@@ -674,4 +667,72 @@ async fn a_state_another_replica_changed_since_is_decided_again_on_a_read() {
         .unwrap();
     assert_eq!(committed.events[0].sequence, 5);
     assert_eq!(sequences(&db, &user).await, [1, 2, 3, 4, 5]);
+}
+
+/// The state a change leaves known is the state a read then finds: the
+/// factor, the wrong-code count and the recovery codes a decision is shown
+/// first (known, no read) equal those it is shown once it refused and is
+/// decided again on the read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_a_change_leaves_known_is_the_state_a_read_finds() {
+    use std::sync::{Arc, Mutex};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = store_knowing(&db.url, 1024);
+    let user = unique_user("known-equals-read");
+    store
+        .change(&user, context(&user), add_decision())
+        .await
+        .unwrap();
+    // A wrong code that also stores recovery codes: every part of the state.
+    store
+        .change(
+            &user,
+            context(&user),
+            Box::new(|current: Current<'_>| {
+                Ok(Change {
+                    factor: FactorWrite::Keep,
+                    attempts: Some(domain::Attempts {
+                        failures: current.attempts.failures + 2,
+                        last_failure_at: Some(at()),
+                    }),
+                    recovery: application::RecoveryWrite::Put(domain::RecoveryCodes {
+                        key_id: "r1".into(),
+                        hashes: vec![domain::RecoveryHash([7; 32])],
+                    }),
+                    events: vec![EventKind::CheckFailed],
+                    refusal: None,
+                })
+            }),
+        )
+        .await
+        .unwrap();
+    type Shown = (
+        Option<domain::OtpFactor>,
+        domain::Attempts,
+        Option<domain::RecoveryCodes>,
+    );
+    let shown: Arc<Mutex<Vec<Shown>>> = Arc::default();
+    let log = shown.clone();
+    let answer = store
+        .change(
+            &user,
+            context(&user),
+            Box::new(move |current: Current<'_>| {
+                log.lock().unwrap().push((
+                    current.factor.cloned(),
+                    current.attempts,
+                    current.recovery.cloned(),
+                ));
+                Err(ApplicationError::Internal)
+            }),
+        )
+        .await;
+    assert_eq!(answer.unwrap_err(), ApplicationError::Internal);
+    let shown = shown.lock().unwrap();
+    assert_eq!(shown.len(), 2, "known, then read");
+    assert_eq!(shown[0], shown[1], "the known state is the read one");
+    assert_eq!(shown[1].1.failures, 2);
+    assert!(shown[1].0.is_some() && shown[1].2.is_some());
 }

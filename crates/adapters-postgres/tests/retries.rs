@@ -22,9 +22,9 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 /// The `reason` of every `otp.store.retries` event seen, and
 /// `known:<outcome>` of every `otp.store.known_states` one.
 #[derive(Clone, Default)]
-struct Retries(Arc<Mutex<Vec<String>>>);
+struct Counted(Arc<Mutex<Vec<String>>>);
 
-impl Retries {
+impl Counted {
     fn count(&self, reason: &str) -> usize {
         self.0
             .lock()
@@ -69,7 +69,7 @@ impl Visit for Fields {
     }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for Retries {
+impl<S: tracing::Subscriber> Layer<S> for Counted {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         if event.metadata().target() != "otp.metrics" {
             return;
@@ -152,7 +152,7 @@ async fn a_change_that_keeps_failing_serialization_is_retried_64_times_then_unav
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let retries = Retries::default();
+    let retries = Counted::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
     fail_stream_writes(&db, "40001", "could not serialize access").await;
@@ -188,7 +188,7 @@ async fn a_change_that_keeps_deadlocking_is_retried_then_unavailable() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let retries = Retries::default();
+    let retries = Counted::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
     fail_stream_writes(&db, "40P01", "deadlock detected").await;
@@ -207,7 +207,7 @@ async fn a_lasting_error_is_not_retried() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let retries = Retries::default();
+    let retries = Counted::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
     // Raised (P0001), not a serialization failure: answered at once.
@@ -227,7 +227,7 @@ async fn a_real_deadlock_with_another_session_costs_one_retry_and_the_change_com
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let retries = Retries::default();
+    let retries = Counted::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(retries.clone()));
     let store = Arc::new(store(&db));
@@ -294,7 +294,7 @@ async fn each_use_of_a_known_state_is_counted_by_outcome() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let counted = Retries::default();
+    let counted = Counted::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(counted.clone()));
     let (here, there) = (store_knowing(&db, 64), store_knowing(&db, 64));
