@@ -47,7 +47,10 @@ use crate::connect::Redactor;
 use crate::error::{pool_error, query_error};
 use crate::pooler::{Pinning, pinned};
 use crate::retry::{self, Reason};
-use crate::statements::{Columns, Combine, CombinedChange, CombinedFirst, WriteChange};
+use crate::statements::{
+    Columns, Combine, CombinedAnswer, CombinedChange, CombinedFirst, FoundRow, Head, WriteAnswer,
+    WriteChange,
+};
 use crate::{lost_connection, run_write};
 
 /// Answer of a write whose drain task ended before it ran (the runtime
@@ -65,8 +68,9 @@ pub(crate) enum Outcome {
     /// Another change of the user came first (for a first write: the user
     /// has a stream row), or, in a combined statement, its row was locked
     /// by another transaction: nothing was written. `shared` when other
-    /// users' writes were in the statement.
-    Stale { shared: bool },
+    /// users' writes were in the statement; `found`, the user's state as
+    /// the statement found it, to decide again on without a read.
+    Stale { shared: bool, found: Option<Found> },
     /// The statement was rolled back whole (40001, 40P01): nothing was
     /// written. `shared` when other users' writes were in it.
     RolledBack { reason: Reason, shared: bool },
@@ -80,6 +84,54 @@ impl Outcome {
         match retry::transient(&error) {
             Some(reason) => Self::RolledBack { reason, shared },
             None => Self::Failed(query_error(error)),
+        }
+    }
+}
+
+/// The user's state as a write that did not apply found it, in its own
+/// statement's snapshot. Its Debug shows the head, never the sealed secret.
+#[derive(Clone)]
+pub(crate) struct Found(pub Box<FoundRow>);
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("version", &(self.0).0.0)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Found {
+    /// Whether the state found has the stream head `head` (for
+    /// [`Head::NONE`]: no stream row).
+    pub(crate) fn is_at(&self, head: &Head) -> bool {
+        match (self.0).0 {
+            (Some(version), Some(last_sequence), Some(failed_attempts), last_failure_at) => {
+                Head {
+                    version,
+                    last_sequence,
+                    failed_attempts,
+                    last_failure_at,
+                } == *head
+            }
+            _ => *head == Head::NONE,
+        }
+    }
+}
+
+impl Outcome {
+    /// The outcome of a write's answer: applied, or stale with what it found.
+    pub(crate) fn of_answer(answer: Option<WriteAnswer>, shared: bool) -> Self {
+        match answer {
+            Some((true, _)) => Self::Applied,
+            Some((false, found)) => Self::Stale {
+                shared,
+                found: Some(Found(Box::new(found))),
+            },
+            None => Self::Stale {
+                shared,
+                found: None,
+            },
         }
     }
 }
@@ -398,12 +450,10 @@ impl Writes {
                     connection,
                     run_write(write, &mut *connection).await
                 )
-                .map(|applied| {
-                    if applied == Some(1) {
-                        vec![write.user.clone()]
-                    } else {
-                        Vec::new()
-                    }
+                .map(|answer| {
+                    answer.map_or_else(Vec::new, |(applied, found)| {
+                        vec![(write.user.clone(), applied, found)]
+                    })
                 });
             }
             let writes: Vec<&WriteChange> = group.iter().map(|job| &*job.write).collect();
@@ -413,29 +463,32 @@ impl Writes {
                     pinning,
                     connection,
                     CombinedFirst(columns)
-                        .load::<String>(&mut *connection)
+                        .load::<CombinedAnswer>(&mut *connection)
                         .await
                 ),
                 Combine::Change => pinned!(
                     pinning,
                     connection,
                     CombinedChange(columns)
-                        .load::<String>(&mut *connection)
+                        .load::<CombinedAnswer>(&mut *connection)
                         .await
                 ),
             }
         }
         .await;
         match written {
-            Ok(users) => Outcomes {
+            Ok(mut answers) => Outcomes {
                 each: group
                     .iter()
                     .map(|job| {
-                        if users.contains(&job.write.user) {
-                            Outcome::Applied
-                        } else {
-                            Outcome::Stale { shared }
-                        }
+                        let answer = answers
+                            .iter()
+                            .position(|(user, ..)| *user == job.write.user)
+                            .map(|at| {
+                                let (_, applied, found) = answers.swap_remove(at);
+                                (applied, found)
+                            });
+                        Outcome::of_answer(answer, shared)
                     })
                     .collect(),
                 lost_connection: false,

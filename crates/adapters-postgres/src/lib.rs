@@ -6,14 +6,17 @@
 //! head and factor, the use case decides on them, and one conditional
 //! statement in autocommit writes the stream head, the factor and the events
 //! only if the head is still the one read (a compare-and-swap on its
-//! version). A change that lost the race to another change of the same user
-//! reads and decides again. So changes of one user are serialised across any
+//! version). A write that lost the race to another change of the same user
+//! answers, in the same statement, the state it found instead, and the
+//! change decides again on that (or reads, when what it found is what it
+//! expected: the row changed after the statement's snapshot). So changes
+//! of one user are serialised across any
 //! number of processes, sequence numbers have no gaps, and no lock is held
 //! while the use case decides (or opens a secret). Two round trips and one
 //! commit per change, one round trip per read (see `statements`). A change
 //! of a user this replica wrote last first decides on the state it wrote,
 //! without the read, under the same compare-and-swap (see `known`): one
-//! round trip.
+//! round trip, two if that state went stale, as many as without it.
 //!
 //! When several users' changes wait to write at the same moment, their
 //! writes run as one statement and one commit (see `combine`), each still
@@ -64,7 +67,7 @@ use application::{
 use chrono::{DateTime, Utc};
 use domain::{Attempts, FactorEvent, OrgId, OtpFactor, RecoveryCodes, RecoveryHash, UserId};
 
-use crate::combine::{Combiner, Limits, Outcome, Writes};
+use crate::combine::{Combiner, Found, Limits, Outcome, Writes};
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::known::{KnownStates, State, Use};
@@ -74,8 +77,8 @@ use crate::retry::{Reason, retrying};
 use crate::rows::FactorRow;
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
 use crate::statements::{
-    FactorOp, FactorValues, Head, PurgePending, ReadState, RecoveryOp, StateRow, WriteChange,
-    WriteReseal,
+    FactorOp, FactorValues, Head, PurgePending, ReadState, RecoveryOp, StateRow, WriteAnswer,
+    WriteChange, WriteReseal,
 };
 
 pub use crate::connect::describe_database;
@@ -448,8 +451,7 @@ impl PgFactorStore {
                 connection,
                 run_write(&write, &mut *connection).await
             ) {
-                Ok(Some(1)) => Outcome::Applied,
-                Ok(_) => Outcome::Stale { shared: false },
+                Ok(answer) => Outcome::of_answer(answer, false),
                 Err(error) => Outcome::of_error(error, false),
             },
         )
@@ -572,18 +574,32 @@ struct Rounds {
     solo: bool,
     /// Why the next round runs: counted once it does.
     retry_because: Option<Reason>,
+    /// The user's state as the last write that did not apply found it:
+    /// the next round decides on it instead of reading.
+    found: Option<Found>,
 }
 
 impl Rounds {
     /// Whether the write of round `round` (`None`: the first try, before
-    /// any read) applied; if not, why the next round runs.
-    fn settle(&mut self, outcome: Outcome, round: Option<u32>) -> Result<bool, StoreError> {
+    /// any read), which expected `expected`, applied; if not, why the next
+    /// round runs, and on what.
+    fn settle(
+        &mut self,
+        outcome: Outcome,
+        round: Option<u32>,
+        expected: &Head,
+    ) -> Result<bool, StoreError> {
         match outcome {
             Outcome::Applied => Ok(true),
-            Outcome::Stale { shared } => {
+            Outcome::Stale { shared, found } => {
                 // Alone next time: a combined statement skips a row another
                 // transaction holds, a single one waits for it.
                 self.solo |= shared;
+                // What the write found, unless it is what it expected: then
+                // the row changed after the statement's snapshot (a commit
+                // it waited for, a row another transaction held), and only
+                // a read of its own sees the change.
+                self.found = found.filter(|found| !found.is_at(expected));
                 // The first try finding a row is no race: the usual way.
                 if let Some(round) = round {
                     tracing::debug!(
@@ -637,15 +653,15 @@ fn only_row<T>(rows: diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Option<
 
 /// Runs a planned write: a user's first that puts the factor as the smaller
 /// [`WriteFirst`](statements::WriteFirst), any other as `WriteChange`.
-/// Answers the statement's one row (1: applied, 0: another change came
-/// first).
+/// Answers the statement's one row: whether it applied, and if another
+/// change came first, the state found.
 async fn run_write(
     write: &WriteChange,
     connection: &mut AsyncPgConnection,
-) -> diesel::QueryResult<Option<i64>> {
+) -> diesel::QueryResult<Option<WriteAnswer>> {
     match write.as_first() {
-        Some(first) => only_row(first.load::<i64>(connection).await),
-        None => only_row(write.load::<i64>(connection).await),
+        Some(first) => only_row(first.load::<WriteAnswer>(connection).await),
+        None => only_row(write.load::<WriteAnswer>(connection).await),
     }
 }
 
@@ -684,6 +700,21 @@ fn state_of(user: &UserId, row: Option<StateRow>) -> Result<State, StoreError> {
         factor: FactorRow::from_columns(user, columns)?,
         recovery: recovery_of(user, recovery)?,
     })
+}
+
+/// The user's state as a write that did not apply found it.
+fn found_state(user: &UserId, Found(found): Found) -> Result<State, StoreError> {
+    let ((version, last_sequence, failed_attempts, last_failure_at), factor, recovery) = *found;
+    let row = match (version, last_sequence, failed_attempts) {
+        (Some(version), Some(last_sequence), Some(failed_attempts)) => Some((
+            (version, last_sequence, failed_attempts, last_failure_at),
+            factor,
+            recovery,
+        )),
+        // No stream row.
+        _ => None,
+    };
+    state_of(user, row)
 }
 
 /// The recovery codes of a stream row's columns.
@@ -967,9 +998,10 @@ impl FactorStore for PgFactorStore {
         // anything. A decision that writes on it (an Add of a new user, a
         // Verify after an Add here, the next login check) is tried as is,
         // one statement and one round trip; it applies only if that is
-        // still the user's state. Otherwise, or if the decision writes
-        // nothing (never answered unread), the change goes the usual way:
-        // read, decide, write.
+        // still the user's state. Otherwise the write answers the state it
+        // found, and the change decides again on that; if the decision
+        // writes nothing (never answered unread), the change goes the usual
+        // way: read, decide, write.
         let known = self
             .known
             .as_ref()
@@ -990,8 +1022,9 @@ impl FactorStore for PgFactorStore {
             Err(_) => None,
         };
         if let Some(Plan::Write(write, committed, after)) = planned {
-            let applied =
-                rounds.settle(self.write(write, rounds.solo, &mut connection).await?, None)?;
+            let expected = write.expected;
+            let outcome = self.write(write, rounds.solo, &mut connection).await?;
+            let applied = rounds.settle(outcome, None, &expected)?;
             // Rolled back (no version compared) counts as a retry, not here.
             if from_known && (applied || rounds.retry_because.is_none()) {
                 known::count(if applied { Use::Applied } else { Use::Stale });
@@ -1015,20 +1048,24 @@ impl FactorStore for PgFactorStore {
                 // the other side take the locks it was waiting for.
                 tokio::time::sleep(retry::pause(round.max(1))).await;
             }
-            let state = match self
-                .read_for_change(user, &mut connection, &mut fresh_connection)
-                .await?
-            {
-                Ok(state) => state,
-                Err(reason) => {
-                    tracing::debug!(
-                        round,
-                        reason = reason.as_str(),
-                        "the read was rolled back; reading again"
-                    );
-                    rounds.retry_because = Some(reason);
-                    continue;
-                }
+            // What the last write found, else a read.
+            let state = match rounds.found.take() {
+                Some(found) => found_state(user, found)?,
+                None => match self
+                    .read_for_change(user, &mut connection, &mut fresh_connection)
+                    .await?
+                {
+                    Ok(state) => state,
+                    Err(reason) => {
+                        tracing::debug!(
+                            round,
+                            reason = reason.as_str(),
+                            "the read was rolled back; reading again"
+                        );
+                        rounds.retry_because = Some(reason);
+                        continue;
+                    }
+                },
             };
             let attempts = attempts_of(user, &state.head)?;
             let change = decide(Current {
@@ -1043,10 +1080,9 @@ impl FactorStore for PgFactorStore {
                 }
                 Plan::Write(write, committed, after) => (write, committed, after),
             };
-            if rounds.settle(
-                self.write(write, rounds.solo, &mut connection).await?,
-                Some(round),
-            )? {
+            let expected = write.expected;
+            let outcome = self.write(write, rounds.solo, &mut connection).await?;
+            if rounds.settle(outcome, Some(round), &expected)? {
                 self.remember(user, after);
                 return Ok(committed);
             }

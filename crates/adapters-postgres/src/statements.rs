@@ -127,23 +127,79 @@ pub(crate) struct ReadState<'a> {
     pub user: &'a str,
 }
 
+/// The SQL types of [`FactorColumns`].
+type FactorSql = (
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Bytea>,
+    Nullable<Text>,
+    Nullable<SmallInt>,
+    Nullable<Integer>,
+    Nullable<SmallInt>,
+    Nullable<Timestamptz>,
+    Nullable<Timestamptz>,
+    Nullable<BigInt>,
+);
+
+/// The SQL types of [`RecoveryColumns`].
+type RecoverySql = (Nullable<Text>, Nullable<Array<Bytea>>);
+
 /// The SQL types of a [`StateRow`].
 type StateSql = (
     (BigInt, BigInt, Integer, Nullable<Timestamptz>),
-    (
-        Nullable<Text>,
-        Nullable<Text>,
-        Nullable<Bytea>,
-        Nullable<Text>,
-        Nullable<SmallInt>,
-        Nullable<Integer>,
-        Nullable<SmallInt>,
-        Nullable<Timestamptz>,
-        Nullable<Timestamptz>,
-        Nullable<BigInt>,
-    ),
-    (Nullable<Text>, Nullable<Array<Bytea>>),
+    FactorSql,
+    RecoverySql,
 );
+
+/// What a write whose compare-and-swap failed found instead, in the same
+/// statement: the columns of [`ReadState`], the head's null when the user
+/// has no stream row, every column null when the write applied.
+pub(crate) type FoundRow = (
+    (Option<i64>, Option<i64>, Option<i32>, Option<DateTime<Utc>>),
+    FactorColumns,
+    RecoveryColumns,
+);
+
+/// The SQL types of a [`FoundRow`].
+type FoundSql = (
+    (
+        Nullable<BigInt>,
+        Nullable<BigInt>,
+        Nullable<Integer>,
+        Nullable<Timestamptz>,
+    ),
+    FactorSql,
+    RecoverySql,
+);
+
+/// A single user's write's answer: whether it applied, and what it found
+/// when it did not.
+pub(crate) type WriteAnswer = (bool, FoundRow);
+
+/// A combined write's answer, a row per user of the group: the user,
+/// whether that user's write applied, and what it found when it did not.
+pub(crate) type CombinedAnswer = (String, bool, FoundRow);
+
+/// The end of a statement whose CTE `s` holds the row this user's write
+/// put in `otp_user_streams` (none when its compare-and-swap failed): one
+/// row, whether it applied, and, only when it did not, the user's state as
+/// [`ReadState`] reads it, in the statement's snapshot, so a lost race is
+/// decided again without a read of its own. The read is behind a one-time
+/// filter: an applied write never runs it (`EXPLAIN ANALYZE`: "never
+/// executed").
+fn push_found<'b>(out: &mut AstPass<'_, 'b, Pg>, user: &'b String) -> QueryResult<()> {
+    out.push_sql(
+        " SELECT w.n > 0, r.* FROM (SELECT count(*) AS n FROM s) w \
+         LEFT JOIN LATERAL (SELECT ",
+    );
+    out.push_sql(READ_STATE);
+    out.push_sql(" = ");
+    out.push_bind_param::<Text, _>(user)?;
+    // `OFFSET 0` keeps the subquery from being flattened into a join,
+    // whose filter would run the read on every write.
+    out.push_sql(" AND w.n = 0 OFFSET 0) r ON true");
+    Ok(())
+}
 
 /// What [`ReadState`] reads, and from where, up to the user condition.
 const READ_STATE: &str = "s.version, s.last_sequence, s.failed_attempts, s.last_failure_at, \
@@ -232,8 +288,9 @@ pub(crate) struct FactorValues {
 /// stream row is upserted only if its head is still `expected` (a user with
 /// no row yet expects [`Head::NONE`]: the insert applies, and a row that
 /// exists, a concurrent first change's included, fails the comparison); the factor write
-/// and the events apply only through that row. Answers 1 when it applied,
-/// 0 when another change came first (nothing was written).
+/// and the events apply only through that row. Answers a [`WriteAnswer`]:
+/// whether it applied, and when another change came first (nothing was
+/// written), the state it found.
 pub(crate) struct WriteChange {
     pub user: String,
     pub expected: Head,
@@ -259,7 +316,7 @@ impl QueryId for WriteChange {
 }
 
 impl Query for WriteChange {
-    type SqlType = BigInt;
+    type SqlType = (Bool, FoundSql);
 }
 
 impl QueryFragment<Pg> for WriteChange {
@@ -357,7 +414,7 @@ impl WriteChange {
     }
 
     /// The events' common values and their sequences and kinds, through the
-    /// end of the statement: `… FROM s, unnest(…)) SELECT count(*) FROM s`.
+    /// end of the statement (its answer: [`push_found`]).
     fn push_events<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_bind_param::<Text, _>(&self.actor)?;
         out.push_sql(", ");
@@ -368,8 +425,8 @@ impl WriteChange {
         out.push_bind_param::<Array<BigInt>, _>(&self.sequences)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Text>, _>(&self.kinds)?;
-        out.push_sql(") AS e(sequence, kind)) SELECT count(*) FROM s");
-        Ok(())
+        out.push_sql(") AS e(sequence, kind))");
+        push_found(out, &self.user)
     }
 
     /// The same write as the smaller [`WriteFirst`], when it is a user's
@@ -521,8 +578,9 @@ impl<'w> Columns<'w> {
         out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.last_failure_at)
     }
 
-    /// The factor upsert, the events and the answer, after the CTE `s`
-    /// (the users whose stream row was written) and `v` (the input rows).
+    /// The factor upsert, the events and the answer (a [`CombinedAnswer`]
+    /// per input row), after the CTE `s` (the users whose stream row was
+    /// written) and `v` (the input rows).
     fn push_tail<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, op_filter: &str) -> QueryResult<()> {
         out.push_sql(
             ", put AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, \
@@ -545,8 +603,13 @@ impl<'w> Columns<'w> {
         out.push_bind_param::<Array<Text>, _>(&self.event_kind)?;
         out.push_sql(
             ") AS e(user_id, sequence, kind) JOIN s ON s.user_id = e.user_id \
-             JOIN v ON v.user_id = e.user_id) SELECT s.user_id FROM s",
+             JOIN v ON v.user_id = e.user_id) \
+             SELECT v.user_id, w.user_id IS NOT NULL, r.* FROM v \
+             LEFT JOIN s w ON w.user_id = v.user_id LEFT JOIN LATERAL (SELECT ",
         );
+        // As `push_found`, per user: the state of those not written.
+        out.push_sql(READ_STATE);
+        out.push_sql(" = v.user_id AND w.user_id IS NULL OFFSET 0) r ON true");
         Ok(())
     }
 }
@@ -557,12 +620,13 @@ const FACTOR_COLUMNS: &str = "state, key_id, sealed_secret, algorithm, digits, p
 
 /// New users' first writes, one commit for all: what [`WriteFirst`] does
 /// for each of them, with every user's rows inserted only if that user had
-/// no stream row. Answers the users it wrote; a user not among them had a
-/// row (and reads and decides again), which fails no other user's write.
+/// no stream row. Answers each user, whether it was written, and for a user
+/// who had a row the state found (decided again on it), which fails no
+/// other user's write.
 #[derive(Debug)]
 pub(crate) struct CombinedFirst<'w>(pub Columns<'w>);
 
-statement!(CombinedFirst, Text);
+statement!(CombinedFirst, (Text, Bool, FoundSql));
 
 impl QueryFragment<Pg> for CombinedFirst<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -593,13 +657,13 @@ impl QueryFragment<Pg> for CombinedFirst<'_> {
 /// never makes the others wait; each row is locked once, in a materialised
 /// step before the update), the factor put or deleted and the events
 /// inserted only through the rows updated. The recovery codes are kept in
-/// place or cleared. Answers the users it wrote; a user not among them lost
-/// a race or found its row locked (and decides again, alone), which fails
-/// no other user's write.
+/// place or cleared. Answers each user, whether it was written, and for a
+/// user who lost a race or found its row locked the state found (decided
+/// again on it, alone), which fails no other user's write.
 #[derive(Debug)]
 pub(crate) struct CombinedChange<'w>(pub Columns<'w>);
 
-statement!(CombinedChange, Text);
+statement!(CombinedChange, (Text, Bool, FoundSql));
 
 impl QueryFragment<Pg> for CombinedChange<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -667,11 +731,12 @@ impl QueryFragment<Pg> for CombinedChange<'_> {
 /// row that cannot exist yet and without the other branches: PostgreSQL
 /// sets up a smaller plan for it on every call (run by pgbench, 154 µs of
 /// the machine per call against 171 to 212 for `WriteChange`; the `add`
-/// ceiling 130). Answers 1 when it applied, 0 when the user had a row.
+/// ceiling 130). Answers a [`WriteAnswer`], the state found when the user
+/// had a row.
 #[derive(Debug)]
 pub(crate) struct WriteFirst<'w>(&'w WriteChange);
 
-statement!(WriteFirst, BigInt);
+statement!(WriteFirst, (Bool, FoundSql));
 
 impl QueryFragment<Pg> for WriteFirst<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

@@ -610,10 +610,11 @@ async fn the_next_change_decides_on_the_state_this_replica_wrote_without_reading
 
 /// Two replicas: the state one of them knows goes stale when the other
 /// changes the user. Its next change, decided on the stale state, writes
-/// nothing; it is decided again on a read and numbers on without a gap.
-/// A decision that writes nothing is never answered from a known state.
+/// nothing; it is decided again on the state that write found (the other
+/// replica's) and numbers on without a gap. A decision that writes nothing
+/// is never answered from a known state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_state_another_replica_changed_since_is_decided_again_on_a_read() {
+async fn a_state_another_replica_changed_since_is_decided_again_on_the_state_found() {
     use std::sync::{Arc, Mutex};
     let Some(db) = TestDatabase::create().await else {
         return;
