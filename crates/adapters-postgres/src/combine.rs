@@ -120,15 +120,16 @@ impl Found {
 }
 
 impl Outcome {
-    /// The outcome of a write's answer: applied, or stale with what it found.
-    pub(crate) fn of_answer(answer: Option<WriteAnswer>, shared: bool) -> Self {
+    /// The outcome of a write's answer: applied, or stale with what it
+    /// found, if its statement had the found read (`find`).
+    pub(crate) fn of_answer(answer: Option<WriteAnswer>, shared: bool, find: bool) -> Self {
         match answer {
             Some((true, _)) => Self::Applied,
-            Some((false, found)) => Self::Stale {
+            Some((false, found)) if find => Self::Stale {
                 shared,
                 found: Some(Found(Box::new(found))),
             },
-            None => Self::Stale {
+            _ => Self::Stale {
                 shared,
                 found: None,
             },
@@ -442,6 +443,8 @@ impl Writes {
     ) -> Outcomes {
         let pinning = &self.pinning;
         let shared = group.len() > 1;
+        // With the found read if any write of the group asks for it.
+        let find = group.iter().any(|job| job.write.find);
         let written = async {
             if let [single] = group {
                 let write = &single.write;
@@ -458,22 +461,31 @@ impl Writes {
             }
             let writes: Vec<&WriteChange> = group.iter().map(|job| &*job.write).collect();
             let columns = Columns::of(&writes);
-            match kind {
-                Combine::First => pinned!(
-                    pinning,
-                    connection,
-                    CombinedFirst(columns)
-                        .load::<CombinedAnswer>(&mut *connection)
-                        .await
-                ),
-                Combine::Change => pinned!(
-                    pinning,
-                    connection,
-                    CombinedChange(columns)
-                        .load::<CombinedAnswer>(&mut *connection)
-                        .await
-                ),
-            }
+            pinned!(pinning, connection, {
+                let connection = &mut *connection;
+                match (kind, find) {
+                    (Combine::First, true) => {
+                        CombinedFirst::<true>(columns)
+                            .load::<CombinedAnswer>(connection)
+                            .await
+                    }
+                    (Combine::First, false) => {
+                        CombinedFirst::<false>(columns)
+                            .load::<CombinedAnswer>(connection)
+                            .await
+                    }
+                    (Combine::Change, true) => {
+                        CombinedChange::<true>(columns)
+                            .load::<CombinedAnswer>(connection)
+                            .await
+                    }
+                    (Combine::Change, false) => {
+                        CombinedChange::<false>(columns)
+                            .load::<CombinedAnswer>(connection)
+                            .await
+                    }
+                }
+            })
         }
         .await;
         match written {
@@ -488,7 +500,7 @@ impl Writes {
                                 let (_, applied, found) = answers.swap_remove(at);
                                 (applied, found)
                             });
-                        Outcome::of_answer(answer, shared)
+                        Outcome::of_answer(answer, shared, find)
                     })
                     .collect(),
                 lost_connection: false,
@@ -531,6 +543,7 @@ mod tests {
             actor: user.to_owned(),
             resource_owner: None,
             at: chrono::DateTime::UNIX_EPOCH,
+            find: false,
         })
     }
 

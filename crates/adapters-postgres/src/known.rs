@@ -8,13 +8,13 @@
 //! good as a fresh read for deciding, as long as the swap still finds that
 //! version: the change's first try writes on it in one round trip instead
 //! of two. If anything else wrote the user since (another replica, the
-//! purge, a re-seal), the swap finds another version and writes nothing,
-//! and answers, in the same statement, the state it found: the change
-//! decides again on that and writes, two round trips, as many as a read
-//! and a write for a user this replica does not know. So a known state
-//! never costs a round trip when it went stale, and never gives a wrong
-//! answer: nothing is answered from it that the swap did not confirm (a
-//! decision that writes nothing is always decided again on a read).
+//! purge, a re-seal), the swap finds another version and writes nothing;
+//! the change decides again on the state that write found (where first
+//! tries miss often, `misses`: two round trips, as many as a read and a
+//! write for a user this replica does not know) or on a read (three). So a
+//! known state gone stale costs at most one round trip, and never gives a
+//! wrong answer: nothing is answered from it that the swap did not confirm
+//! (a decision that writes nothing is always decided again on a read).
 //!
 //! Bounded in entries and in age: two generations of at most half the
 //! entries each (the older one is dropped whole when the newer fills), and
@@ -35,7 +35,8 @@ pub(crate) enum Use {
     /// The decision on it was written: the change made no read.
     Applied,
     /// Its write found another version (another replica, the purge or a
-    /// re-seal wrote the user since): decided again on what it found.
+    /// re-seal wrote the user since): decided again on what it found, or
+    /// on a read.
     Stale,
     /// The decision on it wrote nothing, so it was decided again on a read.
     Unused,

@@ -6,17 +6,17 @@
 //! head and factor, the use case decides on them, and one conditional
 //! statement in autocommit writes the stream head, the factor and the events
 //! only if the head is still the one read (a compare-and-swap on its
-//! version). A write that lost the race to another change of the same user
-//! answers, in the same statement, the state it found instead, and the
-//! change decides again on that (or reads, when what it found is what it
-//! expected: the row changed after the statement's snapshot). So changes
-//! of one user are serialised across any
+//! version). A change that lost the race to another change of the same user
+//! reads and decides again; a first try that did not apply decides again on
+//! the state its write found, in the same statement, when first tries miss
+//! often (see `misses`). So changes of one user are serialised across any
 //! number of processes, sequence numbers have no gaps, and no lock is held
 //! while the use case decides (or opens a secret). Two round trips and one
 //! commit per change, one round trip per read (see `statements`). A change
 //! of a user this replica wrote last first decides on the state it wrote,
 //! without the read, under the same compare-and-swap (see `known`): one
-//! round trip, two if that state went stale, as many as without it.
+//! round trip; two if that state went stale and first tries carry the
+//! found read, three if not.
 //!
 //! When several users' changes wait to write at the same moment, their
 //! writes run as one statement and one commit (see `combine`), each still
@@ -33,6 +33,7 @@ mod connect;
 mod error;
 mod known;
 mod migrate;
+mod misses;
 mod pooler;
 mod reads;
 mod retry;
@@ -71,14 +72,15 @@ use crate::combine::{Combiner, Found, Limits, Outcome, Writes};
 use crate::connect::{Redactor, Target, establish, establish_unprepared, parse_target};
 use crate::error::{pool_error, query_error};
 use crate::known::{KnownStates, State, Use};
+use crate::misses::Misses;
 use crate::pooler::{Pinning, pinned};
 use crate::reads::{READ_STATEMENTS, ReadOutcome, Readers, Reads};
 use crate::retry::{Reason, retrying};
 use crate::rows::FactorRow;
 use crate::schema::{otp_events, otp_factors, otp_user_streams};
 use crate::statements::{
-    FactorOp, FactorValues, Head, PurgePending, ReadState, RecoveryOp, StateRow, WriteAnswer,
-    WriteChange, WriteReseal,
+    FactorOp, FactorValues, Head, PurgePending, ReadState, RecoveryOp, StateRow, WriteAlone,
+    WriteAnswer, WriteChange, WriteFirst, WriteReseal,
 };
 
 pub use crate::connect::describe_database;
@@ -211,6 +213,8 @@ pub struct PgFactorStore {
     /// The states this replica last committed of recently changed users,
     /// when kept (`known_states`).
     known: Option<KnownStates>,
+    /// How often first tries miss: whether they carry the found read.
+    misses: Misses,
 }
 
 impl PgFactorStore {
@@ -292,6 +296,7 @@ impl PgFactorStore {
             combiners,
             readers,
             known: KnownStates::new(settings.known_states, settings.known_state_ttl),
+            misses: Misses::new(),
         })
     }
 
@@ -451,7 +456,7 @@ impl PgFactorStore {
                 connection,
                 run_write(&write, &mut *connection).await
             ) {
-                Ok(answer) => Outcome::of_answer(answer, false),
+                Ok(answer) => Outcome::of_answer(answer, false, write.find),
                 Err(error) => Outcome::of_error(error, false),
             },
         )
@@ -652,17 +657,20 @@ fn only_row<T>(rows: diesel::QueryResult<Vec<T>>) -> diesel::QueryResult<Option<
 }
 
 /// Runs a planned write: a user's first that puts the factor as the smaller
-/// [`WriteFirst`](statements::WriteFirst), any other as `WriteChange`.
+/// [`WriteFirst`], any other as [`WriteAlone`]; with the found read when
+/// the write asks for it (`find`).
 /// Answers the statement's one row: whether it applied, and if another
 /// change came first, the state found.
 async fn run_write(
     write: &WriteChange,
     connection: &mut AsyncPgConnection,
 ) -> diesel::QueryResult<Option<WriteAnswer>> {
-    match write.as_first() {
-        Some(first) => only_row(first.load::<WriteAnswer>(connection).await),
-        None => only_row(write.load::<WriteAnswer>(connection).await),
-    }
+    only_row(match (write.is_first(), write.find) {
+        (true, true) => WriteFirst::<true>(write).load(connection).await,
+        (true, false) => WriteFirst::<false>(write).load(connection).await,
+        (false, true) => WriteAlone::<true>(write).load(connection).await,
+        (false, false) => WriteAlone::<false>(write).load(connection).await,
+    })
 }
 
 /// Reads the user's stream head and factor in one statement (one snapshot).
@@ -857,6 +865,7 @@ fn plan(
                 .as_ref()
                 .map(|org| org.as_str().to_owned()),
             at: context.at,
+            find: false,
         }),
         Committed {
             events,
@@ -998,10 +1007,10 @@ impl FactorStore for PgFactorStore {
         // anything. A decision that writes on it (an Add of a new user, a
         // Verify after an Add here, the next login check) is tried as is,
         // one statement and one round trip; it applies only if that is
-        // still the user's state. Otherwise the write answers the state it
-        // found, and the change decides again on that; if the decision
-        // writes nothing (never answered unread), the change goes the usual
-        // way: read, decide, write.
+        // still the user's state. Otherwise the change decides again on
+        // the state the write found, if it carried the found read (see
+        // `misses`); else, or if the decision writes nothing (never
+        // answered unread), it goes the usual way: read, decide, write.
         let known = self
             .known
             .as_ref()
@@ -1021,9 +1030,13 @@ impl FactorStore for PgFactorStore {
             Ok(change) => Some(plan(user, &context, &guess, change)?),
             Err(_) => None,
         };
-        if let Some(Plan::Write(write, committed, after)) = planned {
+        if let Some(Plan::Write(mut write, committed, after)) = planned {
             let expected = write.expected;
+            write.find = self.misses.carry_found_read();
             let outcome = self.write(write, rounds.solo, &mut connection).await?;
+            if matches!(outcome, Outcome::Applied | Outcome::Stale { .. }) {
+                self.misses.record(!matches!(outcome, Outcome::Applied));
+            }
             let applied = rounds.settle(outcome, None, &expected)?;
             // Rolled back (no version compared) counts as a retry, not here.
             if from_known && (applied || rounds.retry_because.is_none()) {

@@ -72,6 +72,18 @@ macro_rules! statement {
             type SqlType = $row;
         }
     };
+    // A write statement in two texts, with the found read (`FIND`) and
+    // without: two query ids, so each is prepared as what it is.
+    ($name:ident<FIND>, $row:ty) => {
+        impl<const FIND: bool> QueryId for $name<'_, FIND> {
+            type QueryId = $name<'static, FIND>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<const FIND: bool> Query for $name<'_, FIND> {
+            type SqlType = $row;
+        }
+    };
 }
 
 /// The head of a user's stream as read: what the write compares against.
@@ -180,14 +192,27 @@ pub(crate) type WriteAnswer = (bool, FoundRow);
 /// whether that user's write applied, and what it found when it did not.
 pub(crate) type CombinedAnswer = (String, bool, FoundRow);
 
+/// A [`FoundRow`] of nothing found, typed: what a statement without the
+/// found read answers in its place.
+const NOTHING_FOUND: &str = "NULL::bigint, NULL::bigint, NULL::integer, NULL::timestamptz, \
+     NULL::text, NULL::text, NULL::bytea, NULL::text, NULL::smallint, NULL::integer, \
+     NULL::smallint, NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::text, NULL::bytea[]";
+
 /// The end of a statement whose CTE `s` holds the row this user's write
 /// put in `otp_user_streams` (none when its compare-and-swap failed): one
-/// row, whether it applied, and, only when it did not, the user's state as
-/// [`ReadState`] reads it, in the statement's snapshot, so a lost race is
-/// decided again without a read of its own. The read is behind a one-time
-/// filter: an applied write never runs it (`EXPLAIN ANALYZE`: "never
-/// executed").
-fn push_found<'b>(out: &mut AstPass<'_, 'b, Pg>, user: &'b String) -> QueryResult<()> {
+/// row, whether it applied, and, with `find` and only when it did not, the
+/// user's state as [`ReadState`] reads it, in the statement's snapshot, so
+/// a lost race is decided again without a read of its own. The read is
+/// behind a one-time filter, so an applied write never runs it (`EXPLAIN
+/// ANALYZE`: "never executed"), but its plan is still set up on every
+/// execution, which costs PostgreSQL CPU; hence the two texts.
+fn push_found<'b>(out: &mut AstPass<'_, 'b, Pg>, user: &'b String, find: bool) -> QueryResult<()> {
+    if !find {
+        out.push_sql(" SELECT count(*) > 0, ");
+        out.push_sql(NOTHING_FOUND);
+        out.push_sql(" FROM s");
+        return Ok(());
+    }
     out.push_sql(
         " SELECT w.n > 0, r.* FROM (SELECT count(*) AS n FROM s) w \
          LEFT JOIN LATERAL (SELECT ",
@@ -308,26 +333,26 @@ pub(crate) struct WriteChange {
     pub actor: String,
     pub resource_owner: Option<String>,
     pub at: DateTime<Utc>,
+    /// Whether its statement answers, when it does not apply, the state it
+    /// found (`push_found`): set by the store where misses are expected.
+    pub find: bool,
 }
 
-impl QueryId for WriteChange {
-    type QueryId = Self;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
+/// A [`WriteChange`] as its own statement (`FIND`: with the found read).
+pub(crate) struct WriteAlone<'w, const FIND: bool>(pub &'w WriteChange);
 
-impl Query for WriteChange {
-    type SqlType = (Bool, FoundSql);
-}
+statement!(WriteAlone<FIND>, (Bool, FoundSql));
 
-impl QueryFragment<Pg> for WriteChange {
+impl<const FIND: bool> QueryFragment<Pg> for WriteAlone<'_, FIND> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let expected = &self.expected;
+        let write = self.0;
+        let expected = &write.expected;
         out.push_sql(
             "WITH s AS (INSERT INTO otp_user_streams AS t \
              (user_id, version, last_sequence, failed_attempts, last_failure_at, \
              recovery_key_id, recovery_hashes) VALUES (",
         );
-        self.push_stream_values(&mut out)?;
+        write.push_stream_values(&mut out)?;
         out.push_sql(
             ") ON CONFLICT (user_id) DO UPDATE SET version = EXCLUDED.version, \
              last_sequence = EXCLUDED.last_sequence, failed_attempts = EXCLUDED.failed_attempts, \
@@ -345,13 +370,13 @@ impl QueryFragment<Pg> for WriteChange {
         out.push_sql(" AND t.last_failure_at IS NOT DISTINCT FROM ");
         out.push_bind_param::<Nullable<Timestamptz>, _>(&expected.last_failure_at)?;
         out.push_sql(" RETURNING t.user_id), o AS (SELECT ");
-        out.push_bind_param::<Text, _>(self.op.as_bind())?;
+        out.push_bind_param::<Text, _>(write.op.as_bind())?;
         out.push_sql(
             "::text AS op), put AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, \
              algorithm, digits, period, skew, created_at, changed_at, last_used_step) \
              SELECT s.user_id, ",
         );
-        self.push_factor_values(&mut out)?;
+        write.push_factor_values(&mut out)?;
         out.push_sql(
             " FROM s, o WHERE o.op = 'put' ON CONFLICT (user_id) DO UPDATE SET \
              state = EXCLUDED.state, key_id = EXCLUDED.key_id, \
@@ -365,7 +390,7 @@ impl QueryFragment<Pg> for WriteChange {
              (user_id, sequence, kind, actor, resource_owner, occurred_at) \
              SELECT s.user_id, e.sequence, e.kind, ",
         );
-        self.push_events(&mut out)?;
+        write.push_events(&mut out, FIND)?;
         Ok(())
     }
 }
@@ -415,7 +440,7 @@ impl WriteChange {
 
     /// The events' common values and their sequences and kinds, through the
     /// end of the statement (its answer: [`push_found`]).
-    fn push_events<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+    fn push_events<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, find: bool) -> QueryResult<()> {
         out.push_bind_param::<Text, _>(&self.actor)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Text>, _>(&self.resource_owner)?;
@@ -426,14 +451,14 @@ impl WriteChange {
         out.push_sql(", ");
         out.push_bind_param::<Array<Text>, _>(&self.kinds)?;
         out.push_sql(") AS e(sequence, kind))");
-        push_found(out, &self.user)
+        push_found(out, &self.user, find)
     }
 
-    /// The same write as the smaller [`WriteFirst`], when it is a user's
-    /// first (no stream row was there: [`Head::NONE`]) and puts the factor,
-    /// as a new user's Add and import do.
-    pub(crate) fn as_first(&self) -> Option<WriteFirst<'_>> {
-        (self.expected == Head::NONE && self.op == FactorOp::Put).then_some(WriteFirst(self))
+    /// Whether the smaller [`WriteFirst`] can run this write: a user's first
+    /// (no stream row was there: [`Head::NONE`]) that puts the factor, as a
+    /// new user's Add and import do.
+    pub(crate) fn is_first(&self) -> bool {
+        self.expected == Head::NONE && self.op == FactorOp::Put
     }
 
     /// Which combined statement can carry this write with others': a new
@@ -581,7 +606,12 @@ impl<'w> Columns<'w> {
     /// The factor upsert, the events and the answer (a [`CombinedAnswer`]
     /// per input row), after the CTE `s` (the users whose stream row was
     /// written) and `v` (the input rows).
-    fn push_tail<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, op_filter: &str) -> QueryResult<()> {
+    fn push_tail<'b>(
+        &'b self,
+        out: &mut AstPass<'_, 'b, Pg>,
+        op_filter: &str,
+        find: bool,
+    ) -> QueryResult<()> {
         out.push_sql(
             ", put AS (INSERT INTO otp_factors (user_id, state, key_id, sealed_secret, \
              algorithm, digits, period, skew, created_at, changed_at, last_used_step) \
@@ -603,8 +633,17 @@ impl<'w> Columns<'w> {
         out.push_bind_param::<Array<Text>, _>(&self.event_kind)?;
         out.push_sql(
             ") AS e(user_id, sequence, kind) JOIN s ON s.user_id = e.user_id \
-             JOIN v ON v.user_id = e.user_id) \
-             SELECT v.user_id, w.user_id IS NOT NULL, r.* FROM v \
+             JOIN v ON v.user_id = e.user_id)",
+        );
+        if !find {
+            // The users written; one not among them found nothing.
+            out.push_sql(" SELECT s.user_id, true, ");
+            out.push_sql(NOTHING_FOUND);
+            out.push_sql(" FROM s");
+            return Ok(());
+        }
+        out.push_sql(
+            " SELECT v.user_id, w.user_id IS NOT NULL, r.* FROM v \
              LEFT JOIN s w ON w.user_id = v.user_id LEFT JOIN LATERAL (SELECT ",
         );
         // As `push_found`, per user: the state of those not written.
@@ -624,11 +663,11 @@ const FACTOR_COLUMNS: &str = "state, key_id, sealed_secret, algorithm, digits, p
 /// who had a row the state found (decided again on it), which fails no
 /// other user's write.
 #[derive(Debug)]
-pub(crate) struct CombinedFirst<'w>(pub Columns<'w>);
+pub(crate) struct CombinedFirst<'w, const FIND: bool>(pub Columns<'w>);
 
-statement!(CombinedFirst, (Text, Bool, FoundSql));
+statement!(CombinedFirst<FIND>, (Text, Bool, FoundSql));
 
-impl QueryFragment<Pg> for CombinedFirst<'_> {
+impl<const FIND: bool> QueryFragment<Pg> for CombinedFirst<'_, FIND> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let columns = &self.0;
         out.push_sql("WITH v AS (SELECT * FROM unnest(");
@@ -645,7 +684,7 @@ impl QueryFragment<Pg> for CombinedFirst<'_> {
              SELECT user_id, version, last_sequence, failed_attempts, last_failure_at FROM v \
              ON CONFLICT (user_id) DO NOTHING RETURNING user_id)",
         );
-        columns.push_tail(&mut out, "")?;
+        columns.push_tail(&mut out, "", FIND)?;
         Ok(())
     }
 }
@@ -661,11 +700,11 @@ impl QueryFragment<Pg> for CombinedFirst<'_> {
 /// user who lost a race or found its row locked the state found (decided
 /// again on it, alone), which fails no other user's write.
 #[derive(Debug)]
-pub(crate) struct CombinedChange<'w>(pub Columns<'w>);
+pub(crate) struct CombinedChange<'w, const FIND: bool>(pub Columns<'w>);
 
-statement!(CombinedChange, (Text, Bool, FoundSql));
+statement!(CombinedChange<FIND>, (Text, Bool, FoundSql));
 
-impl QueryFragment<Pg> for CombinedChange<'_> {
+impl<const FIND: bool> QueryFragment<Pg> for CombinedChange<'_, FIND> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let columns = &self.0;
         out.push_sql("WITH v AS (SELECT * FROM unnest(");
@@ -717,6 +756,7 @@ impl QueryFragment<Pg> for CombinedChange<'_> {
              digits = EXCLUDED.digits, period = EXCLUDED.period, skew = EXCLUDED.skew, \
              created_at = EXCLUDED.created_at, changed_at = EXCLUDED.changed_at, \
              last_used_step = EXCLUDED.last_used_step",
+            FIND,
         )?;
         Ok(())
     }
@@ -734,11 +774,11 @@ impl QueryFragment<Pg> for CombinedChange<'_> {
 /// ceiling 130). Answers a [`WriteAnswer`], the state found when the user
 /// had a row.
 #[derive(Debug)]
-pub(crate) struct WriteFirst<'w>(&'w WriteChange);
+pub(crate) struct WriteFirst<'w, const FIND: bool>(pub &'w WriteChange);
 
-statement!(WriteFirst, (Bool, FoundSql));
+statement!(WriteFirst<FIND>, (Bool, FoundSql));
 
-impl QueryFragment<Pg> for WriteFirst<'_> {
+impl<const FIND: bool> QueryFragment<Pg> for WriteFirst<'_, FIND> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let write = self.0;
         out.push_sql(
@@ -759,7 +799,7 @@ impl QueryFragment<Pg> for WriteFirst<'_> {
              (user_id, sequence, kind, actor, resource_owner, occurred_at) \
              SELECT s.user_id, e.sequence, e.kind, ",
         );
-        write.push_events(&mut out)?;
+        write.push_events(&mut out, FIND)?;
         Ok(())
     }
 }
@@ -860,6 +900,7 @@ mod tests {
             actor: "u1".into(),
             resource_owner: None,
             at: DateTime::UNIX_EPOCH,
+            find: false,
         };
         let columns = Columns::of(&[&write]);
         let reseal = WriteReseal {
