@@ -26,6 +26,14 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 struct Counted(Arc<Mutex<Vec<String>>>);
 
 impl Counted {
+    /// The write and the read statements seen (their spans).
+    fn statements(&self) -> (usize, usize) {
+        (
+            self.count("span:combined_write"),
+            self.count("span:combined_read"),
+        )
+    }
+
     /// The counters' labels seen, spans left out.
     fn counters(&self) -> Vec<String> {
         let seen = self.0.lock().unwrap();
@@ -142,6 +150,23 @@ fn store_knowing(db: &TestDatabase, known_states: usize) -> PgFactorStore {
         known_state_ttl: std::time::Duration::from_secs(60),
     })
     .unwrap()
+}
+
+/// Two stores on one fresh database, as two replicas (64 known states
+/// each), and what this thread's subscriber counts while the guard lives.
+async fn two_counted_replicas() -> Option<(
+    TestDatabase,
+    Counted,
+    tracing::subscriber::DefaultGuard,
+    PgFactorStore,
+    PgFactorStore,
+)> {
+    let db = TestDatabase::create().await?;
+    let counted = Counted::default();
+    let guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(counted.clone()));
+    let (here, there) = (store_knowing(&db, 64), store_knowing(&db, 64));
+    Some((db, counted, guard, here, there))
 }
 
 fn at() -> DateTime<Utc> {
@@ -324,13 +349,9 @@ async fn a_real_deadlock_with_another_session_costs_one_retry_and_the_change_com
 /// this replica does not know counts nothing.
 #[tokio::test]
 async fn each_use_of_a_known_state_is_counted_by_outcome() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some((_db, counted, _guard, here, there)) = two_counted_replicas().await else {
         return;
     };
-    let counted = Counted::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(counted.clone()));
-    let (here, there) = (store_knowing(&db, 64), store_knowing(&db, 64));
     let user = unique_user("known-counted");
     here.change(&user, context(&user), add_decision(1))
         .await
@@ -365,13 +386,9 @@ async fn each_use_of_a_known_state_is_counted_by_outcome() {
 /// and no read, numbered on without a gap.
 #[tokio::test]
 async fn a_write_that_finds_another_state_decides_again_on_it_without_a_read() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some((_db, counted, _guard, here, there)) = two_counted_replicas().await else {
         return;
     };
-    let counted = Counted::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(counted.clone()));
-    let (here, there) = (store_knowing(&db, 64), store_knowing(&db, 64));
     let user = unique_user("found-state");
     // Each Add: the store, and the write and read statements so far. First
     // a new user (one write); then there, where the user is unknown, its
@@ -384,11 +401,7 @@ async fn a_write_that_finds_another_state_decides_again_on_it_without_a_read() {
             .await
             .unwrap();
         assert_eq!(committed.events[0].sequence, u64::from(tag));
-        let statements = (
-            counted.count("span:combined_write"),
-            counted.count("span:combined_read"),
-        );
-        assert_eq!(statements, (writes, reads), "Add {tag}: writes, reads");
+        assert_eq!(counted.statements(), (writes, reads), "Add {tag}");
     }
     assert_eq!(counted.count("known:stale"), 1);
     assert_eq!(counted.count("lost_race"), 0, "no race lost: a stale guess");
@@ -403,25 +416,15 @@ async fn a_write_that_finds_another_state_decides_again_on_it_without_a_read() {
 /// and a few misses in a row bring the found read back.
 #[tokio::test]
 async fn first_tries_carry_the_found_read_only_while_they_miss() {
-    let Some(db) = TestDatabase::create().await else {
+    let Some((_db, counted, _guard, here, there)) = two_counted_replicas().await else {
         return;
     };
-    let counted = Counted::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(counted.clone()));
-    let (here, there) = (store_knowing(&db, 64), store_knowing(&db, 64));
     for n in 0..100 {
         let user = unique_user(&format!("new-{n}"));
         here.change(&user, context(&user), add_decision(1))
             .await
             .unwrap();
     }
-    let statements = || {
-        (
-            counted.count("span:combined_write"),
-            counted.count("span:combined_read"),
-        )
-    };
     // Users enrolled on the other replica, then added again here: each
     // first try here finds a row.
     let mut costs = Vec::new();
@@ -431,13 +434,13 @@ async fn first_tries_carry_the_found_read_only_while_they_miss() {
             .change(&user, context(&user), add_decision(1))
             .await
             .unwrap();
-        let before = statements();
+        let before = counted.statements();
         let committed = here
             .change(&user, context(&user), add_decision(2))
             .await
             .unwrap();
         assert_eq!(committed.events[0].sequence, 2);
-        let after = statements();
+        let after = counted.statements();
         costs.push((after.0 - before.0, after.1 - before.1));
     }
     assert_eq!(costs[0], (2, 1), "after 100 hits: a write, a read, a write");
