@@ -102,20 +102,25 @@ impl std::fmt::Debug for Found {
 }
 
 impl Found {
-    /// Whether the state found has the stream head `head` (for
-    /// [`Head::NONE`]: no stream row).
-    pub(crate) fn is_at(&self, head: &Head) -> bool {
+    /// The stream head found; `None`: the user has no stream row.
+    pub(crate) fn head(&self) -> Option<Head> {
         match (self.0).0 {
             (Some(version), Some(last_sequence), Some(failed_attempts), last_failure_at) => {
-                Head {
+                Some(Head {
                     version,
                     last_sequence,
                     failed_attempts,
                     last_failure_at,
-                } == *head
+                })
             }
-            _ => *head == Head::NONE,
+            _ => None,
         }
+    }
+
+    /// Whether the state found has the stream head `head` (for
+    /// [`Head::NONE`]: no stream row).
+    pub(crate) fn is_at(&self, head: &Head) -> bool {
+        self.head().unwrap_or(Head::NONE) == *head
     }
 }
 
@@ -545,6 +550,34 @@ mod tests {
             at: chrono::DateTime::UNIX_EPOCH,
             find: false,
         })
+    }
+
+    #[test]
+    fn a_found_state_is_at_its_head_and_no_row_is_at_none() {
+        let head = Head {
+            version: 3,
+            last_sequence: 5,
+            failed_attempts: 1,
+            last_failure_at: None,
+        };
+        let found = Found(Box::new((
+            (Some(3), Some(5), Some(1), None),
+            Default::default(),
+            (None, None),
+        )));
+        assert_eq!(found.head(), Some(head));
+        assert!(found.is_at(&head));
+        assert!(!found.is_at(&Head { version: 4, ..head }));
+        assert!(!found.is_at(&Head::NONE));
+        let nothing = Found(Box::new((
+            (None, None, None, None),
+            Default::default(),
+            (None, None),
+        )));
+        assert_eq!(nothing.head(), None);
+        assert!(nothing.is_at(&Head::NONE));
+        assert!(!nothing.is_at(&head));
+        assert!(!format!("{found:?}").contains("sealed"), "{found:?}");
     }
 
     type Waiting = VecDeque<Pending<WriteJob>>;

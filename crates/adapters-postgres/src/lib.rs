@@ -711,17 +711,22 @@ fn state_of(user: &UserId, row: Option<StateRow>) -> Result<State, StoreError> {
 }
 
 /// The user's state as a write that did not apply found it.
-fn found_state(user: &UserId, Found(found): Found) -> Result<State, StoreError> {
-    let ((version, last_sequence, failed_attempts, last_failure_at), factor, recovery) = *found;
-    let row = match (version, last_sequence, failed_attempts) {
-        (Some(version), Some(last_sequence), Some(failed_attempts)) => Some((
-            (version, last_sequence, failed_attempts, last_failure_at),
+fn found_state(user: &UserId, found: Found) -> Result<State, StoreError> {
+    let head = found.head();
+    let (_, factor, recovery) = *found.0;
+    // No head: no stream row.
+    let row = head.map(|head| {
+        (
+            (
+                head.version,
+                head.last_sequence,
+                head.failed_attempts,
+                head.last_failure_at,
+            ),
             factor,
             recovery,
-        )),
-        // No stream row.
-        _ => None,
-    };
+        )
+    });
     state_of(user, row)
 }
 

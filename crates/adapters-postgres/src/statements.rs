@@ -213,16 +213,27 @@ fn push_found<'b>(out: &mut AstPass<'_, 'b, Pg>, user: &'b String, find: bool) -
         out.push_sql(" FROM s");
         return Ok(());
     }
-    out.push_sql(
-        " SELECT w.n > 0, r.* FROM (SELECT count(*) AS n FROM s) w \
-         LEFT JOIN LATERAL (SELECT ",
-    );
+    out.push_sql(" SELECT w.n > 0, r.* FROM (SELECT count(*) AS n FROM s) w");
+    push_found_read(out, "w.n = 0", |out| out.push_bind_param::<Text, _>(user))
+}
+
+/// ` LEFT JOIN LATERAL (…) r ON true`: the state of the user whose id
+/// `push_key` writes, as [`ReadState`] reads it, read only where `gate`
+/// (a condition on the outer row) holds.
+fn push_found_read<'b>(
+    out: &mut AstPass<'_, 'b, Pg>,
+    gate: &str,
+    push_key: impl FnOnce(&mut AstPass<'_, 'b, Pg>) -> QueryResult<()>,
+) -> QueryResult<()> {
+    out.push_sql(" LEFT JOIN LATERAL (SELECT ");
     out.push_sql(READ_STATE);
     out.push_sql(" = ");
-    out.push_bind_param::<Text, _>(user)?;
+    push_key(out)?;
+    out.push_sql(" AND ");
+    out.push_sql(gate);
     // `OFFSET 0` keeps the subquery from being flattened into a join,
     // whose filter would run the read on every write.
-    out.push_sql(" AND w.n = 0 OFFSET 0) r ON true");
+    out.push_sql(" OFFSET 0) r ON true");
     Ok(())
 }
 
@@ -313,9 +324,10 @@ pub(crate) struct FactorValues {
 /// stream row is upserted only if its head is still `expected` (a user with
 /// no row yet expects [`Head::NONE`]: the insert applies, and a row that
 /// exists, a concurrent first change's included, fails the comparison); the factor write
-/// and the events apply only through that row. Answers a [`WriteAnswer`]:
-/// whether it applied, and when another change came first (nothing was
-/// written), the state it found.
+/// and the events apply only through that row. Run as [`WriteAlone`] (or
+/// [`WriteFirst`]), it answers a [`WriteAnswer`]: whether it applied, and
+/// when another change came first (nothing was written) and `find` asked
+/// for it, the state it found.
 pub(crate) struct WriteChange {
     pub user: String,
     pub expected: Head,
@@ -642,14 +654,15 @@ impl<'w> Columns<'w> {
             out.push_sql(" FROM s");
             return Ok(());
         }
+        // As `push_found`, per user: the state of those not written.
         out.push_sql(
             " SELECT v.user_id, w.user_id IS NOT NULL, r.* FROM v \
-             LEFT JOIN s w ON w.user_id = v.user_id LEFT JOIN LATERAL (SELECT ",
+             LEFT JOIN s w ON w.user_id = v.user_id",
         );
-        // As `push_found`, per user: the state of those not written.
-        out.push_sql(READ_STATE);
-        out.push_sql(" = v.user_id AND w.user_id IS NULL OFFSET 0) r ON true");
-        Ok(())
+        push_found_read(out, "w.user_id IS NULL", |out| {
+            out.push_sql("v.user_id");
+            Ok(())
+        })
     }
 }
 
@@ -659,8 +672,8 @@ const FACTOR_COLUMNS: &str = "state, key_id, sealed_secret, algorithm, digits, p
 
 /// New users' first writes, one commit for all: what [`WriteFirst`] does
 /// for each of them, with every user's rows inserted only if that user had
-/// no stream row. Answers each user, whether it was written, and for a user
-/// who had a row the state found (decided again on it), which fails no
+/// no stream row. Answers each user written and, with `FIND`, each user who
+/// had a row with the state found (decided again on it), which fails no
 /// other user's write.
 #[derive(Debug)]
 pub(crate) struct CombinedFirst<'w, const FIND: bool>(pub Columns<'w>);
@@ -696,9 +709,9 @@ impl<const FIND: bool> QueryFragment<Pg> for CombinedFirst<'_, FIND> {
 /// never makes the others wait; each row is locked once, in a materialised
 /// step before the update), the factor put or deleted and the events
 /// inserted only through the rows updated. The recovery codes are kept in
-/// place or cleared. Answers each user, whether it was written, and for a
-/// user who lost a race or found its row locked the state found (decided
-/// again on it, alone), which fails no other user's write.
+/// place or cleared. Answers each user written and, with `FIND`, each user
+/// who lost a race or found its row locked with the state found (decided
+/// again on it, or on a read, alone), which fails no other user's write.
 #[derive(Debug)]
 pub(crate) struct CombinedChange<'w, const FIND: bool>(pub Columns<'w>);
 
@@ -771,8 +784,8 @@ impl<const FIND: bool> QueryFragment<Pg> for CombinedChange<'_, FIND> {
 /// row that cannot exist yet and without the other branches: PostgreSQL
 /// sets up a smaller plan for it on every call (run by pgbench, 154 µs of
 /// the machine per call against 171 to 212 for `WriteChange`; the `add`
-/// ceiling 130). Answers a [`WriteAnswer`], the state found when the user
-/// had a row.
+/// ceiling 130). Answers a [`WriteAnswer`], with `FIND` the state found
+/// when the user had a row.
 #[derive(Debug)]
 pub(crate) struct WriteFirst<'w, const FIND: bool>(pub &'w WriteChange);
 

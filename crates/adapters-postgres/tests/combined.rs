@@ -223,7 +223,8 @@ async fn one_users_lost_race_in_a_combined_write_fails_no_other() {
     }
     let held = Held::new(&db, &store, &unique_user("combined-holder")).await;
 
-    // Each reads its head and waits with its write behind the held one...
+    // Each learns its head (a read, or what its first try found) and
+    // waits with its write behind the held one...
     let changes: Vec<_> = users
         .iter()
         .map(|user| {
