@@ -836,9 +836,174 @@ fn measured(
     .announced()
 }
 
-/// gRPC Add from `clients` callers, each taking the next unused token, on
-/// one connection each (`BENCH_GRPC_CHANNELS=N`: spread over N).
+/// gRPC Add from `clients` callers, each taking the next unused token.
+/// By default on the `h2` crate itself, as wrk drives REST: two threads,
+/// each a current-thread runtime with its half of the callers, one
+/// connection per caller, every request's headers built before the run,
+/// each answer checked for `grpc-status: 0`. `BENCH_GRPC_CLIENT=tonic`
+/// drives it with tonic's generated client instead (a work-stealing
+/// runtime; `BENCH_GRPC_CHANNELS=N` spreads its callers over N
+/// connections), which spends two to three times wrk's CPU per call.
 async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds: u64) -> Run {
+    if std::env::var("BENCH_GRPC_CLIENT").is_ok_and(|client| client == "tonic") {
+        return grpc_add_tonic(service, tokens, clients, seconds).await;
+    }
+    let call = "gRPC Add";
+    let authority = service.grpc.trim_start_matches("http://").to_owned();
+    let uri: http::Uri = format!("{}{GRPC_ADD_PATH}", service.grpc).parse().unwrap();
+    let used_tokens = tokens.len();
+    let headers: Arc<Vec<http::HeaderValue>> = Arc::new(
+        tokens
+            .into_iter()
+            .map(|token| http::HeaderValue::try_from(format!("Bearer {token}")).unwrap())
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let threads = clients.clamp(1, 2);
+    // Every caller's connection is open (and its handshake done) before
+    // the clock starts, as wrk connects before it counts.
+    let start = Arc::new(std::sync::Barrier::new(threads as usize + 1));
+    let deadline = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let workers: Vec<_> = (0..threads)
+        .map(|thread| {
+            let callers = clients / threads + u64::from(thread < clients % threads);
+            let (authority, uri, headers, next) = (
+                authority.clone(),
+                uri.clone(),
+                headers.clone(),
+                next.clone(),
+            );
+            let (start, deadline) = (start.clone(), deadline.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let mut senders = Vec::new();
+                    for _ in 0..callers {
+                        let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+                        stream.set_nodelay(true).unwrap();
+                        let (sender, connection) = h2::client::handshake(stream).await.unwrap();
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        senders.push(sender.ready().await.unwrap());
+                    }
+                    tokio::task::spawn_blocking(move || start.wait())
+                        .await
+                        .unwrap();
+                    let deadline = *deadline.get().unwrap();
+                    let tasks = senders.into_iter().map(|sender| {
+                        let (uri, headers, next) = (uri.clone(), headers.clone(), next.clone());
+                        tokio::spawn(h2_caller(sender, uri, headers, next, deadline))
+                    });
+                    let mut latencies = Vec::new();
+                    let mut failed = 0;
+                    for task in futures::future::join_all(tasks).await {
+                        let (l, f) = task.unwrap();
+                        latencies.extend(l);
+                        failed += f;
+                    }
+                    (latencies, failed)
+                })
+            })
+        })
+        .collect();
+    let profile = profiler(service, call, seconds);
+    let counted = Counters::read(true);
+    let before = service.figures().2;
+    let machine = Machine::now();
+    let started = Instant::now();
+    deadline
+        .set(started + Duration::from_secs(seconds))
+        .unwrap();
+    let start_all = start.clone();
+    tokio::task::spawn_blocking(move || start_all.wait())
+        .await
+        .unwrap();
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for worker in workers {
+        let (l, f) = worker.join().unwrap();
+        latencies.extend(l);
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = service.figures().2 - before;
+    let after = Machine::now();
+    if let Some(mut perf) = profile {
+        let _ = perf.wait();
+    }
+    grpc_run(
+        call,
+        latencies,
+        failed,
+        elapsed,
+        cpu,
+        (&machine, &after),
+        counted,
+        next.load(Ordering::Relaxed) > used_tokens,
+    )
+}
+
+/// The method gRPC Add calls.
+const GRPC_ADD_PATH: &str = "/zitadel.auth.v1.AuthService/AddMyAuthFactorOTP";
+
+/// One gRPC Add caller on its own HTTP/2 connection until `deadline`: an
+/// empty `AddMyAuthFactorOTPRequest` (the 5-byte frame of an empty
+/// message) with the next token, the answer's data read and its status
+/// checked (in the trailers, or in the headers of a trailers-only answer).
+async fn h2_caller(
+    mut sender: h2::client::SendRequest<bytes::Bytes>,
+    uri: http::Uri,
+    headers: Arc<Vec<http::HeaderValue>>,
+    next: Arc<AtomicUsize>,
+    deadline: Instant,
+) -> (Vec<u64>, u64) {
+    const EMPTY_MESSAGE: &[u8] = &[0, 0, 0, 0, 0];
+    let (mut latencies, mut failed) = (Vec::new(), 0_u64);
+    while Instant::now() < deadline {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let request = http::Request::post(uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .header(
+                http::header::AUTHORIZATION,
+                headers[index % headers.len()].clone(),
+            )
+            .body(())
+            .unwrap();
+        let sent = Instant::now();
+        let answered = async {
+            sender = sender.clone().ready().await.ok()?;
+            let (response, mut body) = sender.send_request(request, false).ok()?;
+            body.send_data(bytes::Bytes::from_static(EMPTY_MESSAGE), true)
+                .ok()?;
+            let (parts, mut received) = response.await.ok()?.into_parts();
+            while let Some(chunk) = received.data().await {
+                let chunk = chunk.ok()?;
+                let _ = received.flow_control().release_capacity(chunk.len());
+            }
+            let trailers = received.trailers().await.ok()?;
+            let status = trailers
+                .as_ref()
+                .and_then(|trailers| trailers.get("grpc-status"))
+                .or_else(|| parts.headers.get("grpc-status"));
+            Some(parts.status == http::StatusCode::OK && status.is_some_and(|s| s == "0"))
+        }
+        .await;
+        if answered != Some(true) {
+            failed += 1;
+        }
+        latencies.push(sent.elapsed().as_micros() as u64);
+    }
+    (latencies, failed)
+}
+
+/// gRPC Add on tonic's generated client (`BENCH_GRPC_CLIENT=tonic`), on
+/// one connection per caller (`BENCH_GRPC_CHANNELS=N`: spread over N).
+async fn grpc_add_tonic(service: &Service, tokens: Vec<String>, clients: u64, seconds: u64) -> Run {
     let call = "gRPC Add";
     let channels = env_number("BENCH_GRPC_CHANNELS", clients);
     let tokens = Arc::new(tokens);
@@ -889,10 +1054,35 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     if let Some(mut perf) = profile {
         let _ = perf.wait();
     }
+    let wrapped = next.load(Ordering::Relaxed) > tokens.len();
+    grpc_run(
+        call,
+        latencies,
+        failed,
+        elapsed,
+        cpu,
+        (&machine, &after),
+        counted,
+        wrapped,
+    )
+}
+
+/// A gRPC Add run as a [`Run`]: the machine's figures between `machines`
+/// (before, after) and the service's `cpu` seconds, per answered call.
+#[allow(clippy::too_many_arguments)]
+fn grpc_run(
+    call: &str,
+    mut latencies: Vec<u64>,
+    failed: u64,
+    elapsed: f64,
+    cpu: f64,
+    (before, after): (&Machine, &Machine),
+    counted: Option<Counters>,
+    wrapped: bool,
+) -> Run {
     let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
     let requests = latencies.len() as u64;
-    let used = next.load(Ordering::Relaxed);
-    let mut spent = after.spent_since(&machine, requests);
+    let mut spent = after.spent_since(before, requests);
     (spent.commits, spent.fpi) = Counters::per(Counters::read(true), counted, requests);
     Run {
         call: call.to_owned(),
@@ -904,7 +1094,7 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
         p99_ms,
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
         spent,
-        note: if used > tokens.len() {
+        note: if wrapped {
             "(token list wrapped: raise BENCH_USERS)".into()
         } else {
             String::new()
