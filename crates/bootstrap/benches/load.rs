@@ -1,6 +1,6 @@
 //! `just bench` (or `cargo bench -p bootstrap --bench load`): the release
 //! `otp-service serve` on a fresh PostgreSQL database under load from `wrk`
-//! (REST) and a tonic client loop (gRPC), with different users per request
+//! (REST) and callers on the `h2` crate (gRPC), with different users per request
 //! (pre-minted tokens, pre-seeded factors), compared in the same run with the
 //! physical limit: `../shared/bench/ceiling.sh`, pgbench running the smallest
 //! durable SQL for each call, each of the four calls' ceilings right after
@@ -33,7 +33,9 @@
 //! profile of the service during each of those calls' runs
 //! (`BENCH_PROFILE_ALL=1`: of the whole machine, PostgreSQL included).
 //! `BENCH_ADD_PAIR=1` runs only REST Add, gRPC Add and the `add` ceiling.
-//! `BENCH_GRPC_CHANNELS=N` puts gRPC Add's callers on N connections (one each).
+//! `BENCH_GRPC_CLIENT=tonic` drives gRPC Add with tonic's generated client
+//! instead of the `h2` callers; `BENCH_GRPC_CHANNELS=N` puts that client's
+//! callers on N connections (one each).
 //! `BENCH_HALF_RATE=1` runs only REST Add, Add at half its rate (or at
 //! `BENCH_PACE` requests/s), the paced ceiling and List at that pace.
 //! `BENCH_STOP_AFTER="REST Verify"` ends the benchmark after that call
@@ -556,8 +558,8 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     cpu_us_per_request: f64,
-    /// PostgreSQL's and the load generator's (wrk, or the tonic client
-    /// loop) CPU per request, and how busy the machine was.
+    /// PostgreSQL's and the load generator's (wrk, or the gRPC caller
+    /// threads) CPU per request, and how busy the machine was.
     spent: Spent,
     note: String,
 }
@@ -1094,11 +1096,14 @@ fn grpc_run(
         p99_ms,
         cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
         spent,
-        note: if wrapped {
-            "(token list wrapped: raise BENCH_USERS)".into()
-        } else {
-            String::new()
-        },
+        note: [
+            (failed > 0).then(|| format!("{failed} failed")),
+            wrapped.then(|| "(token list wrapped: raise BENCH_USERS)".to_owned()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" "),
     }
     .announced()
 }
