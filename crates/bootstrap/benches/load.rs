@@ -900,51 +900,25 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
                         let (uri, headers, next) = (uri.clone(), headers.clone(), next.clone());
                         tokio::spawn(h2_caller(sender, uri, headers, next, deadline))
                     });
-                    let mut latencies = Vec::new();
-                    let mut failed = 0;
-                    for task in futures::future::join_all(tasks).await {
-                        let (l, f) = task.unwrap();
-                        latencies.extend(l);
-                        failed += f;
-                    }
-                    (latencies, failed)
+                    let callers = futures::future::join_all(tasks).await;
+                    merged(callers.into_iter().map(Result::unwrap))
                 })
             })
         })
         .collect();
-    let profile = profiler(service, call, seconds);
-    let counted = Counters::read(true);
-    let before = service.figures().2;
-    let machine = Machine::now();
-    let started = Instant::now();
+    let clock = GrpcClock::start(service, call, seconds);
     deadline
-        .set(started + Duration::from_secs(seconds))
+        .set(clock.started + Duration::from_secs(seconds))
         .unwrap();
     let start_all = start.clone();
     tokio::task::spawn_blocking(move || start_all.wait())
         .await
         .unwrap();
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    for worker in workers {
-        let (l, f) = worker.join().unwrap();
-        latencies.extend(l);
-        failed += f;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = service.figures().2 - before;
-    let after = Machine::now();
-    if let Some(mut perf) = profile {
-        let _ = perf.wait();
-    }
-    grpc_run(
+    let callers = merged(workers.into_iter().map(|worker| worker.join().unwrap()));
+    clock.finished(
+        service,
         call,
-        latencies,
-        failed,
-        elapsed,
-        cpu,
-        (&machine, &after),
-        counted,
+        callers,
         next.load(Ordering::Relaxed) > used_tokens,
     )
 }
@@ -1015,12 +989,8 @@ async fn grpc_add_tonic(service: &Service, tokens: Vec<String>, clients: u64, se
         let endpoint = tonic::transport::Endpoint::from_shared(service.grpc.clone()).unwrap();
         opened.push(endpoint.connect().await.unwrap());
     }
-    let profile = profiler(service, call, seconds);
-    let counted = Counters::read(true);
-    let before = service.figures().2;
-    let machine = Machine::now();
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
+    let clock = GrpcClock::start(service, call, seconds);
+    let deadline = clock.started + Duration::from_secs(seconds);
     let tasks = (0..clients).map(|caller| {
         let (tokens, next) = (tokens.clone(), next.clone());
         let channel = opened[caller as usize % opened.len()].clone();
@@ -1043,69 +1013,85 @@ async fn grpc_add_tonic(service: &Service, tokens: Vec<String>, clients: u64, se
             (latencies, failed)
         })
     });
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    for task in futures::future::join_all(tasks).await {
-        let (l, f) = task.unwrap();
-        latencies.extend(l);
-        failed += f;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = service.figures().2 - before;
-    let after = Machine::now();
-    if let Some(mut perf) = profile {
-        let _ = perf.wait();
-    }
+    let callers = futures::future::join_all(tasks).await;
+    let callers = merged(callers.into_iter().map(Result::unwrap));
     let wrapped = next.load(Ordering::Relaxed) > tokens.len();
-    grpc_run(
-        call,
-        latencies,
-        failed,
-        elapsed,
-        cpu,
-        (&machine, &after),
-        counted,
-        wrapped,
+    clock.finished(service, call, callers, wrapped)
+}
+
+/// The callers' latencies (µs) and failures, put together.
+fn merged(callers: impl IntoIterator<Item = (Vec<u64>, u64)>) -> (Vec<u64>, u64) {
+    callers.into_iter().fold(
+        (Vec::new(), 0),
+        |(mut latencies, failed), (more, more_failed)| {
+            latencies.extend(more);
+            (latencies, failed + more_failed)
+        },
     )
 }
 
-/// A gRPC Add run as a [`Run`]: the machine's figures between `machines`
-/// (before, after) and the service's `cpu` seconds, per answered call.
-#[allow(clippy::too_many_arguments)]
-fn grpc_run(
-    call: &str,
-    mut latencies: Vec<u64>,
-    failed: u64,
-    elapsed: f64,
-    cpu: f64,
-    (before, after): (&Machine, &Machine),
+/// What a gRPC Add run measures from its start: the service's CPU, the
+/// machine's, PostgreSQL's counts, and a profile when asked for.
+struct GrpcClock {
+    profile: Option<Child>,
     counted: Option<Counters>,
-    wrapped: bool,
-) -> Run {
-    let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
-    let requests = latencies.len() as u64;
-    let mut spent = after.spent_since(before, requests);
-    (spent.commits, spent.fpi) = Counters::per(Counters::read(true), counted, requests);
-    Run {
-        call: call.to_owned(),
-        ceiling_op: Some("add"),
-        requests,
-        seconds: elapsed,
-        failed,
-        p50_ms,
-        p99_ms,
-        cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
-        spent,
-        note: [
-            (failed > 0).then(|| format!("{failed} failed")),
-            wrapped.then(|| "(token list wrapped: raise BENCH_USERS)".to_owned()),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" "),
+    cpu: f64,
+    machine: Machine,
+    started: Instant,
+}
+
+impl GrpcClock {
+    fn start(service: &Service, call: &str, seconds: u64) -> Self {
+        let profile = profiler(service, call, seconds);
+        let counted = Counters::read(true);
+        Self {
+            profile,
+            counted,
+            cpu: service.figures().2,
+            machine: Machine::now(),
+            started: Instant::now(),
+        }
     }
-    .announced()
+
+    /// The run as a [`Run`], per answered call.
+    fn finished(
+        self,
+        service: &Service,
+        call: &str,
+        (mut latencies, failed): (Vec<u64>, u64),
+        wrapped: bool,
+    ) -> Run {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let cpu = service.figures().2 - self.cpu;
+        let after = Machine::now();
+        if let Some(mut perf) = self.profile {
+            let _ = perf.wait();
+        }
+        let (p50_ms, p99_ms) = percentiles_ms(&mut latencies);
+        let requests = latencies.len() as u64;
+        let mut spent = after.spent_since(&self.machine, requests);
+        (spent.commits, spent.fpi) = Counters::per(Counters::read(true), self.counted, requests);
+        Run {
+            call: call.to_owned(),
+            ceiling_op: Some("add"),
+            requests,
+            seconds: elapsed,
+            failed,
+            p50_ms,
+            p99_ms,
+            cpu_us_per_request: cpu * 1e6 / requests.max(1) as f64,
+            spent,
+            note: [
+                (failed > 0).then(|| format!("{failed} failed")),
+                wrapped.then(|| "(token list wrapped: raise BENCH_USERS)".to_owned()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" "),
+        }
+        .announced()
+    }
 }
 
 /// Adds a factor for each token's user over REST (untimed; `clients`
