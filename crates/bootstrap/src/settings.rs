@@ -945,7 +945,6 @@ mod tests {
         assert_eq!(settings.auth.leeway, Duration::from_secs(60));
         assert_eq!(settings.totp.issuer, "ACME");
         assert_eq!(settings.totp.digits, 8);
-        let _ = std::fs::remove_file(&file.0);
     }
 
     #[test]
@@ -1073,14 +1072,24 @@ mod tests {
         assert_eq!(off.use_case_settings().unwrap().admins.org_role, None);
     }
 
-    fn tempfile() -> (std::path::PathBuf, std::fs::File) {
+    /// A settings file under the system's temporary directory: its path
+    /// and the file, removed when it is dropped.
+    struct TempFile(std::path::PathBuf, std::fs::File);
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn tempfile() -> TempFile {
         let path = std::env::temp_dir().join(format!(
             "otp-settings-{}-{:?}.toml",
             std::process::id(),
             std::thread::current().id()
         ));
         let file = std::fs::File::create(&path).unwrap();
-        (path, file)
+        TempFile(path, file)
     }
 
     #[test]
@@ -1169,7 +1178,6 @@ mod tests {
             .to_string();
         assert!(!error.contains("hunter2"), "{error}");
         assert!(error.contains("line 2"), "{error}");
-        let _ = std::fs::remove_file(&file.0);
     }
 
     #[test]
@@ -1201,7 +1209,6 @@ mod tests {
         let settings = Settings::load(Some(&file.0), env(&[])).unwrap();
         assert_eq!(settings.auth.check_clients, ["a", "b"]);
         assert_eq!(settings.auth.allowed_clients, ["web"]);
-        let _ = std::fs::remove_file(&file.0);
 
         // The defaults: nobody may check, no sign-in rule, https only.
         let defaults = Settings::load(None, env(&[])).unwrap();

@@ -437,7 +437,7 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     let Some(app) = spawn_app().await else { return };
     let prefix = user("bulk");
     let users: Vec<String> = (0..60).map(|n| format!("{prefix}-{n}")).collect();
-    let mut file = tempfile_in_target("bulk.jsonl");
+    let mut file = temp_file("bulk.jsonl");
     let mut secrets = Vec::new();
     for (n, id) in users.iter().enumerate() {
         let secret = secret_of(n);
@@ -542,7 +542,7 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     );
 
     // A clean file exits 0.
-    let mut clean = tempfile_in_target("clean.jsonl");
+    let mut clean = temp_file("clean.jsonl");
     writeln!(
         clean.1,
         "{}",
@@ -568,13 +568,24 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     }
 }
 
-/// A file under the test's target directory (removed with it).
-fn tempfile_in_target(name: &str) -> (std::path::PathBuf, std::fs::File) {
+/// A file `name` in a directory of its own under the system's temporary
+/// directory: its path and the file, both removed when it is dropped.
+struct TempFile(std::path::PathBuf, std::fs::File);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn temp_file(name: &str) -> TempFile {
     let dir = std::env::temp_dir().join(format!("otp-import-{}", user("f")));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     let file = std::fs::File::create(&path).unwrap();
-    (path, file)
+    TempFile(path, file)
 }
 
 /// pyotp (`OTP_PYTHON`, as `.ci/run` sets it) runs `script`: its stdout, or
@@ -629,7 +640,7 @@ async fn secrets_made_by_pyotp_import_and_verify_with_oathtool() {
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    let mut file = tempfile_in_target("pyotp.jsonl");
+    let mut file = temp_file("pyotp.jsonl");
     writeln!(file.1, "{url}").unwrap();
     file.1.flush().unwrap();
     let output = run_import(&app, &file.0, &[]);
@@ -684,7 +695,7 @@ async fn a_keycloak_realm_export_imports_and_verifies_with_oathtool() {
             {"id": format!("{prefix}-carol"), "username": "carol", "credentials": []},
         ],
     });
-    let mut export = tempfile_in_target("realm-export.json");
+    let mut export = temp_file("realm-export.json");
     write!(export.1, "{realm}").unwrap();
     export.1.flush().unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -700,7 +711,7 @@ async fn a_keycloak_realm_export_imports_and_verifies_with_oathtool() {
         "{}",
         String::from_utf8_lossy(&converted.stderr)
     );
-    let jsonl = tempfile_in_target("keycloak.jsonl");
+    let jsonl = temp_file("keycloak.jsonl");
     std::fs::write(&jsonl.0, &converted.stdout).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&converted.stdout).lines().count(),
