@@ -922,9 +922,9 @@ mod tests {
     #[test]
     fn file_then_env_override_in_that_order() {
         let mut file = tempfile();
-        writeln!(file.1, "[http]\naddr = \"127.0.0.1:1\"\n[database]\nmax_connections = 4\nconnect_timeout = \"2s\"\n[auth]\naudience = 1234567890123456789\n[totp]\nissuer = \"ACME\"").unwrap();
+        writeln!(file, "[http]\naddr = \"127.0.0.1:1\"\n[database]\nmax_connections = 4\nconnect_timeout = \"2s\"\n[auth]\naudience = 1234567890123456789\n[totp]\nissuer = \"ACME\"").unwrap();
         let settings = Settings::load(
-            Some(&file.0),
+            Some(file.path()),
             env(&[
                 ("OTP__HTTP__ADDR", "127.0.0.1:2"),
                 ("OTP__DATABASE__URL", "postgres://u:hunter2@db/otp"),
@@ -1054,11 +1054,11 @@ mod tests {
         );
         let mut file = tempfile();
         writeln!(
-            file.1,
+            file,
             "[auth]\nroles_claim = \"realm_access.roles\"\nadmin_role = \"helpdesk\"\ninstance_admin_role = \"\"\nadmin_scope = \" otp:admin \""
         )
         .unwrap();
-        let settings = Settings::load(Some(&file.0), env(&[])).unwrap();
+        let settings = Settings::load(Some(file.path()), env(&[])).unwrap();
         assert_eq!(settings.auth.roles_claim, "realm_access.roles");
         assert_eq!(
             settings.use_case_settings().unwrap().admins,
@@ -1072,24 +1072,14 @@ mod tests {
         assert_eq!(off.use_case_settings().unwrap().admins.org_role, None);
     }
 
-    /// A settings file under the system's temporary directory: its path
-    /// and the file, removed when it is dropped.
-    struct TempFile(std::path::PathBuf, std::fs::File);
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    fn tempfile() -> TempFile {
-        let path = std::env::temp_dir().join(format!(
-            "otp-settings-{}-{:?}.toml",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let file = std::fs::File::create(&path).unwrap();
-        TempFile(path, file)
+    /// A `.toml` file under the system's temporary directory (the loader
+    /// takes the format from the extension), removed when dropped.
+    fn tempfile() -> tempfile::NamedTempFile {
+        tempfile::Builder::new()
+            .prefix("otp-settings-")
+            .suffix(".toml")
+            .tempfile()
+            .unwrap()
     }
 
     #[test]
@@ -1172,8 +1162,8 @@ mod tests {
         }
         // A file that is not TOML: its position, not its line.
         let mut file = tempfile();
-        writeln!(file.1, "[database]\nurl = postgres://u:hunter2@db/otp").unwrap();
-        let error = Settings::load(Some(&file.0), env(&[]))
+        writeln!(file, "[database]\nurl = postgres://u:hunter2@db/otp").unwrap();
+        let error = Settings::load(Some(file.path()), env(&[]))
             .unwrap_err()
             .to_string();
         assert!(!error.contains("hunter2"), "{error}");
@@ -1202,11 +1192,11 @@ mod tests {
 
         let mut file = tempfile();
         writeln!(
-            file.1,
+            file,
             "[auth]\ncheck_clients = [\"a\", \"b\"]\nallowed_clients = [\"web\"]"
         )
         .unwrap();
-        let settings = Settings::load(Some(&file.0), env(&[])).unwrap();
+        let settings = Settings::load(Some(file.path()), env(&[])).unwrap();
         assert_eq!(settings.auth.check_clients, ["a", "b"]);
         assert_eq!(settings.auth.allowed_clients, ["web"]);
 

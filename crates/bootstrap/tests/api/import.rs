@@ -446,26 +446,26 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
             1 => json!({"user_id": id, "otpauth": format!("otpauth://totp/Old%20IdP:{id}?secret={secret}&issuer=Old%20IdP")}).to_string(),
             _ => json!({"user_id": id, "secret": secret.to_lowercase()}).to_string(),
         };
-        writeln!(file.1, "{line}").unwrap();
+        writeln!(file, "{line}").unwrap();
         secrets.push(secret);
         if n == 10 {
             writeln!(
-                file.1,
+                file,
                 "{{\"user_id\": \"{prefix}-bad\", \"secret\": \"{}\"",
                 secret_of(99)
             )
             .unwrap();
-            writeln!(file.1).unwrap();
-            writeln!(file.1, "# a comment").unwrap();
+            writeln!(file).unwrap();
+            writeln!(file, "# a comment").unwrap();
             writeln!(
-                file.1,
+                file,
                 "{}",
                 json!({"user_id": format!("{prefix}-short"), "secret": "JBSWY3DPEHPK3PXP"})
             )
             .unwrap();
         }
     }
-    file.1.flush().unwrap();
+    file.flush().unwrap();
     // Users 0..=10 are lines 1..=11; then the bad line 12, blank 13, comment
     // 14, the short secret 15; user n > 10 is line n + 5.
     let out = |output: &Output| {
@@ -475,7 +475,7 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
             String::from_utf8_lossy(&output.stderr)
         )
     };
-    let first = run_import(&app, &file.0, &[]);
+    let first = run_import(&app, file.path(), &[]);
     let text = out(&first);
     assert_eq!(first.status.code(), Some(1), "{text}");
     assert!(
@@ -504,7 +504,7 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     }
 
     // Running it again skips every imported user and refuses the same lines.
-    let second = run_import(&app, &file.0, &[]);
+    let second = run_import(&app, file.path(), &[]);
     let text = out(&second);
     assert_eq!(second.status.code(), Some(1), "{text}");
     assert!(text.contains("imported 0, skipped 60, refused 2"), "{text}");
@@ -530,7 +530,11 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     )
     .await;
     assert_eq!(other.status, 200, "{}", other.body);
-    let resumed = run_import(&app, &file.0, &["--from-line", "16", "--concurrency", "2"]);
+    let resumed = run_import(
+        &app,
+        file.path(),
+        &["--from-line", "16", "--concurrency", "2"],
+    );
     let text = out(&resumed);
     assert_eq!(resumed.status.code(), Some(1), "{text}");
     assert!(text.contains("imported 0, skipped 48, refused 1"), "{text}");
@@ -544,13 +548,13 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     // A clean file exits 0.
     let mut clean = temp_file("clean.jsonl");
     writeln!(
-        clean.1,
+        clean,
         "{}",
         json!({"user_id": format!("{prefix}-clean"), "secret": SECRET})
     )
     .unwrap();
-    clean.1.flush().unwrap();
-    let ok = run_import(&app, &clean.0, &[]);
+    clean.flush().unwrap();
+    let ok = run_import(&app, clean.path(), &[]);
     assert!(ok.status.success(), "{}", out(&ok));
     assert!(out(&ok).contains("imported 1, skipped 0, refused 0"));
 
@@ -568,24 +572,14 @@ async fn bulk_import_is_idempotent_resumable_and_reports_lines_never_secrets() {
     }
 }
 
-/// A file `name` in a directory of its own under the system's temporary
-/// directory: its path and the file, both removed when it is dropped.
-struct TempFile(std::path::PathBuf, std::fs::File);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn temp_file(name: &str) -> TempFile {
-    let dir = std::env::temp_dir().join(format!("otp-import-{}", user("f")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let file = std::fs::File::create(&path).unwrap();
-    TempFile(path, file)
+/// A file under the system's temporary directory whose name ends in
+/// `name`, removed when dropped.
+fn temp_file(name: &str) -> tempfile::NamedTempFile {
+    tempfile::Builder::new()
+        .prefix("otp-import-")
+        .suffix(&format!("-{name}"))
+        .tempfile()
+        .unwrap()
 }
 
 /// pyotp (`OTP_PYTHON`, as `.ci/run` sets it) runs `script`: its stdout, or
@@ -641,9 +635,9 @@ async fn secrets_made_by_pyotp_import_and_verify_with_oathtool() {
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let mut file = temp_file("pyotp.jsonl");
-    writeln!(file.1, "{url}").unwrap();
-    file.1.flush().unwrap();
-    let output = run_import(&app, &file.0, &[]);
+    writeln!(file, "{url}").unwrap();
+    file.flush().unwrap();
+    let output = run_import(&app, file.path(), &[]);
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
@@ -696,14 +690,14 @@ async fn a_keycloak_realm_export_imports_and_verifies_with_oathtool() {
         ],
     });
     let mut export = temp_file("realm-export.json");
-    write!(export.1, "{realm}").unwrap();
-    export.1.flush().unwrap();
+    write!(export, "{realm}").unwrap();
+    export.flush().unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/tools/keycloak-otp-export.py");
     let python = std::env::var("OTP_PYTHON").unwrap_or_else(|_| "python3".into());
     let converted = Command::new(&python)
         .arg(&script)
-        .arg(&export.0)
+        .arg(export.path())
         .output()
         .unwrap();
     assert!(
@@ -712,13 +706,13 @@ async fn a_keycloak_realm_export_imports_and_verifies_with_oathtool() {
         String::from_utf8_lossy(&converted.stderr)
     );
     let jsonl = temp_file("keycloak.jsonl");
-    std::fs::write(&jsonl.0, &converted.stdout).unwrap();
+    std::fs::write(jsonl.path(), &converted.stdout).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&converted.stdout).lines().count(),
         2
     );
 
-    let output = run_import(&app, &jsonl.0, &[]);
+    let output = run_import(&app, jsonl.path(), &[]);
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
