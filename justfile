@@ -17,10 +17,10 @@ test:
     cargo test --workspace
 
 # Load benchmark: the release service under wrk (REST) and HTTP/2 callers
-# on the h2 crate (gRPC) against ../shared/bench/ceiling.sh (pgbench on the smallest durable
-# SQL per call) in the same run; prints requests/s, ratio to the ceiling,
-# p50/p99, CPU per request and RSS (docs/performance.md). Needs wrk and
-# pgbench. BENCH_SECONDS / BENCH_CLIENTS / BENCH_USERS tune it.
+# on the h2 crate (gRPC) against ../shared/bench/ceiling.sh (pgbench on the
+# smallest durable SQL per call) in the same run; prints requests/s, ratio
+# to the ceiling, p50/p99, CPU per request and RSS (docs/performance.md).
+# Needs wrk and pgbench. BENCH_SECONDS / BENCH_CLIENTS / BENCH_USERS tune it.
 bench:
     cargo bench -p bootstrap --bench load
 

@@ -61,6 +61,7 @@ use std::time::{Duration, Instant};
 use adapters_crypto::AesGcmCipher;
 use adapters_grpc::proto::zitadel::auth::v1::AddMyAuthFactorOtpRequest;
 use adapters_grpc::proto::zitadel::auth::v1::auth_service_client::AuthServiceClient;
+use adapters_grpc::proto::zitadel::auth::v1::auth_service_server::SERVICE_NAME;
 use adapters_postgres::testing::TestDatabase;
 use adapters_token::DevIssuer;
 use adapters_token::testing::Server;
@@ -852,8 +853,10 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
     }
     let call = "gRPC Add";
     let authority = service.grpc.trim_start_matches("http://").to_owned();
-    let uri: http::Uri = format!("{}{GRPC_ADD_PATH}", service.grpc).parse().unwrap();
-    let used_tokens = tokens.len();
+    let uri: http::Uri = format!("{}/{SERVICE_NAME}/AddMyAuthFactorOTP", service.grpc)
+        .parse()
+        .unwrap();
+    let token_count = tokens.len();
     let headers: Arc<Vec<http::HeaderValue>> = Arc::new(
         tokens
             .into_iter()
@@ -919,12 +922,9 @@ async fn grpc_add(service: &Service, tokens: Vec<String>, clients: u64, seconds:
         service,
         call,
         callers,
-        next.load(Ordering::Relaxed) > used_tokens,
+        next.load(Ordering::Relaxed) > token_count,
     )
 }
-
-/// The method gRPC Add calls.
-const GRPC_ADD_PATH: &str = "/zitadel.auth.v1.AuthService/AddMyAuthFactorOTP";
 
 /// One gRPC Add caller on its own HTTP/2 connection until `deadline`: an
 /// empty `AddMyAuthFactorOTPRequest` (the 5-byte frame of an empty
